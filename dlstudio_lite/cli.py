@@ -1,0 +1,40 @@
+"""The ``dlstudio-lite`` command line.
+
+Each module that owns a command registers it through an ``add_cli`` function, so this
+file stays a table of contents. Run ``dlstudio-lite --help`` for the list.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlstudio-lite",
+        description="Companion command line of the dlstudio-lite course: generate the shapes "
+        "dataset, train the course's models, sample from them and grade exercises.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # --- register: data ---
+    from . import data
+    data.add_cli(sub)
+    # --- register: train ---
+    # --- register: prior / sample ---
+    # --- register: exercises / grade ---
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # A command line reports a user's mistake in one line instead of a traceback.
+        print(f"dlstudio-lite {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
