@@ -1,0 +1,142 @@
+"""Pictures for the notebooks: image grids, input/reconstruction rows, curves, widgets.
+
+Grids come from ``torchvision.utils.make_grid``; this module only adds denormalisation
+and matplotlib layout.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from torchvision.utils import make_grid
+
+from .config import quick_mode
+from .data import denormalize
+
+
+def _check_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a (B, C, H, W) tensor with C = 1 or 3, got {shape}")
+    return images.detach().float().cpu()
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """``(B, C, H, W)`` images in [-1, 1] -> one ``(3, H', W')`` grid in [0, 1]."""
+    return make_grid(denormalize(_check_images(images)), nrow=nrow, padding=padding, pad_value=1.0)
+
+
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 1.0):
+    """Show images in [-1, 1] as a grid on ``ax`` (a new figure if None); returns the Axes."""
+    grid = image_grid(images, nrow=nrow)
+    if ax is None:
+        h, w = grid.shape[1:]
+        _, ax = plt.subplots(figsize=(scale * w / 40, scale * h / 40))
+    # nearest: small images must show their pixels (and holes), not a smoothed version
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_reconstructions(inputs: torch.Tensor, recons: torch.Tensor, n: int = 8, title: str | None = None):
+    """The lecture's layout: a row of inputs above the row of their reconstructions."""
+    inputs, recons = _check_images(inputs, "inputs")[:n], _check_images(recons, "recons")[:n]
+    if inputs.shape != recons.shape:
+        raise ValueError(f"inputs and recons must have the same shape, got {tuple(inputs.shape)} "
+                         f"and {tuple(recons.shape)}")
+    fig, axes = plt.subplots(2, 1, figsize=(1.2 * len(inputs), 2.8))
+    show_images(inputs, nrow=len(inputs), title="input", ax=axes[0])
+    show_images(recons, nrow=len(recons), title="reconstruction", ax=axes[1])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_side_by_side(rows: Mapping[str, torch.Tensor], n: int = 8, title: str | None = None):
+    """Several image rows with labels, e.g. ``{"input": x, "VAE": a, "VQ-VAE": b}``."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * n, 1.4 * len(rows)), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        show_images(_check_images(images, label)[:n], nrow=n, ax=ax)
+        ax.set_title(label, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: Mapping[str, Sequence], keys: Sequence[str] | None = None, ax=None,
+                 logy: bool = False, title: str | None = None):
+    """Plot logged values; ``history[key]`` is a list of ``(step, value)`` pairs or of values."""
+    keys = list(keys or history.keys())
+    missing = [k for k in keys if k not in history]
+    if missing:
+        raise ValueError(f"history has no {missing}; available keys: {sorted(history)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for key in keys:
+        points = list(history[key])
+        if points and isinstance(points[0], (tuple, list)):
+            steps, values = zip(*points)
+        else:
+            steps, values = range(len(points)), points
+        ax.plot(steps, [float(v) for v in values], label=key)
+    ax.set_xlabel("step")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def widgets_available() -> bool:
+    """True inside a Jupyter kernel with ipywidgets installed and quick mode off."""
+    if quick_mode():
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def interactive(fn: Callable, **controls):
+    """Show ``fn`` with sliders in JupyterLab, or call it once with the defaults.
+
+    Each control is an ``ipywidgets`` widget or a ``(min, max, step, default)`` tuple.
+    Where widgets cannot render (quick mode, nbval, a plain Python process) the figure
+    is drawn once, statically, with the default values, so the notebook still shows it.
+    """
+    params = inspect.signature(fn).parameters
+    unknown = [name for name in controls if name not in params]
+    if unknown:
+        raise ValueError(f"{fn.__name__}() has no parameter(s) {unknown}; it takes {list(params)}")
+    defaults = {}
+    for name, control in controls.items():
+        if isinstance(control, tuple):
+            if len(control) != 4:
+                raise ValueError(f"control {name!r} must be (min, max, step, default), got {control!r}")
+            defaults[name] = control[3]
+        else:
+            defaults[name] = control.value
+    if not widgets_available():
+        return fn(**defaults)
+    import ipywidgets as widgets
+
+    sliders = {}
+    for name, control in controls.items():
+        if isinstance(control, tuple):
+            lo, hi, step, default = control
+            kind = widgets.IntSlider if all(isinstance(v, int) for v in control) else widgets.FloatSlider
+            control = kind(min=lo, max=hi, step=step, value=default, description=name,
+                           continuous_update=False)
+        sliders[name] = control
+    return widgets.interact(fn, **sliders)

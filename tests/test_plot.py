@@ -1,0 +1,72 @@
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from dlstudio_lite import plot
+
+matplotlib.use("Agg")
+
+
+def test_image_grid_denormalises_and_tiles():
+    x = torch.full((6, 3, 8, 8), -1.0)
+    x[0] = 1.0
+    grid = plot.image_grid(x, nrow=3, padding=2)
+    assert grid.shape == (3, 2 * 8 + 3 * 2, 3 * 8 + 4 * 2)
+    assert grid.min() >= 0.0 and grid.max() <= 1.0
+    assert torch.all(grid[:, 2:10, 2:10] == 1.0)      # the white image
+    assert torch.all(grid[:, 2:10, 12:20] == 0.0)     # a black one
+
+
+def test_grayscale_images_become_rgb_grids():
+    assert plot.image_grid(torch.zeros(4, 1, 8, 8), nrow=2).shape[0] == 3
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(3, 8, 8), torch.zeros(2, 4, 8, 8)])
+def test_bad_image_tensors_raise(bad):
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\) tensor with C = 1 or 3"):
+        plot.image_grid(bad)
+
+
+def test_show_reconstructions_draws_two_rows():
+    fig = plot.show_reconstructions(torch.rand(5, 3, 8, 8) * 2 - 1, torch.rand(5, 3, 8, 8) * 2 - 1)
+    assert [ax.get_title() for ax in fig.axes] == ["input", "reconstruction"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="same shape"):
+        plot.show_reconstructions(torch.zeros(4, 3, 8, 8), torch.zeros(4, 3, 16, 16))
+
+
+def test_side_by_side_labels_each_row():
+    fig = plot.show_side_by_side({"input": torch.zeros(3, 3, 8, 8), "VAE": torch.ones(3, 3, 8, 8)}, n=3)
+    assert [ax.get_title() for ax in fig.axes] == ["input", "VAE"]
+    plt.close(fig)
+
+
+def test_plot_history_accepts_pairs_and_plain_lists():
+    ax = plot.plot_history({"loss": [(0, 2.0), (10, 1.0)], "kl": [3.0, 2.0, 1.0]}, logy=True)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["loss"].get_xdata()) == [0, 10]
+    assert list(lines["kl"].get_ydata()) == [3.0, 2.0, 1.0]
+    assert ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="no \\['psnr'\\]"):
+        plot.plot_history({"loss": [1.0]}, keys=["psnr"])
+    plt.close("all")
+
+
+def test_interactive_degrades_to_one_static_call(quick):
+    calls = []
+
+    def draw(k=1, scale=0.5):
+        calls.append((k, scale))
+        return "figure"
+
+    assert plot.interactive(draw, k=(1, 10, 1, 4), scale=(0.0, 1.0, 0.1, 0.3)) == "figure"
+    assert calls == [(4, 0.3)]
+    with pytest.raises(ValueError, match="has no parameter"):
+        plot.interactive(draw, colour=(0, 1, 1, 0))
+    with pytest.raises(ValueError, match=r"\(min, max, step, default\)"):
+        plot.interactive(draw, k=(1, 10))
+
+
+def test_widgets_not_used_outside_a_kernel(normal):
+    assert plot.widgets_available() is False
