@@ -1,0 +1,144 @@
+"""Checkpoints that survive crashes and load safely.
+
+A checkpoint is a plain dict of tensors and Python values (see docs/DESIGN.md)::
+
+    {"format": "dlstudio-lite/1", "model_name", "hparams", "model", "optimizers",
+     "schedulers", "step", "epoch", "history", "rng", "config", ...}
+
+The trainer adds ``"batch_in_epoch"`` (the position inside the epoch) and ``"scaler"``
+(the fp16 ``GradScaler`` state) so that a resumed run continues exactly where it stopped.
+
+* Saving writes a temporary file in the *same* folder and moves it into place with
+  ``os.replace``, which is atomic: a crash (or Ctrl-C) during the write leaves the
+  previous checkpoint untouched instead of half a file.
+* Loading uses ``torch.load(..., weights_only=True)``, which refuses to unpickle arbitrary
+  objects, so opening a downloaded checkpoint cannot run code.
+* Anything wrong (missing, truncated, not a torch file, written by another program, missing
+  keys) raises :class:`CheckpointError` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "dlstudio-lite/1"
+REQUIRED_KEYS = ("format", "model_name", "hparams", "model", "optimizers", "schedulers",
+                 "step", "epoch", "history", "rng", "config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or not a dlstudio-lite checkpoint."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically and return the path.
+
+    ``state`` must hold only tensors and plain Python values (dict, list, tuple, str, int,
+    float, bool, None) so that it can be read back with ``weights_only=True``. ``"format"``
+    is filled in when missing.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"a checkpoint must be a dict, got {type(state).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, **state}
+    # The temporary file lives next to the target: os.replace is only atomic within one
+    # file system, and a rename never exposes a partly written file under the final name.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # also on KeyboardInterrupt: never leave the temporary file behind
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                    ) -> dict[str, Any]:
+    """Read and validate a checkpoint written by :func:`save_checkpoint`.
+
+    Raises :class:`CheckpointError` when the file is missing, corrupt, not a torch file,
+    holds objects that ``weights_only=True`` refuses, or lacks the dlstudio-lite keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # zip errors, unpickling errors, EOF: all mean "unreadable"
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} could not be read: it is truncated, corrupt, not a "
+            f"torch file, or holds objects that weights_only=True refuses "
+            f"({_reason(err)})") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a dlstudio-lite checkpoint: it "
+                              f"holds a {type(state).__name__}, expected a dict")
+    if state.get("format") != FORMAT:
+        found = state.get("format", "no 'format' key")
+        keys = ", ".join(sorted(map(str, state))[:8])
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a dlstudio-lite checkpoint: "
+                              f"expected format {FORMAT!r}, found {found!r} (keys: {keys})")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: missing key(s) "
+                              f"{', '.join(missing)}")
+    return state
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of torch.load's (long) error message."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for line in lines:
+        if "Unsupported global" in line:  # weights_only met an arbitrary object
+            return line.split(". Please use")[0].replace("WeightsUnpickler error: ", "")
+    return lines[0] if lines else type(err).__name__
+
+
+# --- random number generator state --------------------------------------------------------
+# Stored as tensors and tuples of ints so that weights_only=True accepts it.
+
+def rng_state() -> dict[str, Any]:
+    """Snapshot of the Python, NumPy and torch (CPU and CUDA) random generators."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
+                  int(np_has_gauss), float(np_gauss)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a snapshot made by :func:`rng_state`."""
+    random.setstate(_as_tuples(state["python"]))
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss,
+                         np_gauss))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = [s.cpu() for s in state["cuda"]]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _as_tuples(value):
+    # random.setstate needs tuples; be lenient in case a list came back.
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value

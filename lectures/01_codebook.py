@@ -1,0 +1,585 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 1: The codebook
+#
+# A *codebook* is a small, fixed vocabulary of vectors. A codebook-based generative model
+# (VQ-VAE, VQGAN) lets a convolutional encoder describe an image with continuous feature
+# vectors and then replaces every one of them by the closest vocabulary entry. The image
+# becomes a grid of integers, much as a sentence becomes a sequence of token ids.
+#
+# **What you will learn**
+#
+# - what a codebook is: $K$ vectors of dimension $D$, and how it turns an encoder's
+#   `(B, C, H, W)` feature map into a `(B, H, W)` grid of integer tokens;
+# - nearest-neighbour quantization, and the Voronoi cells it carves out of the space;
+# - how to quantize a feature map correctly in PyTorch, step by step with shapes, and
+#   two bugs that run without any error message: flattening without moving the
+#   channels last, and taking `argmax` instead of `argmin`;
+# - how to fit a codebook with k-means and read an image as a grid of tokens;
+# - how quantization error and *perplexity* (codebook usage) change with $K$;
+# - why snapping vectors to a codebook protects attention from small input noise,
+#   and where that protection ends.
+
+# %%
+# %matplotlib inline
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlstudio_lite import pick, quick_mode, seed_everything
+from dlstudio_lite.plot import interactive
+
+seed_everything(0)
+# Every tensor in this notebook is small: one CPU thread is faster than several, because
+# handing tiny operations between threads costs more than it saves.
+torch.set_num_threads(1)
+print("quick mode:", quick_mode())
+
+# %% [markdown]
+# ## 1. What a codebook is
+#
+# A codebook is a matrix $E \in \mathbb{R}^{K \times D}$ whose rows $e_0, \dots, e_{K-1}$
+# are the *code vectors*. Take an encoder that maps a $64 \times 64 \times 3$ image to a
+# feature map of shape $(C, h, w) = (256, 16, 16)$. Read the feature map as $h \cdot w = 256$
+# vectors $z_{ij} \in \mathbb{R}^{C}$, one per spatial position, each describing a patch of the
+# input. With $D = C$ each of them is replaced by its nearest code vector:
+#
+# $$
+# k_{ij} = \operatorname*{arg\,min}_{k \in \{0,\dots,K-1\}} \lVert z_{ij} - e_k \rVert_2^2,
+# \qquad z^{q}_{ij} = e_{k_{ij}} .
+# $$
+#
+# Two things come out: the quantized feature map $z^q$ (same shape as the input, fed to the
+# decoder) and the integer grid $k$ of shape $(h, w)$: the image written as tokens.
+# The lecture writes the same rule as a one-hot posterior $q(z = k \mid x)$ that puts all its
+# mass on the closest code.
+#
+# Computing all $N \times K$ squared distances one by one would build an $(N, K, D)$ tensor.
+# Expanding the square avoids that:
+#
+# $$
+# \lVert z - e \rVert^2 = \lVert z \rVert^2 - 2\, z \cdot e + \lVert e \rVert^2 ,
+# $$
+#
+# a column of $\lVert z \rVert^2$, one matrix product $Z E^\top$ and a row of $\lVert e \rVert^2$.
+
+
+# %%
+def squared_distances(z, codebook):
+    """z: (N, D), codebook: (K, D) -> (N, K) squared Euclidean distances."""
+    return z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)
+
+
+def nearest_code(z, codebook):
+    """z: (N, D), codebook: (K, D) -> (N,) index of the closest code vector."""
+    return squared_distances(z, codebook).argmin(dim=1)
+
+
+# torch.cdist computes the same distances the slow, obvious way: a check of the algebra.
+z_check, e_check = torch.randn(100, 5), torch.randn(7, 5)
+print("matches torch.cdist:",
+      torch.allclose(squared_distances(z_check, e_check), torch.cdist(z_check, e_check) ** 2, atol=1e-4))
+
+# %% [markdown]
+# ## 2. Quantizing points in the plane
+#
+# With $D = 2$ everything can be drawn. Below are points from five blobs and a codebook of
+# $K = 8$ vectors. Colouring every location of a dense grid by its nearest code shows the
+# *Voronoi cells*: all points in one cell are replaced by the same code vector (the star).
+
+# %%
+centres = torch.tensor([[-2.0, -1.0], [0.0, 2.2], [2.2, -1.6], [2.6, 1.4], [-2.6, 2.0]])
+points = centres[torch.randint(0, len(centres), (pick(normal=2000, quick=600),))]
+points = points + 0.55 * torch.randn_like(points)
+
+
+def voronoi_cells(codebook, lim=4.5, res=300):
+    """Label a res x res grid over [-lim, lim]^2 with the nearest code: (res, res) long."""
+    g = torch.linspace(-lim, lim, res)
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
+    return nearest_code(grid, codebook).reshape(res, res)
+
+
+def plot_voronoi(codebook, pts, ax, title="", lim=4.5):
+    cells = voronoi_cells(codebook, lim)
+    # Cell borders: grid locations whose right or upper neighbour belongs to another code.
+    border = torch.zeros_like(cells, dtype=torch.bool)
+    border[:, :-1] |= cells[:, :-1] != cells[:, 1:]
+    border[:-1, :] |= cells[:-1, :] != cells[1:, :]
+    extent = (-lim, lim, -lim, lim)
+    ax.imshow(cells % 20, cmap="tab20", vmin=0, vmax=19, origin="lower", extent=extent, alpha=0.5,
+              interpolation="nearest")
+    ax.imshow(np.ma.masked_where(~border.numpy(), border.numpy()), cmap="gray_r", vmin=0, vmax=1,
+              origin="lower", extent=extent, interpolation="nearest")
+    ax.scatter(pts[:, 0], pts[:, 1], s=3, c="k", alpha=0.35)
+    ax.scatter(codebook[:, 0], codebook[:, 1], marker="*", s=220, c="white", edgecolors="k", zorder=3)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=title, xticks=[], yticks=[])
+
+
+def quantization_error(z, codebook):
+    """Mean squared distance from each vector to its code: the price of quantizing."""
+    return squared_distances(z, codebook).min(dim=1).values.mean().item()
+
+
+random_codebook = 2.0 * torch.randn(8, 2)
+fig, ax = plt.subplots(figsize=(4.5, 4.5))
+plot_voronoi(random_codebook, points, ax,
+             f"random codebook, K=8\nquantization error {quantization_error(points, random_codebook):.2f}")
+plt.show()
+
+# %% [markdown]
+# A random codebook wastes codes: some cells hold no data, and some blobs are split or
+# lumped together. A codebook is *learned* so that codes sit where the data is. The classic
+# way is **k-means** (Lloyd's algorithm): alternate between
+#
+# 1. assigning every vector to its nearest code (exactly the quantization step above), and
+# 2. moving each code to the mean of the vectors assigned to it.
+#
+# Neither step can raise the quantization error. The EMA codebook update of the VQ-VAE
+# (lecture 5) is an online, mini-batch version of the same two steps.
+
+
+# %%
+def kmeans(x, num_codes, iters=20, seed=0):
+    """Lloyd's k-means. x: (N, D) -> codebook (num_codes, D)."""
+    g = torch.Generator().manual_seed(seed)
+    # Start on K *different* data vectors: in image data many patches are identical
+    # (plain background), and codes that start on the same spot stay together.
+    distinct = torch.unique(x, dim=0)
+    codebook = distinct[torch.randperm(len(distinct), generator=g)[:num_codes]].clone()
+    for _ in range(iters):
+        idx = nearest_code(x, codebook)
+        sums = torch.zeros_like(codebook).index_add_(0, idx, x)
+        counts = torch.bincount(idx, minlength=num_codes).unsqueeze(1)
+        # A code that attracted no vector keeps its place instead of dividing by zero.
+        codebook = torch.where(counts > 0, sums / counts.clamp(min=1), codebook)
+    return codebook
+
+
+learned_codebook = kmeans(points, 8)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+plot_voronoi(random_codebook, points, axes[0],
+             f"random, error {quantization_error(points, random_codebook):.2f}")
+plot_voronoi(learned_codebook, points, axes[1],
+             f"k-means, error {quantization_error(points, learned_codebook):.2f}")
+plt.show()
+
+# %% [markdown]
+# ## 3. Quantizing an encoder's feature map, step by step
+#
+# A convolutional encoder returns a tensor of shape `(B, C, H, W)`: channels *second*.
+# The vectors to quantize run along the channel axis, one per `(b, h, w)` position.
+# The recipe:
+#
+# | step | operation | shape |
+# | --- | --- | --- |
+# | 1 | encoder output `z_e` | `(B, C, H, W)` |
+# | 2 | move channels last: `permute(0, 2, 3, 1)` | `(B, H, W, C)` |
+# | 3 | one row per position: `reshape(-1, C)` | `(N, C)`, `N = B*H*W` |
+# | 4 | squared distances to all codes | `(N, K)` |
+# | 5 | `argmin` over codes | `(N,)` integers |
+# | 6 | look the codes up: `codebook[indices]` | `(N, C)` |
+# | 7 | undo steps 3 and 2 | `(B, C, H, W)` |
+#
+# Here it is on a small random feature map, printing each shape.
+
+# %%
+B, C, H, W, K = 2, 3, 4, 5, 6
+z_e = torch.randn(B, C, H, W)
+codebook = torch.randn(K, C)
+
+z_bhwc = z_e.permute(0, 2, 3, 1)                     # step 2
+flat = z_bhwc.reshape(-1, C)                         # step 3
+d2 = squared_distances(flat, codebook)               # step 4
+indices = d2.argmin(dim=1)                           # step 5
+z_q_flat = codebook[indices]                         # step 6
+z_q = z_q_flat.reshape(B, H, W, C).permute(0, 3, 1, 2)  # step 7
+tokens = indices.reshape(B, H, W)
+
+for name, t in [("z_e", z_e), ("permuted", z_bhwc), ("flat", flat), ("distances", d2),
+                ("indices", indices), ("looked up", z_q_flat), ("z_q", z_q), ("tokens", tokens)]:
+    print(f"{name:>10}: {tuple(t.shape)}")
+
+# %% [markdown]
+# A spot check at one position: the vector at `(b, h, w) = (1, 2, 3)` is `z_e[1, :, 2, 3]`
+# (all channels at one place). Its nearest code, found by brute force, must be the token
+# stored there, and the quantized map must hold that code vector.
+
+# %%
+b, h, w = 1, 2, 3
+vec = z_e[b, :, h, w]
+brute = ((codebook - vec) ** 2).sum(1).argmin().item()
+print("token at (1, 2, 3):", tokens[b, h, w].item(), "| brute-force nearest code:", brute)
+print("z_q holds that code:", torch.equal(z_q[b, :, h, w], codebook[brute]))
+
+
+# %% [markdown]
+# The same steps as one reusable function (the package's `VectorQuantizer` does this,
+# plus the losses and the gradient trick of lecture 5):
+
+
+# %%
+def quantize(z_e, codebook):
+    """z_e: (B, C, H, W), codebook: (K, C) -> (z_q (B, C, H, W), tokens (B, H, W))."""
+    B, C, H, W = z_e.shape
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, C)
+    indices = nearest_code(flat, codebook)
+    z_q = codebook[indices].reshape(B, H, W, C).permute(0, 3, 1, 2)
+    return z_q, indices.reshape(B, H, W)
+
+
+# %% [markdown]
+# ### Pitfall: forgetting the permute
+#
+# `z_e.reshape(-1, C)` *also* gives an `(N, C)` tensor, so every later shape matches and
+# nothing complains. But in memory a `(B, C, H, W)` tensor stores channel 0 of all pixels,
+# then channel 1 of all pixels, and so on. Cutting that into rows of length $C$ groups
+# neighbouring *pixels of one channel*, not the channels of one pixel:
+
+# %%
+print("vector at pixel (0, 0):      ", z_e[0, :, 0, 0])
+print("row 0 of reshape(-1, C):     ", z_e.reshape(-1, C)[0])
+print("channel 0 at pixels (0, 0:3):", z_e[0, 0, 0, :3])
+
+# %% [markdown]
+# To see the damage, build a feature map whose vectors *are* code vectors (plus a little
+# noise), so the right answer is known: the tokens we put in. The correct recipe gets them
+# all back; the version without the permute gets roughly one in $K$ by luck.
+
+# %%
+true_tokens = torch.randint(0, K, (B, H, W))
+z_known = codebook[true_tokens].permute(0, 3, 1, 2) + 0.05 * torch.randn(B, C, H, W)
+
+good_tokens = quantize(z_known, codebook)[1]
+bad_tokens = nearest_code(z_known.reshape(-1, C), codebook).reshape(B, H, W)  # no permute
+
+fig, axes = plt.subplots(1, 3, figsize=(9, 2.6))
+for ax, t, title in [(axes[0], true_tokens, "tokens put in"),
+                     (axes[1], good_tokens, f"permute first: {(good_tokens == true_tokens).float().mean():.0%} right"),
+                     (axes[2], bad_tokens, f"no permute: {(bad_tokens == true_tokens).float().mean():.0%} right")]:
+    ax.imshow(t[0], cmap="tab10", vmin=0, vmax=9)
+    ax.set(title=title, xticks=[], yticks=[])
+plt.show()
+
+# %% [markdown]
+# ### Pitfall: `argmax` instead of `argmin`
+#
+# The lecture's listing of the quantizer picks codes with `argmax` over the *distances*;
+# that selects the **farthest** code, the worst possible replacement. Again no error is
+# raised. In the plane the mistake is easy to see: each arrow should point to the nearest star.
+
+# %%
+few = points[torch.randperm(len(points))[:6]]
+d2_few = squared_distances(few, learned_codebook)
+near, far = d2_few.argmin(1), d2_few.argmax(1)
+
+fig, ax = plt.subplots(figsize=(4.8, 4.8))
+plot_voronoi(learned_codebook, points[:0], ax, "argmin (green) vs argmax (red)")
+for p, i, j in zip(few, near, far):
+    ax.annotate("", learned_codebook[i], p, arrowprops=dict(arrowstyle="->", color="green", lw=2.5))
+    ax.annotate("", learned_codebook[j], p, arrowprops=dict(arrowstyle="->", color="red", alpha=0.7))
+ax.scatter(few[:, 0], few[:, 1], c="k", s=15, zorder=4)
+plt.show()
+print(f"mean squared error with argmin: {d2_few.min(1).values.mean():.2f}, "
+      f"with argmax: {d2_few.max(1).values.mean():.2f}")
+
+# %% [markdown]
+# ### Cross-check with the package
+#
+# `dlstudio_lite.quantize.VectorQuantizer` is the trainable module used from lecture 5 on.
+# Loaded with the same codebook, it must pick the same tokens as the plain function above.
+
+# %%
+from dlstudio_lite.quantize import VectorQuantizer, perplexity  # noqa: E402
+
+vq = VectorQuantizer(num_codes=K, code_dim=C)
+with torch.no_grad():
+    vq.codebook.copy_(codebook)
+    out = vq(z_e)
+print("same tokens as the plain function:", torch.equal(out.indices, tokens))
+print("same quantized map:               ", torch.allclose(out.quantized, z_q, atol=1e-6))
+
+# %% [markdown]
+# ## 4. An image as a grid of tokens
+#
+# Now a real image from the course's shapes dataset (coloured shapes on a dark background).
+# A trained encoder is not needed to see the idea: cutting the image into $2 \times 2$
+# patches and stacking each patch's $2 \cdot 2 \cdot 3 = 12$ values along the channel axis
+# already gives a `(B, 12, H/2, W/2)` feature map. `F.pixel_unshuffle` does exactly that,
+# and `F.pixel_shuffle` puts the patches back. That pair plays "encoder" and "decoder";
+# k-means over the patch vectors plays the learned codebook.
+
+# %%
+from dlstudio_lite.data import ShapesDataset, denormalize  # noqa: E402
+
+image_size, patch = 32, 2
+# 1,024 small images (the last 200 are the test split); generated once, then cached on disk.
+train_images = ShapesDataset("train", image_size=image_size, num_images=1024).tensors(pick(normal=512, quick=128))
+test_images = ShapesDataset("test", image_size=image_size, num_images=1024).tensors(16)
+print("images:", tuple(train_images.shape), "values in", (train_images.min().item(), train_images.max().item()))
+
+def to_features(x):
+    """The stand-in encoder: (B, 3, H, W) -> (B, 3*patch*patch, H/patch, W/patch)."""
+    return F.pixel_unshuffle(x, patch)
+
+
+def to_image(z):
+    """The stand-in decoder, the exact inverse of to_features."""
+    return F.pixel_shuffle(z, patch)
+
+
+
+def patch_vectors(x):
+    """(B, 3, H, W) -> (N, 3*patch*patch), one row per patch (channels-last first!)."""
+    z = to_features(x)
+    return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+
+K_img = 64
+image_codebook = kmeans(patch_vectors(train_images), K_img, iters=pick(normal=25, quick=10))
+z_q_img, img_tokens = quantize(to_features(test_images), image_codebook)
+recon = to_image(z_q_img)
+print("feature map:", tuple(to_features(test_images).shape), "-> tokens:", tuple(img_tokens.shape))
+
+# %%
+n_show = 4
+fig, axes = plt.subplots(n_show, 3, figsize=(7, 2.3 * n_show))
+for r in range(n_show):
+    axes[r, 0].imshow(denormalize(test_images[r]).permute(1, 2, 0))
+    axes[r, 1].imshow(img_tokens[r], cmap="nipy_spectral", vmin=0, vmax=K_img - 1)
+    axes[r, 2].imshow(denormalize(recon[r]).clamp(0, 1).permute(1, 2, 0))
+for ax, title in zip(axes[0], ["image", f"tokens (K={K_img})", "decoded from tokens"]):
+    ax.set_title(title)
+for ax in axes.flat:
+    ax.set(xticks=[], yticks=[])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The same token grid, with the integers written in. This is the picture to keep in mind
+# for the rest of the course: a $32 \times 32$ colour image has become $16 \times 16 = 256$
+# numbers from $\{0, \dots, 63\}$. Background patches all share one token; shapes use a
+# handful of others. In lecture 6 a transformer will learn to *write* such grids.
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 6.5))
+ax.imshow(img_tokens[0], cmap="nipy_spectral", vmin=0, vmax=K_img - 1, alpha=0.6)
+for (i, j), t in np.ndenumerate(img_tokens[0].numpy()):
+    ax.text(j, i, str(t), ha="center", va="center", fontsize=7)
+ax.set(xticks=[], yticks=[], title="image 0 as integer tokens")
+plt.show()
+
+# %% [markdown]
+# ## 5. How big should the codebook be?
+#
+# Two numbers describe a codebook on data:
+#
+# - the **quantization error**, here the mean squared pixel error of the decoded image;
+# - the **perplexity**, $\exp(H)$ where $H = -\sum_k p_k \log p_k$ is the entropy of how
+#   often each code is used ($p_k$ = fraction of positions with token $k$). It is $K$ when
+#   every code is used equally and $1$ when only one is. The lecture writes it as
+#   $2^{H}$ with $H$ in bits, the same number. Read it as "the number of codes effectively
+#   in use".
+
+
+# %%
+def usage_perplexity(tokens, num_codes):
+    """exp(entropy) of the code-usage histogram of an integer tensor of tokens."""
+    p = torch.bincount(tokens.flatten(), minlength=num_codes).float() / tokens.numel()
+    p = p[p > 0]  # 0 * log 0 counts as 0
+    return torch.exp(-(p * p.log()).sum()).item()
+
+
+print("all 8 codes equally:", usage_perplexity(torch.arange(8).repeat(10), 8))
+print("one code only:      ", usage_perplexity(torch.zeros(80, dtype=torch.long), 8))
+print("package's perplexity agrees:",
+      math.isclose(perplexity(img_tokens, K_img).item(), usage_perplexity(img_tokens, K_img), rel_tol=1e-4))
+
+# %% [markdown]
+# Fit a k-means codebook for several $K$ on the training images and measure both numbers
+# on unseen test images.
+
+# %%
+Ks = pick(normal=[2, 4, 8, 16, 32, 64, 128, 256], quick=[2, 4, 8, 16, 32, 64])
+train_vectors = patch_vectors(train_images)
+errors, perplexities, used = [], [], []
+for k in Ks:
+    cb = kmeans(train_vectors, k, iters=pick(normal=20, quick=6))
+    zq, tok = quantize(to_features(test_images), cb)
+    errors.append(F.mse_loss(to_image(zq), test_images).item())
+    perplexities.append(usage_perplexity(tok, k))
+    used.append(tok.unique().numel())
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+axes[0].plot(Ks, errors, "o-")
+axes[0].set(xlabel="codebook size K", ylabel="pixel MSE (test)", title="quantization error", ylim=(0, None))
+axes[1].plot(Ks, used, "^-", label="codes used at least once")
+axes[1].plot(Ks, perplexities, "o-", label="perplexity")
+axes[1].plot(Ks, Ks, "k--", lw=1, label="K")
+axes[1].set(yscale="log", xlabel="codebook size K", ylabel="codes in use", title="perplexity")
+axes[1].set_yticks(Ks, [str(k) for k in Ks])
+axes[1].legend()
+for ax in axes:
+    ax.set_xscale("log")
+    ax.set_xticks(Ks, [str(k) for k in Ks])
+    ax.minorticks_off()
+plt.tight_layout()
+plt.show()
+print(f"share of positions holding the most common token (K={Ks[-1]}): "
+      f"{torch.bincount(tok.flatten()).max().item() / tok.numel():.0%}")
+
+# %% [markdown]
+# The error falls steadily with $K$. Most codes do appear somewhere in the test images,
+# yet the perplexity stays far below $K$: this dataset is mostly background, so one code
+# carries most positions and the others are rare (the share of the most common token is
+# printed below). Perplexity counts codes by how much they are *used*, not whether. A
+# bigger codebook buys detail, but each added code is used less. Codebook *usage* will
+# be a headline number when we train VQ-VAEs.
+#
+# **Try it.** Move the slider: the left panel refits k-means on the 2-D points, the right one
+# on image patches. Watch where new codes go and when the reconstruction starts to show
+# the shapes' colours and edges. (In quick mode, or where widgets cannot render, the cell
+# draws once with the default.)
+
+# %%
+slider_vectors = patch_vectors(train_images[:64])
+
+
+def show_codebook_size(K=8):
+    cb2d = kmeans(points, K, iters=15)
+    cb_img = kmeans(slider_vectors, K, iters=10)
+    zq, tok = quantize(to_features(test_images[:1]), cb_img)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    plot_voronoi(cb2d, points, axes[0], f"2-D points, K={K}, error {quantization_error(points, cb2d):.3f}")
+    axes[1].imshow(denormalize(test_images[0]).permute(1, 2, 0))
+    axes[2].imshow(denormalize(to_image(zq)[0]).clamp(0, 1).permute(1, 2, 0))
+    axes[1].set_title("image")
+    axes[2].set_title(f"from {K} codes, perplexity {usage_perplexity(tok, K):.1f}")
+    for ax in axes[1:]:
+        ax.set(xticks=[], yticks=[])
+    plt.show()
+
+
+interactive(show_codebook_size, K=(2, 64, 1, 8))
+
+# %% [markdown]
+# ## 6. Why quantized vectors protect attention from noise
+#
+# The lecture's argument for codebooks in transformer models: a word token is always looked
+# up as exactly the same embedding, but an image patch is not. Show the network the
+# "same" picture twice and sensor noise, compression or a one-pixel shift changes every
+# feature vector a little, so every attention score $q_i \cdot k_j$ changes a little.
+# After snapping to the codebook, a perturbed vector that stays inside its Voronoi cell
+# becomes *exactly* the same token as before, so attention sees identical input.
+#
+# The protection has a limit: a perturbation that crosses a cell border swaps the token for
+# a different one, a large jump instead of a small drift. In the plane: a vector (white dot)
+# with noise of two sizes; green copies keep the token, red ones change it.
+
+# %%
+anchor = learned_codebook[0] + torch.tensor([0.3, 0.2])
+anchor_token = nearest_code(anchor[None], learned_codebook)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+for ax, sigma in zip(axes, [0.15, 0.8]):
+    noisy = anchor + sigma * torch.randn(300, 2)
+    same = nearest_code(noisy, learned_codebook) == anchor_token
+    plot_voronoi(learned_codebook, points[:0], ax, f"noise std {sigma}: {same.float().mean():.0%} keep the token")
+    ax.scatter(noisy[same, 0], noisy[same, 1], s=6, c="green")
+    ax.scatter(noisy[~same, 0], noisy[~same, 1], s=6, c="red")
+    ax.scatter(*anchor, s=60, c="white", edgecolors="k", zorder=5)
+plt.show()
+
+# %% [markdown]
+# Now in a setting closer to a transformer: a sequence of $T = 64$ feature vectors in
+# $D = 16$ dimensions, near (not on) the codes of a $K = 32$ codebook, as a trained
+# encoder's output would be. Attention weights are
+# $A = \operatorname{softmax}\!\big(Q K^\top / \sqrt{D}\big)$ with $Q = X W_Q$, $K = X W_K$.
+# For growing noise we compare how much $A$ moves when it is computed from the raw vectors
+# and from their quantized versions.
+
+# %%
+D_att, K_att, T = 16, 32, 64
+cb_att = torch.randn(K_att, D_att)
+clean = cb_att[torch.randint(0, K_att, (T,))] + 0.2 * torch.randn(T, D_att)
+W_q, W_k = torch.randn(D_att, D_att) / D_att**0.5, torch.randn(D_att, D_att) / D_att**0.5
+
+
+def attention_weights(x):
+    """x: (..., T, D) -> (..., T, T) softmax attention weights."""
+    return torch.softmax((x @ W_q) @ (x @ W_k).transpose(-1, -2) / D_att**0.5, dim=-1)
+
+
+def snap(x):
+    return cb_att[nearest_code(x.reshape(-1, D_att), cb_att)].reshape(x.shape)
+
+
+clean_tokens = nearest_code(clean, cb_att)
+A_raw_clean, A_q_clean = attention_weights(clean), attention_weights(snap(clean))
+sigmas = torch.logspace(-2.5, 0.3, 15)
+trials = pick(normal=200, quick=40)
+unchanged, change_raw, change_q = [], [], []
+for s in sigmas:
+    noisy = clean + s * torch.randn(trials, T, D_att)
+    tok = nearest_code(noisy.reshape(-1, D_att), cb_att).reshape(trials, T)
+    unchanged.append((tok == clean_tokens).float().mean().item())
+    change_raw.append((attention_weights(noisy) - A_raw_clean).abs().sum(-1).mean().item())
+    change_q.append((attention_weights(snap(noisy)) - A_q_clean).abs().sum(-1).mean().item())
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+axes[0].plot(sigmas, unchanged, "o-")
+axes[0].set(xscale="log", xlabel="noise std", ylabel="fraction of tokens unchanged", ylim=(0, 1.05),
+            title="tokens survive small noise")
+axes[1].plot(sigmas, change_raw, "o-", label="raw vectors")
+axes[1].plot(sigmas, change_q, "s-", label="quantized vectors")
+axes[1].set(xscale="log", xlabel="noise std", ylabel="mean L1 change of an attention row",
+            title="how much attention moves")
+axes[1].legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# As long as the noise is small compared with the distance from each vector to its cell
+# border, every token survives and the quantized attention does not move **at all**, while
+# the raw attention drifts from the smallest noise on. Beyond that, tokens start to flip and the quantized
+# attention moves too, in jumps: each flipped token swaps a whole row and column of scores.
+# This is why a VQ-VAE trains its encoder to *commit* to codes (the commitment loss of
+# lecture 5): the closer encoder outputs sit to their codes, the wider the margin before
+# a token flips.
+
+# %% [markdown]
+# ## Summary
+#
+# - A codebook is a $K \times D$ table of vectors. Replacing every channel vector of a
+#   `(B, C, H, W)` feature map by its nearest code gives a quantized map of the same shape
+#   and a `(B, H, W)` grid of integer tokens.
+# - Nearest-neighbour quantization splits the space into Voronoi cells; k-means places the
+#   codes so that the quantization error is small.
+# - In code: permute to channels last before flattening, compute distances with
+#   $\lVert z\rVert^2 - 2 z\cdot e + \lVert e\rVert^2$, take the **argmin**, look up,
+#   permute back. Both classic bugs (no permute, argmax) run without any error message,
+#   so check against a case whose answer you know.
+# - A bigger codebook lowers the error; perplexity tells how many codes are really used.
+# - Snapped tokens do not change under perturbations that stay inside a cell, which shields
+#   attention from small noise; bigger perturbations flip tokens.
+#
+# **Next:** exercise 1 in `exercises/` (the codebook exercise) asks you to write the
+# quantizer yourself and catch these bugs with tests. Lecture 2 turns to the probabilistic
+# side: the ELBO that variational autoencoders maximise.

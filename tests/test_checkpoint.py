@@ -1,0 +1,106 @@
+"""Checkpoints: atomic writes, safe loading, clear errors for corrupt or foreign files."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from dlstudio_lite import checkpoint as ckpt_mod
+from dlstudio_lite.checkpoint import (FORMAT, CheckpointError, load_checkpoint, rng_state,
+                                      save_checkpoint, set_rng_state)
+from dlstudio_lite.train import load_model
+
+
+class Arbitrary:
+    """A pickled instance could run code on load: weights_only must refuse it."""
+
+
+def valid_state(**extra):
+    state = {"model_name": "autoencoder", "hparams": {"image_size": 16},
+             "model": {"w": torch.arange(6.0)}, "optimizers": [], "schedulers": [], "step": 3,
+             "epoch": 0, "history": {"train/loss": [(1, 0.5)]}, "rng": rng_state(),
+             "config": {"lr": 1e-4}}
+    return {**state, **extra}
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    path = save_checkpoint(valid_state(), tmp_path / "sub" / "ck.pt")
+    state = load_checkpoint(path)
+    assert state["format"] == FORMAT and state["step"] == 3
+    assert torch.equal(state["model"]["w"], torch.arange(6.0))
+    assert state["history"]["train/loss"] == [(1, 0.5)]
+    torch.load(path, weights_only=True)  # the plain safe loader accepts it too
+
+
+def test_save_is_atomic_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = save_checkpoint(valid_state(step=1), tmp_path / "ck.pt")
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"half a file")
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(valid_state(step=2), path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left
+
+
+def test_rng_state_round_trip_restores_every_generator():
+    state = rng_state()
+    before = (random.random(), np.random.rand(), torch.rand(3))
+    set_rng_state(state)
+    after = (random.random(), np.random.rand(), torch.rand(3))
+    assert before[0] == after[0] and before[1] == after[1] and torch.equal(before[2], after[2])
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "could not be read"),
+    (b"\x00garbage" * 10, "could not be read"),
+    ("truncated", "could not be read"),
+    ("foreign_dict", "not a dlstudio-lite checkpoint"),
+    ("foreign_tensor", "not a dlstudio-lite checkpoint"),
+    ("unsafe_pickle", "Unsupported global"),
+    ("missing_keys", "missing key(s) history, rng"),
+])
+def test_corrupt_or_foreign_files_give_a_clear_error(tmp_path, content, reason):
+    path = tmp_path / "bad.pt"
+    if content == "truncated":
+        save_checkpoint(valid_state(), path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content == "foreign_dict":  # e.g. a bare state_dict from another project
+        torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, path)
+    elif content == "foreign_tensor":
+        torch.save(torch.ones(2), path)
+    elif content == "unsafe_pickle":  # arbitrary objects: weights_only refuses to unpickle
+        torch.save({"format": FORMAT, **valid_state(), "extra": Arbitrary()}, path)
+    elif content == "missing_keys":
+        state = valid_state()
+        del state["history"], state["rng"]
+        torch.save({"format": FORMAT, **state}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and reason in str(info.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match="nope.pt.*does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_load_model_reports_weights_that_do_not_fit(tmp_path):
+    path = save_checkpoint(valid_state(hparams={"image_size": 16, "latent_size": 4,
+                                                "base_channels": 8}), tmp_path / "ck.pt")
+    with pytest.raises(CheckpointError, match="does not fit the model Autoencoder"):
+        load_model(path)
+    path = save_checkpoint(valid_state(model_name="gpt5"), tmp_path / "ck2.pt")
+    with pytest.raises(CheckpointError, match="unknown model 'gpt5'"):
+        load_model(path)
+
+
+def test_non_dict_state_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="dict"):
+        save_checkpoint([1, 2], tmp_path / "x.pt")
