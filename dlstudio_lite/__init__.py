@@ -8,3 +8,29 @@ __version__ = "0.1.0"
 # --- foundation ---
 from .config import QUICK_ENV, pick, quick_mode
 from .device import get_device, seed_everything
+from .data import (DATA_ROOT, DatasetUnavailableError, ShapeImages, ShapesDataset, denormalize,
+                   generate_shapes, load_dataset, load_shapes)
+from .plot import (image_grid, interactive, plot_history, show_images, show_reconstructions,
+                   show_side_by_side)
+
+# --- models ---
+from .blocks import SkipBlockDecoder, SkipBlockEncoder
+from .autoencoder import Autoencoder, Decoder, Encoder
+from .vae import VAE, kl_divergence, reparameterize
+from .quantize import EMAVectorQuantizer, VectorQuantizer, VQOutput, perplexity
+from .vqvae import VQVAE
+from .metrics import bits_per_dim, mse, psnr
+
+# --- trainer ---
+from .checkpoint import MODELS, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .train import (NonFiniteLossError, TrainConfig, Trainer, make_optimizer, make_scheduler,
+                    reconstruction_metrics)
+
+# --- exercises / grading ---
+from .exercises import build_all as build_exercises
+from .grade import GradeResult, Limits, grade_submissions, write_feedback, write_grades_csv
+
+# --- vqgan / prior ---
+from .vqgan import (VQGAN, PatchDiscriminator, PerceptualLoss, adaptive_lambda,
+                    discriminator_gan_loss, generator_gan_loss)
+from .prior import TransformerPrior, decode_samples, encode_dataset, load_prior, sample_images

@@ -18,14 +18,17 @@ The trainer adds ``"batch_in_epoch"`` (the position inside the epoch) and ``"sca
 """
 from __future__ import annotations
 
+import importlib
 import os
 import random
+from collections.abc import Mapping
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 FORMAT = "dlstudio-lite/1"
 REQUIRED_KEYS = ("format", "model_name", "hparams", "model", "optimizers", "schedulers",
@@ -142,3 +145,62 @@ def _as_tuples(value):
     if isinstance(value, (list, tuple)):
         return tuple(_as_tuples(v) for v in value)
     return value
+
+
+# --- models by name: rebuild a trained model from its checkpoint ---------------------------
+
+_MODEL_SPECS = {  # name -> (module, class); imported on first use
+    "autoencoder": ("autoencoder", "Autoencoder"),
+    "vae": ("vae", "VAE"),
+    "vqvae": ("vqvae", "VQVAE"),
+    "vqgan": ("vqgan", "VQGAN"),
+}
+
+
+class _ModelRegistry(Mapping):
+    """``MODELS[name] -> class``. Modules are imported lazily, so ``train.py`` imports
+    (and the command line starts) even when one model module is broken or missing."""
+
+    def __getitem__(self, name: str) -> type[nn.Module]:
+        if name not in _MODEL_SPECS:
+            raise KeyError(f"unknown model {name!r}: expected one of {', '.join(_MODEL_SPECS)}")
+        module, cls = _MODEL_SPECS[name]
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODEL_SPECS)
+
+    def __len__(self) -> int:
+        return len(_MODEL_SPECS)
+
+
+MODELS = _ModelRegistry()
+
+
+def model_name_of(model: nn.Module) -> str:
+    """The registry name of ``model`` (``"vqvae"`` for a ``VQVAE``), else its class name."""
+    cls = type(model).__name__
+    for name, (_, cls_name) in _MODEL_SPECS.items():
+        if cls == cls_name:
+            return name
+    return cls.lower()
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a trained model from a checkpoint (``MODELS[name](**hparams)``), in eval mode."""
+    ckpt = load_checkpoint(path)
+    name = ckpt["model_name"]
+    if name not in MODELS:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds an unknown model {name!r}; "
+                              f"known: {', '.join(MODELS)}")
+    model = MODELS[name](**ckpt["hparams"])
+    load_model_state(model, ckpt["model"], path)
+    return model.to(device).eval()
+
+
+def load_model_state(model: nn.Module, state: dict, path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit the model "
+                              f"{type(model).__name__}: {str(err).splitlines()[0]}") from err

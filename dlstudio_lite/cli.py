@@ -17,11 +17,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # --- register: data ---
-    from . import data
+    from .commands import data
     data.add_cli(sub)
     # --- register: train ---
+    from .commands import train
+    train_sub = train.add_cli(sub)
     # --- register: prior / sample ---
+    from .commands import prior
+    prior.add_cli(sub, train_sub)
     # --- register: exercises / grade ---
+    from . import exercises, grade
+    exercises.add_cli(sub)
+    grade.add_cli(sub)
     return parser
 
 

@@ -6,6 +6,8 @@ and matplotlib layout.
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -140,3 +142,23 @@ def interactive(fn: Callable, **controls):
                            continuous_update=False)
         sliders[name] = control
     return widgets.interact(fn, **sliders)
+
+
+def save_loss_curves(history: Mapping[str, list], path: str | os.PathLike) -> Path:
+    """Save the training curves: losses (log scale) and, for VQ models, perplexity."""
+    loss_keys = [k for k in history if k.split("/")[-1] in ("loss", "recon", "kl", "vq",
+                                                              "d_loss", "g_gan")]
+    extra = [k for k in history if k.split("/")[-1] in ("perplexity",)]
+    fig, axes = plt.subplots(1, 1 + bool(extra), figsize=(5.5 * (1 + bool(extra)), 4),
+                             squeeze=False)
+    plot_history(history, keys=loss_keys, ax=axes[0, 0], logy=True)
+    axes[0, 0].set_title("losses")
+    if extra:
+        plot_history(history, keys=extra, ax=axes[0, 1])
+        axes[0, 1].set_title("codebook perplexity")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

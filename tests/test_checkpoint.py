@@ -8,7 +8,7 @@ import torch
 from dlstudio_lite import checkpoint as ckpt_mod
 from dlstudio_lite.checkpoint import (FORMAT, CheckpointError, load_checkpoint, rng_state,
                                       save_checkpoint, set_rng_state)
-from dlstudio_lite.train import load_model
+from dlstudio_lite.checkpoint import load_model
 
 
 class Arbitrary:

@@ -11,8 +11,8 @@ from torch.utils.data import TensorDataset
 from dlstudio_lite import cli
 from dlstudio_lite.checkpoint import CheckpointError, load_checkpoint
 from dlstudio_lite.device import seed_everything
-from dlstudio_lite.train import (MODELS, NonFiniteLossError, TrainConfig, Trainer, load_model,
-                                 make_optimizer, make_scheduler)
+from dlstudio_lite.checkpoint import MODELS, load_model
+from dlstudio_lite.train import NonFiniteLossError, TrainConfig, Trainer, make_optimizer, make_scheduler
 
 
 class TinyAE(nn.Module):

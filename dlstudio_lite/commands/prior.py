@@ -1,0 +1,174 @@
+"""``dlstudio-lite train prior`` and ``dlstudio-lite sample`` (stage 2 of VQGAN).
+
+``train prior`` encodes the dataset with a trained VQ model and fits a
+:class:`dlstudio_lite.prior.TransformerPrior` to the code grids; ``sample`` draws new
+grids from the prior and decodes them into an image grid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.data import TensorDataset
+from torchvision.utils import save_image
+
+from ..checkpoint import load_model
+from ..config import pick, quick_mode
+from ..device import get_device, seed_everything
+from ..plot import image_grid, save_loss_curves
+from ..prior import TransformerPrior, encode_dataset, load_prior, sample_images
+from ..train import TrainConfig, Trainer
+from .train import datasets_for as train_datasets
+
+def add_cli(sub, train_sub) -> None:
+    """Register ``train prior`` (on ``train_sub``, the ``train`` command's sub-parsers) and
+    ``sample`` (on ``sub``, the top-level sub-parsers)."""
+    p = train_sub.add_parser(
+        "prior", help="transformer prior over the codes of a trained VQ-VAE / VQGAN (section 10)",
+        description="Encode a dataset into code grids with a trained VQ model and train a GPT-style "
+        "prior on them. Writes, into --out: checkpoint.pt, metrics.json (test cross-entropy in "
+        "bits per code, against the context-free baseline), loss_curves.png and samples.png.",
+        epilog="example: dlstudio-lite train prior --vq-checkpoint runs/vqgan/checkpoint.pt "
+               "--out runs/prior")
+    p.add_argument("--vq-checkpoint", required=True, help="checkpoint.pt of a trained vqvae or vqgan")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    g = p.add_argument_group("data (default: what config.json next to the VQ checkpoint records)")
+    g.add_argument("--dataset", default=None, help="shapes, mnist, cifar10, celeba or folder:PATH")
+    g.add_argument("--data-root", default=None)
+    g.add_argument("--num-images", type=int, default=None, help="shapes only: images to generate")
+    g = p.add_argument_group("model")
+    g.add_argument("--n-layer", type=int, default=pick(4, 2), help="transformer blocks")
+    g.add_argument("--n-head", type=int, default=4, help="attention heads")
+    g.add_argument("--n-embd", type=int, default=pick(128, 64), help="embedding width")
+    g.add_argument("--dropout", type=float, default=0.1)
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=pick(2000, 20), help="optimizer steps")
+    g.add_argument("--batch-size", type=int, default=pick(64, 16), help="code grids per step")
+    g.add_argument("--lr", type=float, default=3e-4)
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--scheduler", default="cosineannealinglr", type=str.lower,
+                   choices=["none", "steplr", "exponentiallr", "cosineannealinglr"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
+    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
+    g.add_argument("--n-samples", type=int, default=16, help="images in samples.png (0: none)")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cli_train_prior)
+
+    s = sub.add_parser(
+        "sample", help="sample new images: prior -> code grids -> VQ decoder",
+        description="Draw code grids from a trained prior and decode them with the VQ model "
+        "into an image grid (PNG).",
+        epilog="example: dlstudio-lite sample --vq-checkpoint runs/vqgan/checkpoint.pt "
+               "--prior-checkpoint runs/prior/checkpoint.pt --out grid.png --top-k 100 --seed 0")
+    s.add_argument("--vq-checkpoint", required=True, help="checkpoint.pt of the vqvae / vqgan")
+    s.add_argument("--prior-checkpoint", required=True, help="checkpoint.pt of `train prior`")
+    s.add_argument("--out", default="samples.png", help="PNG to write (default: samples.png)")
+    s.add_argument("--n", type=int, default=16, help="number of images")
+    s.add_argument("--nrow", type=int, default=8, help="images per row of the grid")
+    s.add_argument("--temperature", type=float, default=1.0, help="> 1 more diverse, < 1 safer")
+    s.add_argument("--top-k", type=int, default=None, help="keep the k most likely codes (1: greedy)")
+    s.add_argument("--top-p", type=float, default=None, help="nucleus: keep codes up to this mass")
+    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
+    s.set_defaults(func=_cli_sample)
+
+
+def _load_vq(path, device) -> nn.Module:
+    vq = load_model(path, device)
+    if not hasattr(vq, "encode_to_indices"):
+        raise ValueError(f"{path} holds a {type(vq).__name__}, which has no codebook: "
+                         f"expected a vqvae or vqgan checkpoint")
+    return vq
+
+
+def _recorded_data(vq_checkpoint) -> dict:
+    """Dataset settings that `dlstudio-lite train` wrote to config.json beside the checkpoint."""
+    path = Path(vq_checkpoint).parent / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: config[k] for k in ("dataset", "num_images") if config.get(k) is not None}
+
+
+def _code_entropy_bits(indices: torch.Tensor, num_codes: int) -> float:
+    """Entropy (bits) of the codes' overall frequencies: what a prior without context achieves."""
+    p = torch.bincount(indices.flatten(), minlength=num_codes).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log2()).sum())
+
+
+def _cli_train_prior(args) -> int:
+
+
+    out = Path(args.out)
+    seed_everything(args.seed)
+    device = get_device(args.device)
+    vq = _load_vq(args.vq_checkpoint, device)
+    recorded = _recorded_data(args.vq_checkpoint)
+    name = args.dataset or recorded.get("dataset", "shapes")
+    image_size = int(vq.hparams.get("image_size", 64))
+    # The same train/test split as `dlstudio-lite train` made for the VQ model.
+    data_args = argparse.Namespace(dataset=name, data_root=args.data_root,
+                                   num_images=args.num_images or recorded.get("num_images"))
+    splits = train_datasets(data_args, image_size)
+
+    start = time.perf_counter()
+    train_idx, test_idx = (encode_dataset(vq, d, batch_size=128, device=device) for d in splits)
+    encode_s = time.perf_counter() - start
+    prior = TransformerPrior(vq.num_codes, tuple(train_idx.shape[1:]), n_layer=args.n_layer,
+                             n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         optimizer="adamw", weight_decay=args.weight_decay,
+                         scheduler=None if args.scheduler == "none" else args.scheduler,
+                         amp=args.amp, seed=args.seed, device=str(device),
+                         log_every=min(25, args.steps), progress=not args.no_progress)
+    trainer = Trainer(prior, TensorDataset(train_idx), TensorDataset(test_idx), config,
+                      out_dir=out, model_name="prior")
+    history = trainer.fit()
+
+    test = {k.split("/", 1)[1]: v[-1][1] for k, v in history.items() if k.startswith("test/") and v}
+    metrics = {
+        "vq_checkpoint": str(args.vq_checkpoint), "dataset": name, "image_size": image_size,
+        "num_codes": vq.num_codes, "latent_shape": list(prior.latent_shape),
+        "train_sequences": len(train_idx), "test_sequences": len(test_idx),
+        "test_bits_per_code": test.get("bits_per_code"), "test_accuracy": test.get("accuracy"),
+        # A prior that ignores the context can do no better than the codes' entropy.
+        "context_free_bits_per_code": _code_entropy_bits(train_idx, vq.num_codes),
+        "codes_used_by_dataset": int(torch.unique(train_idx).numel()),
+        "step": trainer.step, "encode_seconds": encode_s,
+        "train_sequences_per_second": trainer.images_per_second, "quick_mode": quick_mode(),
+        "hparams": prior.hparams, "train": config.to_dict(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_loss_curves(history, out / "loss_curves.png")
+    if args.n_samples > 0:
+        images = sample_images(prior.to(device), vq, args.n_samples, seed=args.seed)
+        save_image(image_grid(images.cpu(), nrow=8), out / "samples.png")
+    print(f"prior: test {metrics['test_bits_per_code']:.3f} bits per code (context-free "
+          f"{metrics['context_free_bits_per_code']:.3f}); wrote {out}")
+    return 0
+
+
+def _cli_sample(args) -> int:
+
+
+    device = get_device(args.device)
+    vq = _load_vq(args.vq_checkpoint, device)
+    prior = load_prior(args.prior_checkpoint, device)
+    latent = vq.hparams.get("latent_size")
+    if latent is not None and prior.latent_shape != (latent, latent):
+        raise ValueError(f"the prior models {prior.latent_shape} code grids but the VQ model "
+                         f"makes {latent}x{latent} grids: was it trained on this VQ model?")
+    images = sample_images(prior, vq, args.n, temperature=args.temperature, top_k=args.top_k,
+                           top_p=args.top_p, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(image_grid(images.cpu(), nrow=args.nrow), out)
+    print(f"wrote {args.n} samples to {out}")
+    return 0

@@ -1,0 +1,97 @@
+"""VQ-VAE (lecture sections 7 and 8): encoder -> 1x1 pre-VQ conv -> vector quantizer ->
+1x1 post-VQ conv -> decoder.
+
+Loss (Eq. 22) = reconstruction + codebook term + beta * commitment term. The reconstruction
+term here is the *mean* squared error per pixel, where the lecture uses the summed MSE.
+With the sum, the reconstruction term is ``B*C*H*W`` times larger while the VQ terms (means
+over latent elements) are not, so the codebook and commitment terms barely count and the
+effective learning rate of encoder and decoder grows with image and batch size. The mean
+keeps all three terms on the scale the VQ-VAE paper's beta = 0.25 was chosen for, and makes
+"recon" comparable across models and image sizes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .autoencoder import Decoder, Encoder, check_shape
+from .quantize import EMAVectorQuantizer, VectorQuantizer, VQOutput
+
+
+class VQVAE(nn.Module):
+    """VQ-VAE; defaults are the lecture's example (64x64 images, 16x16x256 encoder output,
+    512 codes of dimension 256, beta 0.25, EMA codebook with decay 0.99).
+
+    ``encode``: ``(B, C, H, W) -> z_e (B, code_dim, s, s)``; ``quantize``: ``z_e -> VQOutput``;
+    ``decode``: ``(B, code_dim, s, s) -> (B, C, H, W)``. ``ema=False`` learns the codebook by
+    gradient descent instead. ``kmeans_init`` and ``dead_code_steps`` are passed to the
+    quantizer (see ``quantize.VectorQuantizer``).
+    """
+
+    def __init__(self, in_channels: int = 3, image_size: int = 64, latent_size: int = 16,
+                 base_channels: int = 64, num_repeats: int = 0, num_codes: int = 512,
+                 code_dim: int = 256, beta: float = 0.25, ema: bool = True, decay: float = 0.99,
+                 kmeans_init: bool = False, dead_code_steps: int = 0,
+                 skip_connections: bool = True):
+        super().__init__()
+        self.hparams = dict(in_channels=in_channels, image_size=image_size,
+                            latent_size=latent_size, base_channels=base_channels,
+                            num_repeats=num_repeats, num_codes=num_codes, code_dim=code_dim,
+                            beta=beta, ema=ema, decay=decay, kmeans_init=kmeans_init,
+                            dead_code_steps=dead_code_steps, skip_connections=skip_connections)
+        self.num_codes, self.code_dim, self.latent_size = num_codes, code_dim, latent_size
+        self.encoder = Encoder(in_channels, image_size, latent_size, base_channels, num_repeats,
+                               skip_connections)
+        width = self.encoder.out_channels
+        self.pre_vq_conv = nn.Conv2d(width, code_dim, 1)
+        if ema:
+            self.quantizer = EMAVectorQuantizer(num_codes, code_dim, beta, decay=decay,
+                                                kmeans_init=kmeans_init,
+                                                dead_code_steps=dead_code_steps)
+        else:
+            self.quantizer = VectorQuantizer(num_codes, code_dim, beta, kmeans_init=kmeans_init,
+                                             dead_code_steps=dead_code_steps)
+        self.post_vq_conv = nn.Conv2d(code_dim, width, 1)
+        self.decoder = Decoder(in_channels, image_size, latent_size, base_channels,
+                               skip_connections)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pre_vq_conv(self.encoder(x))
+
+    def quantize(self, z_e: torch.Tensor) -> VQOutput:
+        return self.quantizer(z_e)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        check_shape(z_q, (self.code_dim, self.latent_size, self.latent_size), "VQVAE.decode")
+        return self.decoder(self.post_vq_conv(z_q))
+
+    def forward(self, x: torch.Tensor):
+        """Returns ``(x_hat, VQOutput)``."""
+        vq = self.quantize(self.encode(x))
+        return self.decode(vq.quantized), vq
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)[0]
+
+    def compute_loss(self, x: torch.Tensor):
+        """``(loss, logs)``; logs: "recon" (MSE per pixel), "vq", "perplexity", "usage"."""
+        x_hat, vq = self(x)
+        recon = F.mse_loss(x_hat, x)
+        logs = {"recon": recon.detach(), "vq": vq.loss.detach(),
+                "perplexity": vq.perplexity.detach(), "usage": vq.usage.detach()}
+        return recon + vq.loss, logs
+
+    @torch.no_grad()
+    def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, s, s)`` long code indices (no codebook update)."""
+        return self.quantizer.encode_indices(self.encode(x))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(B, s, s)`` long -> ``(B, C, H, W)`` images."""
+        return self.decode(self.quantizer.lookup(indices))
+
+    @property
+    def last_layer_weight(self) -> torch.Tensor:
+        """Weight of the decoder's final conv (VQGAN's adaptive lambda differentiates here)."""
+        return self.decoder.conv_out.weight

@@ -1,0 +1,97 @@
+"""Encoder / Decoder / Autoencoder: ratios 2, 4, 8, channel widths, clear shape errors."""
+import pytest
+import torch
+from torch import nn
+
+from dlstudio_lite.autoencoder import Autoencoder, Decoder, Encoder
+from dlstudio_lite.blocks import SkipBlockEncoder
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size,ratio", [(16, 2), (16, 4), (16, 8), (32, 4)])
+def test_encoder_decoder_shapes(channels, size, ratio):
+    enc = Encoder(channels, size, size // ratio, base_channels=4)
+    dec = Decoder(channels, size, size // ratio, base_channels=4)
+    assert enc.out_channels == dec.in_channels == 4 * ratio
+    x = torch.randn(2, channels, size, size)
+    z = enc(x)
+    assert z.shape == (2, 4 * ratio, size // ratio, size // ratio)
+    assert dec(z).shape == x.shape
+
+
+def test_lecture_defaults():
+    enc = Encoder()  # 64x64x3 -> 16x16
+    assert enc.conv_in.in_channels == 3 and enc.conv_in.out_channels == 64
+    assert enc.conv_in.kernel_size == (3, 3)
+    assert [Encoder(image_size=64, latent_size=s).out_channels for s in (32, 16, 8)] == [128, 256, 512]
+
+
+def test_num_repeats_adds_same_width_blocks_per_stage():
+    def count(m):
+        return sum(isinstance(b, SkipBlockEncoder) for b in m.modules())
+    base = Encoder(3, 32, 8, base_channels=4, num_repeats=0)
+    deeper = Encoder(3, 32, 8, base_channels=4, num_repeats=3)
+    assert count(deeper) - count(base) == 2 * 3  # two stages for ratio 4
+    assert deeper(torch.randn(1, 3, 32, 32)).shape == (1, 16, 8, 8)
+
+
+def test_decoder_ends_in_a_plain_conv():
+    dec = Decoder(3, 16, 8, base_channels=4)
+    assert isinstance(dec.conv_out, nn.Conv2d) and dec.conv_out.kernel_size == (3, 3)
+    with torch.no_grad():
+        dec.conv_out.bias.fill_(5.0)  # no tanh/sigmoid: values outside [-1, 1] pass through
+    assert dec(torch.randn(1, 8, 8, 8)).min() > 1.0
+
+
+@pytest.mark.parametrize("size,latent,match", [
+    (64, 4, r"one of \(2, 4, 8\).*64/4 = 16"),
+    (30, 8, "multiple of latent_size.*image_size=30, latent_size=8"),
+    (64, 64, "64/64 = 1")])
+def test_misconfiguration_raises(size, latent, match):
+    with pytest.raises(ValueError, match=match):
+        Encoder(3, size, latent)
+    with pytest.raises(ValueError, match=match):
+        Decoder(3, size, latent)
+
+
+def test_wrong_input_raises_with_expected_and_given_shape():
+    enc = Encoder(3, 16, 8, base_channels=4)
+    with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\), got \(2, 1, 16, 16\)"):
+        enc(torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\), got \(2, 3, 32, 32\)"):
+        enc(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"got \(3, 16, 16\)"):
+        enc(torch.zeros(3, 16, 16))
+    dec = Decoder(3, 16, 8, base_channels=4)
+    with pytest.raises(ValueError, match=r"\(B, 8, 8, 8\), got \(1, 4, 8, 8\)"):
+        dec(torch.zeros(1, 4, 8, 8))
+
+
+def test_autoencoder_protocol_and_hparams():
+    torch.manual_seed(0)
+    model = Autoencoder(in_channels=3, image_size=16, latent_size=4, base_channels=4).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert model.encode(x).shape == (2, 16, 4, 4)
+    assert model.decode(model.encode(x)).shape == model.reconstruct(x).shape == x.shape
+    loss, logs = model.compute_loss(x)
+    assert loss.dim() == 0 and loss.requires_grad
+    assert torch.allclose(logs["recon"], ((model(x) - x) ** 2).mean())
+    clone = Autoencoder(**model.hparams).eval()
+    clone.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(clone(x), model(x))
+
+
+def test_autoencoder_learns():
+    torch.manual_seed(0)
+    model = Autoencoder(in_channels=1, image_size=16, latent_size=8, base_channels=4)
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss, _ = model.compute_loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.7 * first
