@@ -19,12 +19,11 @@ from .autoencoder import Autoencoder, Decoder, Encoder
 from .vae import VAE, kl_divergence, reparameterize
 from .quantize import EMAVectorQuantizer, VectorQuantizer, VQOutput, perplexity
 from .vqvae import VQVAE
-from .metrics import bits_per_dim, mse, psnr
+from .metrics import bits_per_dim, mse, psnr, reconstruction_metrics
 
 # --- trainer ---
 from .checkpoint import MODELS, CheckpointError, load_checkpoint, load_model, save_checkpoint
-from .train import (NonFiniteLossError, TrainConfig, Trainer, make_optimizer, make_scheduler,
-                    reconstruction_metrics)
+from .train import NonFiniteLossError, TrainConfig, Trainer, make_optimizer, make_scheduler
 
 # --- exercises / grading ---
 from .exercises import build_all as build_exercises

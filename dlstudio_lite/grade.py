@@ -435,12 +435,13 @@ async def _run_student_cells(client, cells: list, result: GradeResult, limits: L
             result.notes.append(f"the notebook time limit ({limits.notebook_s:g} s) was reached; "
                                 f"code cells from number {i + 1} on were not run")
             break
-        client.running = f"code cell {i + 1}"
-        reply = await _run_cell(client, cell, i, min(limits.cell_s, left), client.running)
+        first = next(line for line in cell.source.splitlines() if line.strip()).strip()
+        client.running = f"code cell {i + 1} ({first[:50]!r})"  # the first line helps find the cell
+        reply = await _run_cell(client, cell, i, min(limits.cell_s, left), f"code cell {i + 1}")
         if reply.get("status") == "error":
-            result.notes.append(f"code cell {i + 1} raised {_error_text(reply)}")
+            result.notes.append(f"{client.running} raised {_error_text(reply)}")
             if reply.get("ename") == "TimeoutError" and not await _responsive(client, limits):
-                return f"code cell {i + 1} ran past the time limit and ignored the interrupt"
+                return f"{client.running} ran past the time limit and ignored the interrupt"
     if client.truncated:
         result.notes.append(f"output beyond {limits.output_chars} characters was not kept")
     return ""

@@ -116,10 +116,17 @@ def _broadcast_(t: torch.Tensor) -> torch.Tensor:
 def kmeans(z: torch.Tensor, num_codes: int, iters: int = 10) -> torch.Tensor:
     """Lloyd's k-means on ``(N, D)`` rows; returns ``(K, D)`` centres.
 
-    Starts from K random rows (with replacement if N < K); an empty cluster keeps its centre.
+    Starts from K random *distinct* rows (repeating some only if fewer than K exist): image
+    latents hold many identical background vectors, and codes started on the same vector
+    stay together, wasted. An empty cluster keeps its centre.
     """
     z = z.float()
-    centres = z[torch.randint(0, z.shape[0], (num_codes,), device=z.device)].clone()
+    distinct = torch.unique(z, dim=0)
+    if distinct.shape[0] >= num_codes:
+        pick = torch.randperm(distinct.shape[0], device=z.device)[:num_codes]
+    else:
+        pick = torch.randint(0, distinct.shape[0], (num_codes,), device=z.device)
+    centres = distinct[pick].clone()
     for _ in range(iters):
         idx = nearest_codes(z, centres)
         counts = code_counts(idx, num_codes).float()

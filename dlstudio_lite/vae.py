@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .autoencoder import Decoder, Encoder, check_shape
@@ -33,7 +32,8 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per sample, in nats: shape ``(B,)``.
 
-    Closed form (lecture Eq. 14, summed over latent dimensions):
+    Closed form (the lecture's code line; its Eq. 14 prints the reverse KL(p || q)),
+    summed over latent dimensions:
     ``0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)``.
     """
     if mu.shape != logvar.shape:

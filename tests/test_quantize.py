@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlstudio_lite.config import quick_mode
 from dlstudio_lite.quantize import (EMAVectorQuantizer, VectorQuantizer, VQOutput, kmeans,
                                     nearest_codes, perplexity)
 
@@ -276,7 +275,7 @@ def test_straight_through_value_and_large_codebook_runs():
     assert math.isfinite(out.perplexity.item())
 
 
-def _ddp_worker(rank, world, init_file, results):
+def _ddp_worker(rank, world, init_file, out_dir):
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world)
@@ -285,19 +284,20 @@ def _ddp_worker(rank, world, init_file, results):
         vq = EMAVectorQuantizer(8, 2, decay=0.5, dead_code_steps=1).train()
         rows = torch.randn(2, 32, 2, generator=torch.Generator().manual_seed(1))[rank]
         vq(rows.T.reshape(1, 2, 4, 8))
-        results[rank] = {k: v.clone() for k, v in vq.state_dict().items()}
+        torch.save(vq.state_dict(), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.skipif(quick_mode(), reason="spawns two processes (tens of seconds on 2 cores); "
-                    "runs without DLSTUDIO_LITE_QUICK")
 def test_ema_statistics_are_shared_across_ddp_ranks(tmp_path):
     """Two gloo ranks with different data end with identical buffers, equal to one process
     that saw both batches (dead codes restarted identically on both ranks)."""
     import torch.multiprocessing as mp
-    results = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), results), nprocs=2, join=True)
+    # fork starts in well under a second; spawn re-imports torch in each child (seconds).
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
+                       join=True, start_method=method)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     a, b = results[0], results[1]
     assert all(torch.equal(a[k], b[k]) for k in a)
     torch.manual_seed(0)
@@ -307,3 +307,15 @@ def test_ema_statistics_are_shared_across_ddp_ranks(tmp_path):
     used = torch.bincount(out.indices.flatten(), minlength=8) > 0
     assert torch.allclose(a["codebook"][used], single.codebook[used], atol=1e-6)
     assert torch.allclose(a["cluster_size"][used], single.cluster_size[used])
+
+
+def test_kmeans_finds_small_clusters_next_to_a_dominant_background():
+    # Image latents are mostly one background vector; starting centres must be distinct
+    # rows, or several codes start (and stay) on the background and the shapes get none.
+    torch.manual_seed(0)
+    background = torch.zeros(1000, 2)
+    means = torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])
+    shapes = (means[:, None, :] + 0.1 * torch.randn(3, 10, 2)).reshape(30, 2)
+    centres = kmeans(torch.cat([background, shapes]), 4, iters=10)
+    for m in torch.cat([torch.zeros(1, 2), means]):
+        assert (centres - m).norm(dim=1).min() < 0.5, f"no centre near {m.tolist()}"

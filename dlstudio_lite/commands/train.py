@@ -20,8 +20,8 @@ from ..checkpoint import MODELS
 from ..config import pick, quick_mode
 from ..device import seed_everything
 from ..plot import save_loss_curves
-from ..train import (OPTIMIZERS, SCHEDULERS, TrainConfig, Trainer, cleanup_distributed,
-                     reconstruction_metrics)
+from ..metrics import reconstruction_metrics
+from ..train import OPTIMIZERS, SCHEDULERS, TrainConfig, Trainer, cleanup_distributed
 
 # Lecture settings (REFERENCE.md): Adam, lr 1e-4, batch 48, 64x64 images with a 16x16
 # latent; VAE KL weight 0.1; VQ-VAE 512 codes, beta 0.25, EMA decay 0.99; VQGAN 256 codes
