@@ -1,0 +1,204 @@
+# ---
+# jupyter:
+#   dlstudio_lite:
+#     exercise: 05_vqvae
+#     title: 'Exercise 5: VQ-VAE, stop-gradient and straight-through'
+#   jupytext:
+#     formats: py:percent
+#     notebook_metadata_filter: dlstudio_lite
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise 5: VQ-VAE, stop-gradient and straight-through
+#
+# The VQ-VAE objective (the lecture's Eq. 22) is
+#
+# $$\mathcal{L} = \lVert x - \hat x\rVert^2 + \lVert \mathrm{sg}[z_e] - e\rVert^2 + \beta\,\lVert z_e - \mathrm{sg}[e]\rVert^2 ,$$
+#
+# where `sg[.]` (stop-gradient) is `.detach()` in PyTorch. Each term is meant to train
+# something different:
+#
+# | term | trains |
+# | --- | --- |
+# | reconstruction | decoder, and the encoder through the straight-through copy |
+# | codebook $\lVert \mathrm{sg}[z_e] - e\rVert^2$ | the codebook only |
+# | commitment $\beta\lVert z_e - \mathrm{sg}[e]\rVert^2$ | the encoder only |
+#
+# The lookup (argmin) has no useful gradient, so the decoder's gradient is copied straight
+# through it to the encoder. A misplaced or missing `.detach()` does not crash: the model
+# still trains, just worse, which is why these lines deserve careful tests.
+
+# %%
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## Question 1 (3 points): the two VQ losses
+#
+# Write `vq_losses(z_e, z_q, beta=0.25)` returning `(codebook_loss, commitment_loss, total)`:
+# mean squared errors between the encoder output `z_e` and the chosen codes `z_q` (both
+# `(B, D, h, w)`), with `.detach()` placed so that the codebook loss moves only the codes and
+# the commitment loss moves only the encoder; `total = codebook_loss + beta * commitment_loss`.
+
+# %%
+def vq_losses(z_e, z_q, beta=0.25):
+    """Codebook and commitment losses (scalars) of (B, D, h, w) inputs: (codebook, commitment, total)."""
+    ### BEGIN SOLUTION
+    codebook_loss = F.mse_loss(z_q, z_e.detach())
+    commitment_loss = F.mse_loss(z_e, z_q.detach())
+    return codebook_loss, commitment_loss, codebook_loss + beta * commitment_loss
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+z_e = torch.randn(2, 3, 2, 2, requires_grad=True)
+z_q = torch.randn(2, 3, 2, 2, requires_grad=True)   # stands in for codebook[indices]
+codebook_loss, commitment_loss, total = vq_losses(z_e, z_q, beta=0.5)
+mse = F.mse_loss(z_e, z_q).item()
+assert abs(codebook_loss.item() - mse) < 1e-6 and abs(commitment_loss.item() - mse) < 1e-6, \
+    f"both losses should equal the mean squared error {mse:.4f}, got {codebook_loss.item():.4f} and {commitment_loss.item():.4f}"
+assert abs(total.item() - 1.5 * mse) < 1e-5, f"total with beta=0.5: expected {1.5 * mse:.4f}, got {total.item():.4f}"
+codebook_loss.backward(retain_graph=True)
+assert z_e.grad is None, "the codebook loss sends a gradient to the encoder output z_e: it must not (stop-gradient on z_e)"
+assert z_q.grad is not None, "the codebook loss sends no gradient to the codes z_q"
+z_q.grad = None
+commitment_loss.backward()
+assert z_q.grad is None, "the commitment loss sends a gradient to the codes z_q: it must not (stop-gradient on z_q)"
+assert z_e.grad is not None, "the commitment loss sends no gradient to the encoder output z_e"
+print("vq_losses: the checks passed")
+
+# %% tags=["hidden-tests"] question="vq_losses" points=3
+import torch
+
+g = torch.Generator().manual_seed(31)
+z_e = torch.randn(3, 4, 2, 5, generator=g, requires_grad=True)
+codes = torch.randn(6, 4, generator=g, requires_grad=True)
+idx = torch.randint(0, 6, (3, 2, 5), generator=g)
+z_q = codes[idx].permute(0, 3, 1, 2)
+cb, cm, total = vq_losses(z_e, z_q, beta=0.3)
+mse = ((z_e - z_q) ** 2).mean()
+assert torch.allclose(cb, mse) and torch.allclose(cm, mse), "the losses are not the mean squared error between z_e and z_q"
+assert torch.allclose(total, 1.3 * mse), "total is not codebook_loss + beta * commitment_loss"
+g_codes = torch.autograd.grad(cb, [codes], retain_graph=True)[0]
+assert g_codes.abs().sum() > 0, "the codebook loss does not train the codebook"
+assert torch.autograd.grad(cb, [z_e], retain_graph=True, allow_unused=True)[0] is None, \
+    "the codebook loss trains the encoder"
+assert torch.autograd.grad(cm, [codes], retain_graph=True, allow_unused=True)[0] is None, \
+    "the commitment loss trains the codebook"
+g_enc = torch.autograd.grad(cm, [z_e], retain_graph=True)[0]
+assert torch.allclose(g_enc, 2 * (z_e - z_q).detach() / z_e.numel(), atol=1e-6), "the commitment gradient on z_e is wrong"
+
+# %% [markdown]
+# ## Question 2 (2 points): the straight-through estimator
+#
+# Write `straight_through(z_e, z_q)`: its *value* must be `z_q` (the decoder sees the
+# codes), while its *gradient* goes unchanged to `z_e` and not at all to `z_q`.
+# One line does it: add to `z_e` a detached correction.
+
+# %%
+def straight_through(z_e, z_q):
+    """Value of z_q, gradient of identity to z_e: (B, D, h, w), (B, D, h, w) -> (B, D, h, w)."""
+    ### BEGIN SOLUTION
+    return z_e + (z_q - z_e).detach()
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+z_e = torch.randn(1, 2, 2, 2, requires_grad=True)
+z_q = torch.randn(1, 2, 2, 2, requires_grad=True)
+out = straight_through(z_e, z_q)
+assert torch.allclose(out, z_q), "the value should equal z_q"
+(out * 3).sum().backward()
+assert z_e.grad is not None and torch.allclose(z_e.grad, torch.full_like(z_e, 3.0)), \
+    f"the upstream gradient (3 everywhere) should reach z_e unchanged, got {z_e.grad}"
+assert z_q.grad is None, "a gradient reaches z_q through the straight-through path: detach it"
+print("straight_through: the checks passed")
+
+# %% tags=["hidden-tests"] question="straight_through" points=2
+import torch
+
+g = torch.Generator().manual_seed(2)
+z_e = torch.randn(2, 3, 4, 1, generator=g, requires_grad=True)
+z_q = torch.randn(2, 3, 4, 1, generator=g, requires_grad=True)
+upstream = torch.randn(2, 3, 4, 1, generator=g)
+out = straight_through(z_e, z_q)
+assert tuple(out.shape) == (2, 3, 4, 1), f"expected shape (2, 3, 4, 1), got {tuple(out.shape)}"
+assert torch.allclose(out, z_q, atol=1e-6), "the value is not z_q"
+grads = torch.autograd.grad(out, [z_e, z_q], upstream, allow_unused=True)
+assert grads[0] is not None and torch.allclose(grads[0], upstream), "the gradient does not reach z_e unchanged"
+assert grads[1] is None or grads[1].abs().sum() == 0, "a gradient reaches z_q"
+
+# %% [markdown]
+# ## Question 3 (3 points): find the bugs
+#
+# `buggy_vector_quantize` below follows a listing that circulates with the lecture. It
+# runs without an error, yet the codes it picks are wrong, for two reasons. Read it, find
+# both bugs, and write a corrected `vector_quantize(z_e, codebook, beta=0.25)` returning
+# `(z_q, loss, indices)`: `z_q (B, D, h, w)` with the straight-through gradient, `loss` the
+# codebook loss plus `beta` times the commitment loss, and `indices (B, h, w)`.
+
+# %%
+def buggy_vector_quantize(z_e, codebook, beta=0.25):
+    B, D, h, w = z_e.shape
+    flat = z_e.reshape(-1, D)
+    distances = (flat**2).sum(1, keepdim=True) + (codebook**2).sum(1) - 2 * flat @ codebook.t()
+    indices = distances.argmax(dim=1)
+    z_q = codebook[indices].reshape(B, D, h, w)
+    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())
+    z_q = z_e + (z_q - z_e).detach()
+    return z_q, loss, indices.reshape(B, h, w)
+
+
+# %%
+def vector_quantize(z_e, codebook, beta=0.25):
+    """Quantize (B, D, h, w) with a (K, D) codebook: returns (z_q, loss, indices (B, h, w))."""
+    ### BEGIN SOLUTION
+    B, D, h, w = z_e.shape
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)                  # channels last before flattening
+    distances = (flat**2).sum(1, keepdim=True) + (codebook**2).sum(1) - 2 * flat @ codebook.t()
+    indices = distances.argmin(dim=1)                               # nearest, not farthest
+    z_q = codebook[indices].reshape(B, h, w, D).permute(0, 3, 1, 2)
+    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())
+    z_q = z_e + (z_q - z_e).detach()
+    return z_q, loss, indices.reshape(B, h, w)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+codebook = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+wanted = torch.tensor([[[1, 2, 0], [0, 2, 1]]])                      # (1, 2, 3)
+z_e = (codebook[wanted] + 0.1).permute(0, 3, 1, 2)                  # (1, 2, 2, 3)
+z_q, loss, idx = vector_quantize(z_e, codebook)
+assert tuple(idx.shape) == (1, 2, 3), f"indices: expected shape (1, 2, 3), got {tuple(idx.shape)}"
+assert torch.equal(idx, wanted), f"indices: expected\n{wanted}\ngot\n{idx}"
+assert torch.allclose(z_q, codebook[wanted].permute(0, 3, 1, 2)), "z_q does not hold the chosen codes"
+print("vector_quantize: the check passed")
+
+# %% tags=["hidden-tests"] question="fix_quantizer" points=3
+import torch
+import torch.nn.functional as F
+
+g = torch.Generator().manual_seed(17)
+for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
+    B, D, h, w = shape
+    z_e = torch.randn(*shape, generator=g, requires_grad=True)
+    codebook = torch.randn(K, D, generator=g, requires_grad=True)
+    z_q, loss, idx = vector_quantize(z_e, codebook, beta=0.4)
+    flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, D)
+    ref_idx = torch.cdist(flat, codebook.detach()).argmin(1).reshape(B, h, w)
+    assert tuple(idx.shape) == (B, h, w), f"indices for {shape}: expected shape {(B, h, w)}, got {tuple(idx.shape)}"
+    assert torch.equal(idx, ref_idx), f"input {shape} with {K} codes: wrong code indices"
+    ref_q = codebook.detach()[ref_idx].permute(0, 3, 1, 2)
+    assert torch.allclose(z_q.detach(), ref_q, atol=1e-6), f"input {shape}: z_q does not hold the nearest codes"
+    mse = ((z_e.detach() - ref_q) ** 2).mean()
+    assert torch.allclose(loss.detach(), 1.4 * mse, rtol=1e-4), f"input {shape}: loss should be (1 + beta) * mse here"
+    upstream = torch.randn(*shape, generator=g)
+    g_enc = torch.autograd.grad(z_q, z_e, upstream, retain_graph=True)[0]
+    assert torch.allclose(g_enc, upstream), "the straight-through gradient does not reach z_e unchanged"
+    assert torch.autograd.grad(loss, codebook)[0].abs().sum() > 0, "the loss does not train the codebook"

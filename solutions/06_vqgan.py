@@ -1,0 +1,154 @@
+# ---
+# jupyter:
+#   dlstudio_lite:
+#     exercise: 06_vqgan
+#     kind: solution
+#     title: 'Exercise 6: VQGAN losses and sampling from the prior'
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: dlstudio_lite,-jupytext.text_representation
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise 6: VQGAN losses and sampling from the prior
+#
+# VQGAN adds a discriminator to the VQ-VAE. The generator (encoder, codebook, decoder)
+# minimises the reconstruction loss plus $\lambda$ times an adversarial loss, and the
+# lecture's Eq. (26) chooses $\lambda$ automatically so that neither term drowns the other:
+#
+# $$\lambda = \frac{\lVert\nabla_{G_L}\mathcal{L}_{rec}\rVert}{\lVert\nabla_{G_L}\mathcal{L}_{GAN}\rVert + \delta},$$
+#
+# the ratio of the two losses' gradient norms at the decoder's last layer $G_L$. In stage
+# two a transformer learns the sequence of code indices and new images are made by sampling
+# indices from it one at a time.
+
+# %%
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## Question 1 (3 points): the adaptive weight lambda
+#
+# Write `adaptive_lambda(rec_loss, gan_loss, last_layer_weight, delta=1e-4, max_value=1e4)`:
+#
+# * take the gradients of both (scalar) losses with respect to `last_layer_weight` with
+#   `torch.autograd.grad`, keeping the graph (`retain_graph=True`): the generator will still
+#   call `backward()` on its total loss afterwards;
+# * return the ratio of their norms, clamped to `[0, max_value]` and detached (lambda is a
+#   weight, not something to differentiate through), as a scalar tensor.
+
+# %%
+def adaptive_lambda(rec_loss, gan_loss, last_layer_weight, delta=1e-4, max_value=1e4):
+    """Eq. (26): ||grad rec|| / (||grad gan|| + delta) at the decoder's last weight -> scalar tensor."""
+    rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]
+    gan_grad = torch.autograd.grad(gan_loss, last_layer_weight, retain_graph=True)[0]
+    lam = rec_grad.norm() / (gan_grad.norm() + delta)
+    return lam.clamp(0.0, max_value).detach()
+
+
+# %%
+layer = nn.Linear(3, 2)
+out = layer(torch.ones(4, 3))
+rec, gan = (out**2).mean(), -out.mean()
+lam = adaptive_lambda(rec, gan, layer.weight)
+g_rec = torch.autograd.grad(rec, layer.weight, retain_graph=True)[0]
+g_gan = torch.autograd.grad(gan, layer.weight, retain_graph=True)[0]
+expected = g_rec.norm() / (g_gan.norm() + 1e-4)
+assert torch.is_tensor(lam) and lam.dim() == 0, f"expected a scalar tensor, got {lam!r}"
+assert torch.allclose(lam, expected, rtol=1e-4), f"expected {float(expected):.4f}, got {float(lam):.4f}"
+assert not lam.requires_grad, "lambda should be detached"
+(rec + lam * gan).backward()   # fails if adaptive_lambda freed the graph
+print("adaptive_lambda: the check passed")
+
+
+# %% [markdown]
+# ## Question 2 (2 points): hinge losses
+#
+# The discriminator outputs a logit per image patch. With the hinge loss it is trained to
+# push real logits above `+1` and fake logits below `-1`; the generator is trained to raise
+# the discriminator's logits on its fakes:
+#
+# $$\mathcal{L}_D = \tfrac12\left(\mathbb{E}[\mathrm{relu}(1 - D(x))] + \mathbb{E}[\mathrm{relu}(1 + D(\hat x))]\right),\qquad \mathcal{L}_G = -\mathbb{E}[D(\hat x)].$$
+#
+# Write both; the inputs are logits of any shape, the results scalar tensors.
+
+# %%
+def hinge_d_loss(logits_real, logits_fake):
+    """Discriminator hinge loss from logits on real and on generated images -> scalar."""
+    return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+
+
+def hinge_g_loss(logits_fake):
+    """Generator's adversarial loss from the discriminator's logits on generated images -> scalar."""
+    return -logits_fake.mean()
+
+
+# %%
+real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+value = hinge_d_loss(real, fake)
+assert abs(float(value) - 0.375) < 1e-6, f"real (2, 0.5), fake (-2, 0): expected 0.375, got {float(value)}"
+value = hinge_d_loss(torch.full((3,), 1.5), torch.full((3,), -1.5))
+assert abs(float(value)) < 1e-6, f"real logits above +1 and fake below -1 should cost nothing, got {float(value)}"
+value = hinge_g_loss(torch.tensor([[1.0, 3.0]]))
+assert abs(float(value) + 2.0) < 1e-6, f"fake logits (1, 3): expected -2.0, got {float(value)}"
+print("hinge losses: the checks passed")
+
+
+# %% [markdown]
+# ## Question 3 (3 points): top-k sampling
+#
+# The prior outputs logits over the `V` code indices for the next position. Sampling
+# straight from the softmax sometimes picks very unlikely codes that spoil an image;
+# *top-k* sampling keeps only the `k` largest logits (the others get probability zero),
+# divides by a *temperature* (below 1: sharper, above 1: flatter) and samples from the
+# softmax of what remains.
+#
+# Write `top_k_sample(logits, k, temperature=1.0, generator=None)`: `logits` has shape
+# `(B, V)`; return `(B,)` long indices. `torch.topk` and `torch.multinomial` (which accepts
+# a `generator`) do the work.
+
+# %%
+def top_k_sample(logits, k, temperature=1.0, generator=None):
+    """One index per row from the softmax of the k largest logits / temperature: (B, V) -> (B,)."""
+    logits = logits / temperature
+    kth = torch.topk(logits, k, dim=-1).values[:, -1:]             # (B, 1): the k-th largest
+    logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+# %%
+logits = torch.tensor([[0.0, 5.0, 1.0, 4.0], [3.0, 0.0, 2.0, 1.0]])
+draws = torch.stack([top_k_sample(logits, 2, generator=torch.Generator().manual_seed(s)) for s in range(200)])
+assert tuple(draws.shape) == (200, 2), f"expected one index per row, shape (2,) per call, got {tuple(draws.shape[1:])}"
+assert set(draws[:, 0].tolist()) <= {1, 3} and set(draws[:, 1].tolist()) <= {0, 2}, \
+    "an index outside the top 2 was drawn"
+greedy = top_k_sample(logits, 1)
+assert torch.equal(greedy, torch.tensor([1, 0])), f"k=1 must return the argmax (1, 0), got {greedy}"
+print("top_k_sample: the check passed")
+
+# %% [markdown]
+# ## Sampling a sequence from a prior
+#
+# A real prior is a transformer that reads all earlier indices. To watch the sampler alone,
+# take a made-up first-order prior: a fixed table of next-index logits. Generating a
+# sequence repeats "look at the last index, sample the next". Lower temperature and smaller
+# `k` make the sequence more repetitive, larger ones more varied.
+
+# %%
+torch.manual_seed(0)
+V = 16
+table = torch.randn(V, V) * 3                      # logits of the next index given the last one
+for k, temperature in ((1, 1.0), (4, 0.7), (16, 1.5)):
+    gen = torch.Generator().manual_seed(0)
+    seq = [0]
+    for _ in range(24):
+        seq.append(int(top_k_sample(table[seq[-1]].unsqueeze(0), k, temperature, gen)))
+    print(f"k={k:2d}, temperature={temperature}: {seq}  ({len(set(seq))} distinct)")

@@ -1,0 +1,127 @@
+"""The exercise build: markers, generated notebooks, hidden tests, and staleness."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from dlstudio_lite import exercises as ex
+from dlstudio_lite.cli import main
+
+ROOT = ex.REPO_ROOT
+SOURCES = sorted(ex.SOURCE_DIR.glob("*.py"))
+NAMES = [p.stem for p in SOURCES]
+
+
+def test_course_has_six_exercises_in_lecture_order():
+    assert NAMES == ["01_codebook", "02_elbo", "03_autoencoder", "04_vae", "05_vqvae", "06_vqgan"]
+
+
+def test_generated_files_are_up_to_date(tmp_path):
+    """Rebuild into a temporary folder and compare: a source edited without a rebuild fails here."""
+    fresh = ex.build_all(root=tmp_path)
+    assert fresh, "the build wrote nothing"
+    stale = [p.relative_to(tmp_path) for p in fresh
+             if not (ROOT / p.relative_to(tmp_path)).is_file()
+             or (ROOT / p.relative_to(tmp_path)).read_text(encoding="utf-8") != p.read_text(encoding="utf-8")]
+    assert not stale, f"stale generated files (run `dlstudio-lite exercises build`): {stale}"
+    assert ex.stale_outputs() == []
+
+
+def test_check_flag_reports_stale_output(tmp_path, capsys):
+    assert main(["exercises", "build", "--root", str(tmp_path)]) == 0
+    assert main(["exercises", "build", "--check", "--root", str(tmp_path)]) == 0
+    victim = tmp_path / "exercises" / "01_codebook.py"
+    victim.write_text(victim.read_text() + "\n# edited by hand\n")
+    assert main(["exercises", "build", "--check", "--root", str(tmp_path)]) == 1
+    assert "01_codebook.py" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exercise_and_solution_notebooks(name):
+    hidden = json.loads((ROOT / "instructor" / "hidden_tests" / f"{name}.json").read_text())
+    questions = hidden["questions"]
+    assert 2 <= len(questions) <= 4 and all(q["points"] > 0 for q in questions)
+    for folder in ("exercises", "solutions"):
+        nb = nbformat.read(ROOT / folder / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        text = (ROOT / folder / f"{name}.py").read_text()
+        # The pair holds the same notebook, and it carries no outputs.
+        assert [c.source for c in jupytext.reads(text, fmt="py:percent").cells] == [c.source for c in nb.cells]
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+        assert nb.metadata["dlstudio_lite"]["exercise"] == name
+        assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+        code = "\n".join(c.source for c in nb.cells)
+        assert ex.SOLUTION_BEGIN not in code and ex.SOLUTION_END not in code
+        for q in questions:  # hidden tests stay out of both notebooks
+            assert q["code"] not in code
+        tags = {t for c in nb.cells for t in c.metadata.get("tags", [])}
+        assert not tags & {ex.HIDDEN_TAG, ex.CHECK_TAG, ex.USES_ANSWERS_TAG}
+    exercise = nbformat.read(ROOT / "exercises" / f"{name}.ipynb", as_version=4)
+    solution = nbformat.read(ROOT / "solutions" / f"{name}.ipynb", as_version=4)
+    stubs = sum(c.source.count("raise NotImplementedError") for c in exercise.cells if c.cell_type == "code")
+    assert stubs >= len(questions)
+    assert "raise NotImplementedError" not in "\n".join(c.source for c in solution.cells if c.cell_type == "code")
+    # Every cell that runs the student's unfinished code is allowed to raise under nbval.
+    for cell in exercise.cells:
+        if cell.cell_type == "code" and "raise NotImplementedError" in cell.source.split("\n"):
+            assert ex.RAISES_TAG in cell.metadata.get("tags", [])  # top-level stub: the cell raises
+    assert any(ex.RAISES_TAG in c.metadata.get("tags", []) for c in exercise.cells)
+    assert not any(ex.RAISES_TAG in c.metadata.get("tags", []) for c in solution.cells)
+
+
+def test_question_ids_are_unique_across_the_course():
+    ids = [q["id"] for n in NAMES
+           for q in json.loads((ROOT / "instructor" / "hidden_tests" / f"{n}.json").read_text())["questions"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_strip_solutions_keeps_indentation_and_flags_top_level_code():
+    src = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+    out, top = ex.strip_solutions(src)
+    assert out == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError\n" and not top
+    out, top = ex.strip_solutions("### BEGIN SOLUTION\ny = 3\n### END SOLUTION")
+    assert out == "# YOUR CODE HERE\nraise NotImplementedError" and top
+    assert ex.remove_markers(src) == "def f(x):\n    return 2 * x\n"
+
+
+@pytest.mark.parametrize("src, message", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+    ("x = 1\n### END SOLUTION\n", "without"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside another"),
+])
+def test_unbalanced_markers_raise(src, message):
+    with pytest.raises(ValueError, match=message):
+        ex.strip_solutions(src)
+
+
+def _source(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text("# ---\n# jupyter:\n#   dlstudio_lite:\n#     exercise: " + name
+                    + "\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n"
+                    "#     name: python3\n# ---\n\n" + body)
+    return path
+
+
+def test_build_rejects_bad_sources(tmp_path):
+    good = ("# %%\ndef f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n\n"
+            '# %% tags=["hidden-tests"] question="f_one" points=2\nassert f() == 1\n')
+    built = ex.build_exercise(_source(tmp_path, "ok", good))
+    assert [(q.id, q.points) for q in built.questions] == [("f_one", 2)]
+    with pytest.raises(ValueError, match="points"):
+        ex.build_exercise(_source(tmp_path, "nopoints", good.replace(" points=2", "")))
+    with pytest.raises(ValueError, match="no 'hidden-tests'"):
+        ex.build_exercise(_source(tmp_path, "nohidden", good.split("# %% tags")[0]))
+    wrong_name = _source(tmp_path, "named", good)
+    wrong_name.write_text(wrong_name.read_text().replace("exercise: named", "exercise: other"))
+    with pytest.raises(ValueError, match="must be 'named'"):
+        ex.build_exercise(wrong_name)
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    for n in ("a_one", "b_two"):  # the same question id in two exercises
+        _source(src_dir, n, good)
+    with pytest.raises(ValueError, match="used by both"):
+        ex.build_outputs(src_dir, tmp_path / "out")
