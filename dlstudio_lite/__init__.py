@@ -22,8 +22,9 @@ from .vqvae import VQVAE
 from .metrics import bits_per_dim, mse, psnr, reconstruction_metrics
 
 # --- trainer ---
-from .checkpoint import MODELS, CheckpointError, load_checkpoint, load_model, save_checkpoint
-from .train import NonFiniteLossError, TrainConfig, Trainer, make_optimizer, make_scheduler
+from .checkpoint import CHECKPOINTS, MODELS, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .train import (NonFiniteLossError, TrainConfig, Trainer, load_or_train, make_optimizer,
+                    make_scheduler)
 
 # --- exercises / grading ---
 from .exercises import build_all as build_exercises

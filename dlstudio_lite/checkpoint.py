@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 
 FORMAT = "dlstudio-lite/1"
+# The small trained models that ship with the course (see data/checkpoints/README.md).
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 REQUIRED_KEYS = ("format", "model_name", "hparams", "model", "optimizers", "schedulers",
                  "step", "epoch", "history", "rng", "config")
 
@@ -154,6 +156,7 @@ _MODEL_SPECS = {  # name -> (module, class); imported on first use
     "vae": ("vae", "VAE"),
     "vqvae": ("vqvae", "VQVAE"),
     "vqgan": ("vqgan", "VQGAN"),
+    "prior": ("prior", "TransformerPrior"),
 }
 
 
@@ -188,14 +191,18 @@ def model_name_of(model: nn.Module) -> str:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a trained model from a checkpoint (``MODELS[name](**hparams)``), in eval mode."""
-    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), path).to(device)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str | os.PathLike = "checkpoint") -> nn.Module:
+    """The model held by an already loaded checkpoint dict, in eval mode, on the CPU."""
     name = ckpt["model_name"]
     if name not in MODELS:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds an unknown model {name!r}; "
+        raise CheckpointError(f"checkpoint {str(source)!r} holds an unknown model {name!r}; "
                               f"known: {', '.join(MODELS)}")
     model = MODELS[name](**ckpt["hparams"])
-    load_model_state(model, ckpt["model"], path)
-    return model.to(device).eval()
+    load_model_state(model, ckpt["model"], source)
+    return model.eval()
 
 
 def load_model_state(model: nn.Module, state: dict, path) -> None:

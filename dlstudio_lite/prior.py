@@ -248,11 +248,9 @@ def sample_images(prior: TransformerPrior, vq_model: nn.Module, n: int, **sample
 
 def load_prior(path, device: torch.device | str = "cpu") -> TransformerPrior:
     """Rebuild a prior from a checkpoint written by ``dlstudio-lite train prior``, in eval mode."""
-    from .checkpoint import CheckpointError, load_checkpoint
-    ckpt = load_checkpoint(path)
-    if ckpt["model_name"] != "prior":
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {ckpt['model_name']!r} model, "
+    from .checkpoint import CheckpointError, load_model
+    prior = load_model(path, device)
+    if not isinstance(prior, TransformerPrior):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(prior).__name__}, "
                               f"expected a transformer prior (written by `train prior`)")
-    prior = TransformerPrior(**ckpt["hparams"])
-    prior.load_state_dict(ckpt["model"])
-    return prior.to(device).eval()
+    return prior

@@ -34,6 +34,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -45,8 +46,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
-from .checkpoint import (CheckpointError, load_checkpoint, load_model_state, model_name_of, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (CheckpointError, load_checkpoint, load_model_state, model_from_checkpoint,
+                         model_name_of, rng_state, save_checkpoint, set_rng_state)
+from .config import quick_mode
 from .device import get_device
 
 # ------------------------------------------------------------------------------------------
@@ -656,3 +658,24 @@ class Trainer:
                  if k in means}
         if shown:
             bar.set_postfix(shown, refresh=False)
+
+
+def load_or_train(checkpoint: str | os.PathLike | None, make_model, train_data: Dataset,
+                  test_data: Dataset | None = None, *, steps: int, **trainer_kwargs):
+    """A trained model for a notebook: the shipped one, or one trained here.
+
+    In normal mode the model in ``checkpoint`` is returned when it loads; in quick mode, when
+    ``checkpoint`` is None, or when the file is missing or damaged (a warning says why),
+    ``make_model()`` is trained for ``steps`` steps with :class:`Trainer` (``trainer_kwargs``
+    are its config fields). Returns ``(model in eval mode, history)``.
+    """
+    device = get_device(trainer_kwargs.get("device"))
+    if checkpoint is not None and not quick_mode():
+        try:
+            ckpt = load_checkpoint(checkpoint)
+            return model_from_checkpoint(ckpt, checkpoint).to(device), ckpt["history"]
+        except CheckpointError as err:
+            warnings.warn(f"{err}; training a new model instead", stacklevel=2)
+    model = make_model()
+    history = Trainer(model, train_data, test_data, steps=steps, **trainer_kwargs).fit()
+    return model.eval(), history

@@ -1,0 +1,511 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 4: The variational autoencoder (VAE)
+#
+# The autoencoder of lecture 3 reconstructs well but cannot generate: its latents form an
+# irregular set, and a random latent decodes to texture. A VAE changes two things. The
+# encoder no longer outputs a latent but a Gaussian distribution over latents,
+# $q(z \mid x) = \mathcal N(\mu(x), \operatorname{diag} \sigma^2(x))$; and the loss pulls
+# those Gaussians towards a fixed prior $p(z) = \mathcal N(0, I)$, the distribution we will
+# later sample from. Lecture 2 derived the loss (the negative ELBO); this lecture turns it
+# into code and looks at what it does.
+#
+# **What you will learn**
+#
+# - why drawing $z \sim q(z \mid x)$ blocks the gradient, and how the reparameterization
+#   $z = \mu + \sigma \varepsilon$ lets it through (checked with autograd);
+# - the loss, reconstruction $+\ \beta \cdot$ KL, and why summing or averaging its terms
+#   silently changes the effective $\beta$;
+# - training the package's `VAE`, and how reconstruction and KL trade off as $\beta$ grows;
+# - sampling new images from $\mathcal N(0, I)$ (and a bug in the lecture's code that samples
+#   from the wrong distribution), and interpolating between two images in latent space;
+# - *posterior collapse*: what a too-large $\beta$ does to the latent and to the reconstructions.
+
+# %%
+# %matplotlib inline
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from torch.distributions import Normal
+
+from dlstudio_lite import (CHECKPOINTS, VAE, CheckpointError, ShapesDataset, kl_divergence, load_model,
+                           load_or_train, pick, psnr, quick_mode, reparameterize, seed_everything)
+from dlstudio_lite.plot import plot_history, show_images, show_side_by_side
+
+seed_everything(0)
+print("quick mode:", quick_mode())
+
+# %% [markdown]
+# ## 1. Sampling is not differentiable; reparameterization is
+#
+# Training needs $\partial \mathcal L / \partial \mu$ and $\partial \mathcal L / \partial \log\sigma^2$,
+# where the loss depends on a sample $z \sim \mathcal N(\mu, \sigma^2)$. A sampler returns a
+# number; it has no derivative with respect to the parameters it was called with. PyTorch
+# agrees: a value drawn with `Normal(mu, sigma).sample()` is cut off from the graph.
+
+# %%
+mu = torch.tensor([0.5, -1.0], requires_grad=True)
+logvar = torch.tensor([0.0, 0.4], requires_grad=True)   # the encoder predicts log sigma^2
+sigma = torch.exp(0.5 * logvar)
+
+z = Normal(mu, sigma).sample()
+print("z =", z, "| requires_grad:", z.requires_grad, "| grad_fn:", z.grad_fn)
+try:
+    (z ** 2).sum().backward()
+except RuntimeError as err:
+    print("backward() fails:", err)
+
+# %% [markdown]
+# The fix is to move the randomness *outside* the parameters. Draw
+# $\varepsilon \sim \mathcal N(0, I)$, which depends on nothing we learn, and build
+#
+# $$ z = \mu + \sigma \odot \varepsilon, \qquad \sigma = \exp\!\big(\tfrac12 \log \sigma^2\big). $$
+#
+# This $z$ has exactly the distribution $\mathcal N(\mu, \sigma^2)$, and it is an ordinary
+# differentiable function of $\mu$ and $\log\sigma^2$ (with $\varepsilon$ a constant):
+#
+# $$ \frac{\partial z}{\partial \mu} = 1, \qquad
+#    \frac{\partial z}{\partial \log\sigma^2} = \tfrac12\, \sigma\, \varepsilon . $$
+#
+# For the toy loss $\mathcal L = \sum z^2$ the chain rule gives
+# $\partial \mathcal L / \partial \mu = 2z$ and $\partial \mathcal L / \partial \log\sigma^2 = z \sigma \varepsilon$.
+# Autograd should reproduce both, and the package's `reparameterize` should give the same $z$
+# for the same random numbers.
+
+# %%
+torch.manual_seed(1)
+eps = torch.randn(2)
+z = mu + torch.exp(0.5 * logvar) * eps
+(z ** 2).sum().backward()
+print("grad mu:    ", mu.grad, "expected", (2 * z).detach())
+print("grad logvar:", logvar.grad, "expected", (z * sigma * eps).detach())
+
+torch.manual_seed(1)
+print("package reparameterize gives the same z:", torch.allclose(reparameterize(mu, logvar), z))
+
+# %% [markdown]
+# `torch.distributions` knows the trick too: `rsample()` ("reparameterized sample") builds
+# $\mu + \sigma\varepsilon$ for you, while `sample()` does not.
+
+# %%
+for method in ("sample", "rsample"):
+    mu.grad = logvar.grad = None
+    z = getattr(Normal(mu, torch.exp(0.5 * logvar)), method)()
+    if z.requires_grad:
+        (z ** 2).sum().backward()
+    print(f"{method:>8}(): grad reaches mu: {mu.grad is not None}, logvar: {logvar.grad is not None}")
+
+# %% [markdown]
+# One sample gives a noisy gradient, but an **unbiased** one: averaged over many $\varepsilon$
+# it equals the gradient of the expected loss. For $\mathcal L = z^2$,
+# $\mathbb E[z^2] = \mu^2 + \sigma^2$, so $\partial / \partial\mu = 2\mu$ and
+# $\partial / \partial \log\sigma^2 = \sigma^2$.
+
+# %%
+mu.grad = logvar.grad = None
+eps = torch.randn(pick(normal=200_000, quick=50_000), 2)
+z = mu + torch.exp(0.5 * logvar) * eps                    # many samples at once
+(z ** 2).mean(0).sum().backward()
+print("Monte-Carlo grad mu:    ", mu.grad, " exact:", (2 * mu).detach())
+print("Monte-Carlo grad logvar:", logvar.grad, " exact:", logvar.exp().detach())
+
+# %% [markdown]
+# ## 2. The loss: reconstruction + $\beta$ KL
+#
+# The negative ELBO of lecture 2, for one image $x$, is
+#
+# $$ \mathcal L(x) = \underbrace{-\mathbb E_{q(z\mid x)}\big[\log p(x \mid z)\big]}_{\text{reconstruction}}
+#    + \underbrace{\mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big)}_{\text{stay close to the prior}} .$$
+#
+# **Reconstruction.** With a Gaussian decoder $p(x \mid z) = \mathcal N(\hat x(z), s^2 I)$,
+# $-\log p(x \mid z) = \frac{1}{2s^2} \sum_i (x_i - \hat x_i)^2 + \text{const}$: a *summed* squared
+# error, and $s^2 = \tfrac12$ makes the factor one. One sample of $z$ per image (drawn with the
+# trick above) estimates the expectation.
+#
+# **KL, step by step**, for one latent dimension with $q = \mathcal N(\mu, \sigma^2)$ and
+# $p = \mathcal N(0, 1)$:
+#
+# $$ \log q(z) - \log p(z) = -\tfrac12 \log \sigma^2 - \frac{(z-\mu)^2}{2\sigma^2} + \frac{z^2}{2}
+#    \quad (\text{the } \log 2\pi \text{ terms cancel}). $$
+#
+# Take the expectation under $q$, using $\mathbb E_q[(z-\mu)^2] = \sigma^2$ and
+# $\mathbb E_q[z^2] = \mu^2 + \sigma^2$:
+#
+# $$ \mathrm{KL} = -\tfrac12 \log\sigma^2 - \tfrac12 + \tfrac12(\mu^2 + \sigma^2)
+#    = \tfrac12\big(\mu^2 + \sigma^2 - 1 - \log \sigma^2\big). $$
+#
+# It is zero exactly when $\mu = 0$ and $\sigma = 1$. With a diagonal Gaussian the KL of the
+# whole latent is the sum over its dimensions. Checked against `torch.distributions`:
+
+# %%
+m, lv = torch.randn(4, 6), torch.randn(4, 6)
+closed_form = 0.5 * (m ** 2 + lv.exp() - 1 - lv).sum(1)
+library = torch.distributions.kl_divergence(Normal(m, (0.5 * lv).exp()), Normal(0.0, 1.0)).sum(1)
+print("closed form == torch.distributions:", torch.allclose(closed_form, library, atol=1e-5))
+print("closed form == dlstudio_lite.kl_divergence:", torch.allclose(closed_form, kl_divergence(m, lv)))
+
+# %% [markdown]
+# **$\beta$.** The lecture (like the $\beta$-VAE paper) weights the KL term:
+# $\mathcal L_\beta = \text{recon} + \beta\, \mathrm{KL}$. $\beta = 1$ is the ELBO;
+# smaller $\beta$ favours sharp reconstructions, larger $\beta$ a latent closer to the prior.
+#
+# ### Sum or mean? The hidden change of $\beta$
+#
+# Let $D_x = C H W$ be the number of pixel values and $D_z$ the number of latent values. Code
+# often writes the loss with means instead of sums, and then the same $\beta$ means something
+# else. Multiply each version by the constant that makes its reconstruction term the
+# summed squared error (a constant factor only rescales the loss; Adam hardly notices); what
+# multiplies the summed KL is the **effective** $\beta$:
+#
+# | reconstruction | KL | loss, rescaled to summed SE | effective $\beta$ |
+# | --- | --- | --- | --- |
+# | sum over pixels | sum over latent dims | $\text{SE} + \beta\,\text{KL}$ | $\beta$ |
+# | mean over pixels | mean over latent dims | $D_x \cdot (\text{SE}/D_x + \beta\,\text{KL}/D_z)$ | $\beta\, D_x / D_z$ |
+# | mean over pixels (`F.mse_loss` default) | sum over latent dims | $D_x \cdot (\text{SE}/D_x + \beta\,\text{KL})$ | $\beta\, D_x$ |
+#
+# The package's `VAE` offers the first two as `reduction="sum"` (the lecture's choice, the
+# default) and `reduction="mean"`. A numerical check with a small untrained model: with the
+# same random numbers, the "mean" loss times $D_x$ must equal the summed SE plus
+# $\beta D_x / D_z$ times the KL.
+
+# %%
+seed_everything(0)
+# (32x32 images: the same small set as the beta sweep of section 4)
+x = ShapesDataset("test", image_size=32, num_images=pick(normal=4000, quick=None)).tensors(8)
+beta = 0.1
+vae_sum = VAE(image_size=32, latent_size=8, base_channels=8, beta=beta, reduction="sum")
+vae_mean = VAE(**{**vae_sum.hparams, "reduction": "mean"})
+vae_mean.load_state_dict(vae_sum.state_dict())             # the very same network
+
+torch.manual_seed(0)
+loss_sum, logs = vae_sum.compute_loss(x)
+torch.manual_seed(0)
+loss_mean, _ = vae_mean.compute_loss(x)
+D_x, D_z = x[0].numel(), math.prod(vae_sum.latent_shape)
+se, kl = logs["recon"] * D_x, logs["kl"]                    # per image, averaged over the batch
+print(f"D_x = {D_x}, D_z = {D_z}")
+print(f"sum  loss:        {loss_sum:.3f} = SE + beta * KL = {se + beta * kl:.3f}")
+print(f"mean loss * D_x:  {loss_mean * D_x:.3f} = SE + beta*(D_x/D_z) * KL = {se + beta * D_x / D_z * kl:.3f}")
+
+# %% [markdown]
+# For the lecture's $64 \times 64$ images the factor $D_x / D_z$ depends on the latent; with a
+# flat latent vector, common in VAEs, it is large:
+
+# %%
+D_x64 = 3 * 64 * 64
+latents = {"16x16x16 map (this course)": 16 * 16 * 16, "8x8x16 map": 8 * 8 * 16,
+           "flat vector, 128 dims": 128, "flat vector, 16 dims": 16}
+fig, ax = plt.subplots(figsize=(7, 2.8))
+ax.barh(list(latents), [beta * D_x64 / d for d in latents.values()], color="tab:orange")
+ax.axvline(beta, color="k", ls="--", label=f"beta = {beta} with sums")
+ax.set(xscale="log", xlabel="effective beta with mean/mean reduction (beta = 0.1, 64x64x3 images)")
+ax.legend(loc="lower right")
+plt.show()
+
+# %% [markdown]
+# The same `beta=0.1` can therefore mean a weak KL (sums) or a KL hundreds of times
+# stronger (means over a small latent), which explains why published $\beta$ values do not
+# transfer between code bases. The lecture also sums over the **batch**; that multiplies the
+# whole loss by the batch size, which leaves $\beta$ alone but scales the gradients (plain SGD
+# would need a smaller learning rate). The package averages over images instead.
+#
+# ## 3. Training the package's `VAE`
+#
+# The package's `VAE` reuses the autoencoder's `Encoder` and `Decoder`. Two 1x1 convolutions on
+# the encoder's feature map predict $\mu$ and $\log\sigma^2$, so the latent is itself a small map,
+# $(16, h, w)$ here, one Gaussian per latent value. (DLStudio's VAE flattens the feature map into
+# fully connected layers instead; see the module docstring of `dlstudio_lite/vae.py` for why
+# the course keeps it spatial.) `compute_loss` is the loss above with `reduction="sum"` and
+# the lecture's $\beta = 0.1$.
+#
+# In normal mode the notebook loads the checkpoint `data/checkpoints/vae_shapes/` (one
+# `dlstudio-lite train vae ...` command, see `data/checkpoints/README.md`); otherwise, or if the
+# file is missing or damaged, it trains here.
+
+# %%
+IMAGE_SIZE = pick(normal=64, quick=32)
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE)
+
+
+TRAIN_KWARGS = dict(batch_size=pick(normal=32, quick=16), lr=pick(normal=1e-3, quick=2e-3),
+                    scheduler="cosineannealinglr", log_every=pick(normal=25, quick=3),
+                    eval_batches=pick(normal=None, quick=1))
+seed_everything(0)
+vae, history = load_or_train(
+    CHECKPOINTS / "vae_shapes" / "checkpoint.pt",
+    lambda: VAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
+                base_channels=pick(normal=16, quick=8), beta=0.1),
+    train_set, test_set, steps=pick(normal=1000, quick=8), **TRAIN_KWARGS)
+device = next(vae.parameters()).device
+print(f"trained for {history['train/loss'][-1][0]} steps;", vae.hparams)
+
+# %% [markdown]
+# The two terms on their own scales. The reconstruction error (MSE per pixel) falls. The KL
+# (nats per image) is largest early on, when the encoder has just begun to pour information
+# into $z$ without regard for its cost, and then falls as the $\beta \cdot$KL term trims
+# the information that does not buy enough reconstruction.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+plot_history(history, keys=[k for k in ("train/recon", "test/recon") if k in history],
+             ax=axes[0], logy=True, title="reconstruction (MSE per pixel)")
+plot_history(history, keys=[k for k in ("train/kl", "test/kl") if k in history],
+             ax=axes[1], title="KL(q(z|x) || N(0, I)), nats per image")
+for ax in axes:
+    for line in ax.get_lines():
+        if len(line.get_xdata()) == 1:
+            line.set(marker="o", linestyle="none")  # a single test point
+plt.show()
+
+
+# %% [markdown]
+# Reconstructions of unseen test images, in the lecture's layout (input | output in each box).
+# `reconstruct` decodes the mean $\mu$, without sampling noise.
+
+# %%
+def input_output_pairs(x, x_hat):
+    """(B, C, H, W) twice -> (B, C, H, 2W): each input with its output on its right."""
+    return torch.cat([x, x_hat.clamp(-1, 1)], dim=3)
+
+
+x_test = test_set.tensors(16).to(device)
+with torch.no_grad():
+    x_rec = vae.reconstruct(x_test)
+show_images(input_output_pairs(x_test, x_rec), nrow=4, scale=1.5,
+            title=f"VAE, test images: input | output   (PSNR {psnr(x_rec, x_test):.1f} dB)")
+plt.show()
+
+# %% [markdown]
+# ## 4. Reconstruction against KL as $\beta$ changes
+#
+# To see the trade-off, train the same small VAE with several $\beta$ and otherwise identical
+# settings, and measure the test reconstruction error and KL at the end. The runs are short
+# and use $32 \times 32$ images so that all of them fit in a few minutes on a laptop CPU;
+# the trend, not the exact values, is the point.
+
+# %%
+SWEEP_SIZE = 32
+sweep_train = ShapesDataset("train", image_size=SWEEP_SIZE, num_images=pick(normal=4000, quick=None))
+sweep_test = ShapesDataset("test", image_size=SWEEP_SIZE, num_images=pick(normal=4000, quick=None))
+betas = pick(normal=[0.01, 0.1, 1.0, 10.0, 100.0], quick=[0.1, 100.0])
+sweep = {}
+for b in betas:
+    seed_everything(0)
+    model, hist = load_or_train(
+        None, lambda: VAE(image_size=SWEEP_SIZE, latent_size=SWEEP_SIZE // 4, base_channels=8,
+                          beta=b),
+        sweep_train, sweep_test, steps=pick(normal=300, quick=4),
+        **{**TRAIN_KWARGS, "batch_size": pick(normal=32, quick=16), "progress": not quick_mode()})
+    sweep[b] = {"model": model, "recon": hist["test/recon"][-1][1], "kl": hist["test/kl"][-1][1]}
+    print(f"beta {b:>7}: test MSE {sweep[b]['recon']:.4f}, KL {sweep[b]['kl']:8.1f} nats")
+
+# %%
+fig, ax1 = plt.subplots(figsize=(6.5, 3.8))
+ax1.plot(betas, [sweep[b]["recon"] for b in betas], "o-", color="tab:blue")
+ax1.set(xscale="log", xlabel="beta", title="short runs: reconstruction vs KL")
+ax1.set_ylabel("test MSE per pixel", color="tab:blue")
+ax2 = ax1.twinx()
+ax2.plot(betas, [sweep[b]["kl"] for b in betas], "s--", color="tab:red")
+ax2.set_ylabel("test KL, nats per image", color="tab:red")
+plt.show()
+
+# %% [markdown]
+# Raising $\beta$ makes every nat of information in $z$ more expensive: the KL falls and the
+# reconstruction error rises. At the largest values the KL is close to zero, meaning the
+# encoder's output no longer depends on the image at all; section 7 looks at that regime.
+#
+# ## 5. Sampling new images
+#
+# Generating is what the prior is for: draw $z \sim \mathcal N(0, I)$ with the latent's shape
+# and decode it (`VAE.sample`).
+#
+# **Bug 3 of the lecture's code** (see `REFERENCE.md`): its "sample the standard normal" mode
+# sets `mu` to zeros and `logvar` to **ones**, then reparameterizes. But $\log\sigma^2 = 1$
+# means $\sigma^2 = e \approx 2.72$, so the latents come from $\mathcal N(0, e\, I)$, with a
+# standard deviation 1.65 times too large. The standard normal needs `logvar = 0`. Both side
+# by side, with the same $\varepsilon$, and the spread of the latents each one feeds the decoder:
+
+# %%
+gen = torch.Generator().manual_seed(0)
+eps = torch.randn((8, *vae.latent_shape), generator=gen).to(device)
+zeros = torch.zeros_like(eps)
+with torch.no_grad():
+    correct = vae.decode(zeros + torch.exp(0.5 * zeros) * eps)              # logvar = 0
+    buggy = vae.decode(zeros + torch.exp(0.5 * torch.ones_like(eps)) * eps)  # logvar = 1
+    same = torch.allclose(vae.sample(8, generator=torch.Generator().manual_seed(0)), correct,
+                          atol=1e-5)
+print("VAE.sample draws from N(0, I) (same images as the 'correct' row):", same)
+print(f"std of the latents: logvar = 0 -> {eps.std():.2f}, logvar = 1 -> {(math.exp(0.5) * eps).std():.2f}")
+show_side_by_side({"z ~ N(0, I)  (logvar = 0)": correct,
+                   "z ~ N(0, e I)  (bug: logvar = 1)": buggy,
+                   "for comparison: test images": x_test}, n=8)
+plt.show()
+
+# %% [markdown]
+# Two things to notice. First, the bug is nearly invisible here: this decoder starts with
+# convolutions followed by GroupNorm, which divides out most of the overall scale of its
+# input, so a $z$ that is 1.65 times too wide decodes to almost the same picture. A decoder
+# without such normalisation (DLStudio's VAE feeds $z$ through fully connected layers) is
+# more sensitive. A sampler should draw from the distribution it claims either way; a bug
+# that a picture hides is still a bug, and a test against $\mathcal N(0, I)$ catches it.
+#
+# Second, be honest about the samples: they have the dataset's dark background and colours
+# and blob-like pieces of shapes, but no whole, crisp shapes. The prior treats each of the
+# $16 \times 16$ latent positions independently, so nothing makes neighbouring positions
+# agree on one shape; and with $\beta = 0.1$ the encoder's posteriors do not fill
+# $\mathcal N(0, I)$ evenly, so many prior draws land where the decoder has seen few latents.
+# Both problems are what the rest of the course attacks: a codebook makes the latent
+# discrete (lecture 5), and a learned prior over the grid of codes replaces the independent
+# Gaussian (lecture 6).
+#
+# ## 6. Interpolating between two images in latent space
+#
+# Encode two test images to their means $\mu_a, \mu_b$, walk along the straight line
+# $z_t = (1 - t)\,\mu_a + t\,\mu_b$ and decode each point. For comparison, the bottom row
+# blends the pixels themselves.
+
+# %%
+a, b = 0, 5
+ts = torch.linspace(0, 1, 8, device=device).view(-1, 1, 1, 1)
+with torch.no_grad():
+    mu_a, mu_b = vae.encode(x_test[[a, b]])[0]
+    latent_path = vae.decode((1 - ts) * mu_a + ts * mu_b)
+pixel_path = (1 - ts) * x_test[a] + ts * x_test[b]
+show_side_by_side({"decoded (1-t) mu_a + t mu_b": latent_path, "pixels (1-t) x_a + t x_b": pixel_path},
+                  n=8, title="t = 0 ... 1")
+plt.show()
+
+# %% [markdown]
+# Pixel blending superimposes two half-transparent images. The latent path starts and ends at
+# the two reconstructions, and in between the decoder swaps one shape for the other: the
+# colours stay solid and there is no double exposure, although the middle frames are still a
+# mixture of both shapes rather than one new shape. With a latent this large (4,096 values)
+# and $\beta$ this small, each position of the latent map mostly describes its own patch of
+# the image, so the path is local; a stronger $\beta$ or a smaller latent makes it smoother
+# and more "semantic", at the price of blurrier reconstructions (section 4).
+#
+# ## 7. Posterior collapse
+#
+# If $\beta$ is too large, the cheapest way to lower the loss is to make
+# $q(z \mid x) = \mathcal N(0, I)$ for **every** $x$: the KL drops to zero, $z$ carries no
+# information about the image, and the decoder learns to output one average image whatever
+# it is given. The KL per latent channel (averaged over images and positions) shows it:
+# for the smallest $\beta$ of the sweep each channel carries information; for the largest,
+# all bars sit at zero.
+
+# %%
+def kl_per_channel(model, x):
+    """Mean KL per latent channel (nats per latent value): (latent_channels,)."""
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+    return (0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)).mean(dim=(0, 2, 3)).cpu()
+
+
+x_small = sweep_test.tensors(64)
+low, high = min(betas), max(betas)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
+for ax, bb in zip(axes, (low, high)):
+    kl_c = kl_per_channel(sweep[bb]["model"], x_small)
+    ax.bar(range(len(kl_c)), kl_c.numpy(), color="tab:red" if bb == high else "tab:blue")
+    ax.set(title=f"beta = {bb}: total KL {sweep[bb]['kl']:.1f} nats/image\n"
+                 f"(largest bar {kl_c.max():.3f})", xlabel="latent channel")
+axes[0].set_ylabel("KL per latent value (nats)")
+plt.show()
+
+# %% [markdown]
+# The reconstructions tell the same story: with the large $\beta$ every input gives nearly the
+# same output. The spread of the reconstructions across different inputs measures how much
+# they depend on the input at all.
+
+# %%
+with torch.no_grad():
+    recs = {bb: sweep[bb]["model"].reconstruct(x_small) for bb in (low, high)}
+spread = {k: (v - v.mean(0)).pow(2).mean().sqrt().item() for k, v in
+          {"input": x_small, **{f"beta = {bb}": r for bb, r in recs.items()}}.items()}
+print("spread across images (RMS distance to the batch mean):",
+      ", ".join(f"{k}: {v:.3f}" for k, v in spread.items()))
+show_side_by_side({"input": x_small, f"beta = {low}": recs[low],
+                   f"beta = {high} (collapsed)": recs[high]}, n=8)
+plt.show()
+
+# %% [markdown]
+# Collapse does not need an absurd $\beta$: a powerful decoder (for instance an autoregressive
+# one) can model the data without $z$ and collapse even at $\beta = 1$, and the mean/mean
+# reduction of section 2 can multiply an innocent-looking $\beta$ by hundreds. Common
+# remedies are warming $\beta$ up from zero during training, or a "free bits" floor on the
+# KL per dimension; a VQ-VAE avoids the problem by construction, since its KL term is a
+# constant.
+#
+# ## 8. The trained result
+#
+# The trained VAE on 32 more unseen test images, and, in normal mode, next to lecture 3's
+# autoencoder, trained with the same settings and number of steps.
+
+# %%
+x_more = test_set.tensors(48)[16:48].to(device)
+with torch.no_grad():
+    x_more_rec = vae.reconstruct(x_more)
+    mu_more, logvar_more = vae.encode(x_more)
+kl_more = kl_divergence(mu_more, logvar_more).mean()
+show_images(input_output_pairs(x_more, x_more_rec), nrow=4, scale=1.5,
+            title=f"VAE, input | output on 32 test images: PSNR {psnr(x_more_rec, x_more):.1f} dB, "
+                  f"KL {kl_more:.0f} nats/image")
+plt.show()
+
+# %%
+autoencoder = None
+if not quick_mode():
+    try:
+        autoencoder = load_model(CHECKPOINTS / "autoencoder_shapes" / "checkpoint.pt", device)
+    except CheckpointError as err:
+        print(f"NOTE: no autoencoder checkpoint to compare with.\n  {err}")
+if autoencoder is not None:
+    with torch.no_grad():
+        ae_rec = autoencoder.reconstruct(x_more)
+    show_side_by_side({"input": x_more,
+                       f"autoencoder (lecture 3): PSNR {psnr(ae_rec, x_more):.1f} dB": ae_rec,
+                       f"VAE: PSNR {psnr(x_more_rec, x_more):.1f} dB": x_more_rec}, n=8)
+    plt.show()
+
+# %% [markdown]
+# With these short trainings the two reach about the same error. Look at the small holes
+# inside the shapes: the autoencoder keeps a faint speckle where they are, the VAE paints
+# the shapes smooth (its sampling noise during training teaches the decoder to ignore
+# detail that a slightly moved $z$ would not preserve). The VAE got a latent that can be sampled and
+# interpolated at little cost in reconstruction; that is what $\beta = 0.1$ with summed
+# errors buys (a weak KL weight, section 2), and it is also why its prior samples are
+# poor (section 5). Lecture 5 puts this VAE next to a VQ-VAE on exactly those holes.
+
+# %% [markdown]
+# ## Summary
+#
+# - Sampling $z \sim \mathcal N(\mu, \sigma^2)$ has no gradient; $z = \mu + \sigma\varepsilon$ with
+#   $\varepsilon \sim \mathcal N(0, I)$ has the same distribution and an unbiased gradient
+#   (`reparameterize`, `Normal.rsample`).
+# - Loss = reconstruction + $\beta$ KL, with
+#   $\mathrm{KL} = \tfrac12 \sum (\mu^2 + \sigma^2 - 1 - \log\sigma^2)$. Averaging instead of
+#   summing multiplies the effective $\beta$ by $D_x / D_z$ (or by $D_x$ when only the
+#   reconstruction is averaged).
+# - Larger $\beta$: less information in $z$, worse reconstructions; too large, and the posterior
+#   collapses onto the prior and the decoder ignores its input.
+# - Generate by decoding $z \sim \mathcal N(0, I)$ (log-variance 0, not 1). Latent
+#   interpolation stays closer to the data than pixel blending.
+#
+# **Next:** exercise 4 in `exercises/` (the VAE exercise). Lecture 5 replaces the Gaussian
+# latent by a codebook: the VQ-VAE.
