@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands import prior
     prior.add_cli(sub, train_sub)
     # --- register: exercises / grade ---
-    from . import exercises, grade
+    from .commands import exercises, grade
     exercises.add_cli(sub)
     grade.add_cli(sub)
     return parser

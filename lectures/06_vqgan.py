@@ -1,0 +1,429 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 6: VQGAN and a transformer prior over codes
+#
+# A VQ-VAE trained with a pixel-wise squared error still hedges where it is unsure, and
+# hedging looks like blur. VQGAN keeps the VQ-VAE (encoder, codebook, decoder) and adds a
+# critic: a discriminator that looks at small patches and tells real images from
+# reconstructions. That is stage 1. Stage 2 forgets about pixels: an image is now a short
+# sequence of code indices, and a GPT-style transformer learns to write such sequences.
+# Decoding a sequence it writes gives a new image.
+#
+# **What you will learn**
+#
+# - the PatchGAN discriminator: one real/fake logit per image patch, and how large a
+#   patch each logit sees;
+# - the hinge loss for the discriminator and the generator;
+# - the adaptive weight $\lambda$ of the lecture's Eq. 26, computed by hand with autograd
+#   and followed over training, and why the discriminator starts late;
+# - stage 2: a transformer prior trained on the code grids, sampled with temperature and
+#   top-k;
+# - VQ-VAE and VQGAN reconstructions side by side.
+
+# %%
+# %matplotlib inline
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from dlstudio_lite import (CHECKPOINTS, VQVAE, ShapesDataset, load_or_train, pick, psnr, quick_mode,
+                           seed_everything)
+from dlstudio_lite.plot import interactive, plot_history, show_images, show_side_by_side
+from dlstudio_lite.prior import TransformerPrior, encode_dataset, sample_images
+from dlstudio_lite.vqgan import (VQGAN, PatchDiscriminator, adaptive_lambda, generator_gan_loss,
+                                 hinge_d_loss)
+
+seed_everything(0)
+print("quick mode:", quick_mode())
+
+# %% [markdown]
+# ## 1. The VQ-VAE inside a GAN
+#
+# The lecture writes the stage-1 objective (Eqs. 23 to 25) as a min-max game: encoder
+# $\mathcal{E}$, decoder $G$ and codebook $\mathcal{Z}$ minimise, the discriminator $D$
+# maximises
+#
+# $$
+# \mathcal{L}_{VQ}(\mathcal{E}, G, \mathcal{Z}) + \lambda\, \mathcal{L}_{GAN}(\{\mathcal{E}, G, \mathcal{Z}\}, D),
+# \qquad
+# \mathcal{L}_{GAN} = \log D(x) + \log\big(1 - D(\hat x)\big),
+# $$
+#
+# where $\mathcal{L}_{VQ}$ is the VQ-VAE loss of lecture 5. In practice the two players take
+# turns on every batch: one step for the generator (the whole VQ-VAE) with $D$ frozen, one
+# step for $D$ on the real images and the detached reconstructions. Three pieces need
+# explaining: what $D$ looks at, which loss it uses, and how large $\lambda$ is.
+#
+# ## 2. A discriminator that judges patches
+#
+# An image-level discriminator answers one question per image. A **PatchGAN** is a plain
+# stack of strided convolutions without a final pooling or linear layer, so its output is a
+# *grid* of logits; each one judges only the patch of the input inside its receptive field.
+# Blur is a local defect, and a patch critic finds it everywhere in the image.
+#
+# Ten lines of plain PyTorch, and autograd to find the patch one logit sees: the input
+# pixels with a non-zero gradient are exactly its receptive field.
+
+# %%
+torch.manual_seed(0)
+tiny_d = nn.Sequential(
+    nn.Conv2d(3, 16, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+    nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+    nn.Conv2d(32, 32, 4, stride=1, padding=1), nn.LeakyReLU(0.2),
+    nn.Conv2d(32, 1, 4, stride=1, padding=1))      # one logit per patch
+image = torch.randn(1, 3, 64, 64, requires_grad=True)
+logits = tiny_d(image)
+print("input", tuple(image.shape), "-> logit map", tuple(logits.shape))
+i, j = logits.shape[2] // 2, logits.shape[3] // 2
+logits[0, 0, i, j].backward()                      # d(one logit) / d(input)
+seen = image.grad[0].abs().sum(0) > 0
+rows, cols = seen.nonzero().T
+print(f"logit ({i}, {j}) sees a {int(rows.max() - rows.min() + 1)} x "
+      f"{int(cols.max() - cols.min() + 1)} patch of the 64 x 64 input")
+fig, ax = plt.subplots(figsize=(3, 3))
+ax.imshow(seen, cmap="gray", interpolation="nearest")
+ax.set_title(f"receptive field of logit ({i}, {j})")
+ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# The package's `PatchDiscriminator` has the same layout (the pix2pix / taming-transformers
+# one): a 4x4 stride-2 convolution, more stride-2 convolutions that double the channels with
+# a normalisation and LeakyReLU(0.2), one stride-1 layer and a stride-1 convolution down to
+# one channel. For $64 \times 64$ images it has three stride-2 layers and returns a
+# $6 \times 6$ grid of logits. With five 4x4 layers of strides 2, 2, 2, 1, 1 the receptive
+# field is $1 + 3\,(1 + 2 + 4 + 8 + 8) = 70$ pixels wide, pix2pix's "70 x 70 PatchGAN": on
+# these small images each logit sees most of the image, centred at a different place, while
+# on $256 \times 256$ images the patches are truly local. (Its GroupNorm layers also share
+# statistics across the whole image, so the autograd trick above would light up every pixel.)
+
+# %%
+IMAGE_SIZE = pick(normal=64, quick=32)
+disc = PatchDiscriminator(image_size=IMAGE_SIZE)
+print(f"{IMAGE_SIZE} x {IMAGE_SIZE} images -> logits of shape",
+      tuple(disc(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)).shape))
+
+# %% [markdown]
+# ## 3. The hinge loss
+#
+# The lecture's Eq. 24 is the original GAN loss (a binary cross-entropy). VQGAN's reference
+# code uses the **hinge** loss instead, averaged over all patch logits:
+#
+# $$
+# \mathcal{L}_D = \tfrac12\Big(\mathbb{E}\,\big[\max(0, 1 - D(x))\big]
+#                + \mathbb{E}\,\big[\max(0, 1 + D(\hat x))\big]\Big),
+# \qquad
+# \mathcal{L}_{G,\mathrm{GAN}} = -\,\mathbb{E}\,\big[D(\hat x)\big].
+# $$
+#
+# The discriminator is satisfied once real patches score above $+1$ and reconstructed ones
+# below $-1$; beyond that margin it gets no gradient and stops pushing its logits to
+# infinity, which keeps the game stable. The generator simply raises the score of its
+# reconstructions.
+
+# %%
+d = torch.linspace(-3, 3, 200)
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.plot(d, F.relu(1 - d), label="D on a real patch: max(0, 1 - D)")
+ax.plot(d, F.relu(1 + d), label="D on a reconstruction: max(0, 1 + D)")
+ax.plot(d, -d, "--", label="generator: -D(reconstruction)")
+ax.set_xlabel("logit D")
+ax.set_ylabel("loss")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+plt.show()
+print("package hinge_d_loss, real logits +2, fake logits -2:",
+      float(hinge_d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0))), "(both beyond the margin)")
+
+# %% [markdown]
+# ## 4. How much GAN? The adaptive weight $\lambda$ (Eq. 26)
+#
+# The reconstruction loss and the GAN loss have unrelated scales, and the scale of the GAN
+# loss changes as the discriminator improves. A fixed weight is either too small to matter
+# or large enough to wreck the reconstructions. VQGAN balances the two *at the decoder's
+# last layer* $G_L$:
+#
+# $$
+# \lambda = \frac{\lVert \nabla_{G_L} \mathcal{L}_{rec} \rVert}{\lVert \nabla_{G_L} \mathcal{L}_{GAN} \rVert + \delta},
+# \qquad \delta = 10^{-6},
+# $$
+#
+# so the GAN term's gradient at that layer has the size of the reconstruction gradient (the
+# package multiplies by a factor `disc_weight = 0.8`, as the reference configuration does,
+# clamps to $[0, 10^4]$ and detaches: $\lambda$ is a weight, not something to optimise).
+# By hand, with `torch.autograd.grad` on a fresh VQGAN and a batch of shapes:
+
+# %%
+seed_everything(0)
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE)
+x = test_set.tensors(8)
+
+gan = VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8, base_channels=8, code_dim=16,
+            num_codes=64)
+x_hat, vq = gan(x)
+rec_loss = F.mse_loss(x_hat, x)
+gan_loss = generator_gan_loss(gan.discriminator(x_hat))
+w = gan.last_layer_weight                                   # the decoder's final conv
+g_rec = torch.autograd.grad(rec_loss, w, retain_graph=True)[0]
+g_gan = torch.autograd.grad(gan_loss, w, retain_graph=True)[0]
+by_hand = g_rec.norm() / (g_gan.norm() + 1e-6)
+print(f"||grad rec|| = {float(g_rec.norm()):.3e}, ||grad GAN|| = {float(g_gan.norm()):.3e}")
+print(f"lambda by hand: {float(by_hand):.4f}   package adaptive_lambda: "
+      f"{float(adaptive_lambda(rec_loss, gan_loss, w)):.4f}")
+
+# %% [markdown]
+# ### The delayed start
+#
+# At the beginning the reconstructions are grey mush and telling them from real images is
+# trivial: a discriminator switched on at step 0 wins at once and its gradients only add
+# noise. VQGAN therefore trains the plain VQ-VAE first and switches the discriminator (its
+# own loss *and* the generator's GAN term) on at step `disc_start`.
+#
+# ## 5. Training the VQGAN
+#
+# The model below is the lecture's VQGAN layout with the course's quarter widths
+# (`base_channels=16`): 64 x 64 images, an $8 \times 8$ grid of codes (the lecture's example
+# uses 8 x 8 as well), $K = 256$ codes of dimension 64, k-means initialisation and restarts
+# of idle codes as in lecture 5. The discriminator switches on at step 250 of 500: the
+# short CPU run of a course, where the reference trains for many epochs. The `Trainer` sees that the model
+# has a `discriminator_loss` and runs two optimisers, Adam with $\beta = (0.5, 0.9)$ as is
+# usual for GANs. In normal mode the checkpoint shipped in `data/checkpoints/vqgan_shapes/`
+# is loaded; see `data/checkpoints/README.md` for the one command that made it.
+
+# %%
+seed_everything(0)
+vqgan, gan_history = load_or_train(
+    CHECKPOINTS / "vqgan_shapes" / "checkpoint.pt",
+    lambda: VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8,
+                  base_channels=pick(normal=16, quick=8), code_dim=pick(normal=64, quick=16),
+                  num_codes=pick(normal=256, quick=64), kmeans_init=True,
+                  dead_code_steps=pick(normal=20, quick=5), disc_start=pick(normal=250, quick=6)),
+    train_set, test_set, steps=pick(normal=500, quick=14), batch_size=pick(normal=32, quick=16),
+    lr=pick(normal=5e-4, quick=2e-3), betas=(0.5, 0.9), scheduler="cosineannealinglr",
+    log_every=pick(normal=10, quick=2),
+    eval_batches=pick(normal=None, quick=2))
+disc_start = vqgan.disc_start
+print({k: vqgan.hparams[k] for k in ("base_channels", "latent_size", "num_codes", "code_dim",
+                                     "disc_start", "disc_weight", "gan_loss")})
+
+# %% [markdown]
+# Every curve below has a grey line at `disc_start`. Before it the GAN term and $\lambda$
+# are zero and the discriminator is not trained: the run is a plain VQ-VAE. After it, watch
+# three things. The discriminator separates real from reconstructed patches within a few
+# dozen steps (its hinge loss drops towards 0, the mean logits split far beyond the hinge
+# margin of $\pm 1$). The generator's GAN loss $-D(\hat x)$ rises accordingly: in a run this
+# short, the generator cannot catch up. And $\lambda$ is not a constant: it tracks the ratio of the
+# two gradients at the last layer, which keeps the GAN term from swamping the
+# reconstruction term, whose curve barely moves when the discriminator switches on.
+#
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+panels = [(["train/recon"], True, "reconstruction MSE"),
+          (["train/d_loss", "train/g_gan"], False, "hinge losses"),
+          (["train/d_real", "train/d_fake"], False, "mean discriminator logits"),
+          (["train/lambda"], False, "adaptive lambda (Eq. 26)")]
+for ax, (keys, logy, title) in zip(axes, panels):
+    plot_history(gan_history, keys=[k for k in keys if k in gan_history], ax=ax, logy=logy,
+                 title=title)
+    ax.axvline(disc_start, color="grey", linestyle=":", label="disc_start")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### What the discriminator sees
+#
+# The trained discriminator's logit map for a few test images and for their reconstructions:
+# one number per patch, bright for "real". With the shipped checkpoint the verdict is
+# unanimous: every patch of every reconstruction scores far below every real patch. The
+# discriminator has won, as the hinge losses above said; on a longer run, with a generator
+# that keeps up, the darkest patches point at the edges and textures the decoder gets wrong.
+
+# %%
+x_test = test_set.tensors(pick(normal=200, quick=32))
+with torch.no_grad():
+    x_gan = vqgan.reconstruct(x_test).clamp(-1, 1)
+    real_map = vqgan.discriminator(x_test[:4])[:, 0]
+    fake_map = vqgan.discriminator(x_gan[:4])[:, 0]
+lo, hi = float(torch.minimum(real_map.min(), fake_map.min())), float(torch.maximum(real_map.max(), fake_map.max()))
+fig, axes = plt.subplots(4, 4, figsize=(8, 8))
+for j in range(4):
+    show_images(x_test[j:j + 1], nrow=1, ax=axes[0, j])
+    axes[1, j].imshow(real_map[j], vmin=lo, vmax=hi, cmap="magma", interpolation="nearest")
+    show_images(x_gan[j:j + 1], nrow=1, ax=axes[2, j])
+    im = axes[3, j].imshow(fake_map[j], vmin=lo, vmax=hi, cmap="magma", interpolation="nearest")
+    axes[1, j].set_axis_off()
+    axes[3, j].set_axis_off()
+for row, label in enumerate(["real", "D logits (real)", "reconstruction", "D logits (recon.)"]):
+    axes[row, 0].set_title(label, loc="left", fontsize=9)
+fig.colorbar(im, ax=axes, shrink=0.5)
+plt.show()
+
+# %% [markdown]
+# ## 6. VQ-VAE and VQGAN side by side
+#
+# The VQ-VAE of lecture 5 (checkpoint `vqvae_shapes`) and the VQGAN above, on the same test
+# images. Read the PSNR with the budgets in mind: the VQ-VAE describes an image with
+# $32 \times 32 = 1024$ codes out of 512 (9216 bits), the VQGAN with $8 \times 8 = 64$ codes
+# out of 256 (512 bits), 18 times fewer, which is what makes stage 2 cheap: a sequence of
+# 64 tokens instead of 1024. PSNR rewards averaging; the GAN term rewards crisp, plausible
+# edges, which PSNR barely sees. After a few minutes on a CPU (250 steps with the
+# discriminator on) the VQGAN is still blurry: the adversarial term needs far longer
+# training than the course can afford to show its effect; the machinery above is what
+# matters here.
+#
+# %%
+seed_everything(0)
+vqvae, _ = load_or_train(
+    CHECKPOINTS / "vqvae_shapes" / "checkpoint.pt",
+    lambda: VQVAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 2, base_channels=8,
+                  code_dim=16, num_codes=64, kmeans_init=True, dead_code_steps=5),
+    train_set, test_set, steps=pick(normal=500, quick=12), batch_size=16, lr=2e-3,
+    log_every=pick(normal=25, quick=3), eval_batches=2)
+with torch.no_grad():
+    x_vq = vqvae.reconstruct(x_test).clamp(-1, 1)
+scores = {name: float(psnr(x_hat, x_test)) for name, x_hat in
+          {"VQ-VAE": x_vq, "VQGAN": x_gan}.items()}
+show_side_by_side({"input": x_test,
+                   f"VQ-VAE, {vqvae.hparams['latent_size']}^2 codes ({scores['VQ-VAE']:.1f} dB)": x_vq,
+                   f"VQGAN, {vqgan.hparams['latent_size']}^2 codes ({scores['VQGAN']:.1f} dB)": x_gan},
+                  n=8)
+plt.show()
+print(f"PSNR over {len(x_test)} test images: " +
+      ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
+
+# %% [markdown]
+# ## 7. Stage 2: a transformer prior over code indices
+#
+# After stage 1 every image is an $8 \times 8$ grid of integers. Read it row by row and it
+# is a 64-token sentence over a vocabulary of $K$ words. A decoder-only transformer learns
+#
+# $$ p(c_1, \dots, c_{64}) = \prod_{t} p(c_t \mid c_{<t}) $$
+#
+# by next-token cross-entropy: the input is a start token followed by $c_1 \dots c_{63}$, the
+# target is $c_1 \dots c_{64}$, and a causal mask keeps position $t$ from looking ahead.
+# Two details the lecture's listing got wrong (REFERENCE item 5) and `TransformerPrior`
+# gets right: the start token is $K$, outside the range of real codes; the attention
+# scores are divided by $\sqrt{d}$ *before* the softmax (inside
+# `F.scaled_dot_product_attention`), and there are learned position embeddings.
+#
+# The shift, on the first row of a real code grid:
+
+# %%
+with torch.no_grad():
+    grid = vqgan.encode_to_indices(x_test[:1])[0]            # (h, w) long
+codes = grid.flatten()
+start = vqgan.num_codes                                       # the start token
+print("code grid:\n", grid.numpy())
+print("inputs :", [start] + codes[:7].tolist(), "...")
+print("targets:", codes[:8].tolist(), "...")
+h = grid.shape[0]
+mask = torch.tril(torch.ones(6, 6, dtype=torch.bool))
+print("causal mask for 6 positions (row t may attend to the columns marked 1):\n", mask.int().numpy())
+
+# %% [markdown]
+# Training data: the code grids of the training images, computed once with the frozen
+# VQGAN encoder (`encode_dataset`). In normal mode the prior shipped in
+# `data/checkpoints/prior_shapes/` is loaded (trained by `dlstudio-lite train prior` on the
+# codes of all 19,800 training images of `vqgan_shapes`); the grids of the first 4,000
+# images encoded here serve for the baseline below, and for training if the checkpoint is
+# missing.
+
+# %%
+seed_everything(0)
+n_encode = pick(normal=4000, quick=256)   # code grids of the first training images
+prior_data = (TensorDataset(encode_dataset(vqgan, torch.utils.data.Subset(train_set, range(n_encode)))),
+              TensorDataset(encode_dataset(vqgan, test_set)))
+train_codes = prior_data[0].tensors[0]
+prior, prior_history = load_or_train(
+    CHECKPOINTS / "prior_shapes" / "checkpoint.pt",
+    lambda: TransformerPrior(vqgan.num_codes, tuple(train_codes.shape[1:]),
+                             n_layer=pick(normal=4, quick=1), n_head=4,
+                             n_embd=pick(normal=64, quick=32)),
+    *prior_data, steps=pick(normal=1500, quick=10),
+    batch_size=pick(normal=64, quick=16), lr=pick(normal=3e-4, quick=1e-3), optimizer="adamw",
+    scheduler="cosineannealinglr", log_every=pick(normal=25, quick=2))
+
+# A prior that ignores the context can do no better than the entropy of the code frequencies.
+freq = torch.bincount(train_codes.flatten(), minlength=vqgan.num_codes).double()
+freq = freq[freq > 0] / freq.sum()
+context_free = float(-(freq * freq.log2()).sum())
+ax = plot_history(prior_history, keys=[k for k in ("train/bits_per_code", "test/bits_per_code")
+                                       if k in prior_history], title="prior: bits per code")
+ax.axhline(context_free, color="grey", linestyle=":", label="context-free entropy")
+ax.legend()
+plt.show()
+print(f"context-free: {context_free:.2f} bits per code; uniform over K: {np.log2(vqgan.num_codes):.2f}")
+
+# %% [markdown]
+# ## 8. New images: temperature and top-k
+#
+# Sampling writes a grid code by code: divide the logits by a **temperature** $T$ ($T < 1$
+# sharpens the distribution towards the likeliest codes, $T > 1$ flattens it), keep only the
+# **top-k** most likely codes, renormalise, draw, append, repeat 64 times, and decode the
+# grid with the VQGAN decoder. Low temperature and small $k$ give clean but repetitive
+# images; high temperature gives variety and, eventually, broken shapes.
+
+# %%
+def show_samples(temperature=1.0, top_k=100):
+    images = sample_images(prior, vqgan, 16, temperature=temperature, top_k=int(top_k), seed=0)
+    show_images(images, nrow=8, title=f"16 samples, temperature {temperature:.2f}, top-k {int(top_k)}",
+                scale=0.8)
+    plt.show()
+
+
+interactive(show_samples, temperature=(0.3, 2.0, 0.1, 1.0), top_k=(1, vqgan.num_codes, 1, 100))
+
+# %% [markdown]
+# A static comparison of a few settings (each row uses the same random seed):
+
+# %%
+settings = [(0.7, 10), (1.0, 100), (1.5, vqgan.num_codes)]
+fig, axes = plt.subplots(len(settings), 1, figsize=(9, 1.5 * len(settings)))
+for ax, (t, k) in zip(axes, settings):
+    show_images(sample_images(prior, vqgan, 8, temperature=t, top_k=k, seed=1), nrow=8, ax=ax,
+                title=f"temperature {t}, top-k {k}")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Two separate things limit these pictures. The prior has learned a great deal: its test
+# cross-entropy (the curve in section 7) lies far below the context-free entropy of the
+# codes, so it knows where shapes go and which codes belong together. But every sample is
+# decoded by the VQGAN of section 5, and after a few CPU minutes with 64 codes per image
+# that decoder draws soft blobs, not crisp stars and triangles. Better samples need a
+# better stage 1 first: longer training, a wider model, a larger grid of codes.
+#
+# ## Summary
+#
+# - VQGAN is a VQ-VAE trained against a PatchGAN discriminator, a fully convolutional
+#   critic with one logit per patch, trained with the hinge loss on real images and
+#   detached reconstructions.
+# - The adaptive $\lambda$ of Eq. 26 rescales the GAN term so that, at the decoder's last
+#   layer, its gradient is as large as the reconstruction gradient; it is computed with two
+#   `torch.autograd.grad` calls and detached.
+# - The discriminator and the GAN term switch on at `disc_start`, after the autoencoder has
+#   learned to reconstruct.
+# - Stage 2 turns images into short sequences of code indices and trains a GPT-style
+#   transformer on them; temperature and top-k trade variety for quality when sampling.
+#
+# **Next:** exercise 6 in `exercises/` asks you to implement the hinge losses and the
+# adaptive $\lambda$, and to sample from a prior with top-k.
