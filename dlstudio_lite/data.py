@@ -170,9 +170,23 @@ def _save_npz_atomic(path: Path, **arrays) -> None:
 
 def load_shapes(num_images: int, image_size: int = 64, seed: int = 0,
                 root: str | Path = DATA_ROOT, cache: bool = True) -> ShapeImages:
-    """Like :func:`generate_shapes`, but cached under ``root/cache`` after the first call."""
+    """Like :func:`generate_shapes`, but cached under ``root/cache`` after the first call,
+    and kept in memory for the process: a train and a test split share one copy."""
     path = Path(root) / "cache" / f"shapes_{image_size}px_{num_images}_seed{seed}.npz"
-    if cache and path.exists():
+    if not cache:
+        return generate_shapes(num_images, image_size, seed)
+    key = (str(path.resolve()), num_images, image_size, seed)
+    if key not in _IN_MEMORY:
+        _IN_MEMORY.clear()  # hold one dataset at a time: 20,000 images take ~330 MB
+        _IN_MEMORY[key] = _load_or_generate(path, num_images, image_size, seed)
+    return _IN_MEMORY[key]
+
+
+_IN_MEMORY: dict[tuple, ShapeImages] = {}
+
+
+def _load_or_generate(path: Path, num_images: int, image_size: int, seed: int) -> ShapeImages:
+    if path.exists():
         try:
             with np.load(path) as f:
                 holes = np.unpackbits(f["holes"], count=num_images * image_size * image_size)
@@ -181,8 +195,7 @@ def load_shapes(num_images: int, image_size: int = 64, seed: int = 0,
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache is simply regenerated
     data = generate_shapes(num_images, image_size, seed)
-    if cache:
-        _save_npz_atomic(path, images=data.images, holes=np.packbits(data.holes), counts=data.counts)
+    _save_npz_atomic(path, images=data.images, holes=np.packbits(data.holes), counts=data.counts)
     return data
 
 
@@ -215,7 +228,8 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int):
         image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
         if self.return_holes:
-            return image, torch.from_numpy(self.holes[index])
+            # A copy: a view would keep the whole (N, H, W) mask alive as long as the item.
+            return image, torch.from_numpy(self.holes[index].copy())
         return image, int(self.counts[index])
 
     def tensors(self, n: int | None = None) -> torch.Tensor:

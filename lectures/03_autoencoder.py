@@ -233,7 +233,7 @@ autoencoder, history = load_or_train(
     CHECKPOINTS / "autoencoder_shapes" / "checkpoint.pt",
     lambda: Autoencoder(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
                         base_channels=pick(normal=16, quick=8)),
-    train_set, test_set, steps=pick(normal=1000, quick=8), batch_size=pick(normal=32, quick=16),
+    train_set, test_set, steps=pick(normal=4000, quick=8), batch_size=pick(normal=32, quick=16),
     lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
     log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=1))
 device = next(autoencoder.parameters()).device

@@ -251,7 +251,7 @@ vae, history = load_or_train(
     CHECKPOINTS / "vae_shapes" / "checkpoint.pt",
     lambda: VAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
                 base_channels=pick(normal=16, quick=8), beta=0.1),
-    train_set, test_set, steps=pick(normal=1000, quick=8), **TRAIN_KWARGS)
+    train_set, test_set, steps=pick(normal=4000, quick=8), **TRAIN_KWARGS)
 device = next(vae.parameters()).device
 print(f"trained for {history['train/loss'][-1][0]} steps;", vae.hparams)
 
@@ -484,13 +484,14 @@ if autoencoder is not None:
     plt.show()
 
 # %% [markdown]
-# With these short trainings the two reach about the same error. Look at the small holes
-# inside the shapes: the autoencoder keeps a faint speckle where they are, the VAE paints
-# the shapes smooth (its sampling noise during training teaches the decoder to ignore
-# detail that a slightly moved $z$ would not preserve). The VAE got a latent that can be sampled and
-# interpolated at little cost in reconstruction; that is what $\beta = 0.1$ with summed
-# errors buys (a weak KL weight, section 2), and it is also why its prior samples are
-# poor (section 5). Lecture 5 puts this VAE next to a VQ-VAE on exactly those holes.
+# With the same widths and training budget the autoencoder reconstructs better: it pays no
+# KL price and decodes exactly the latent it was given. Look at the small holes inside the
+# shapes: the autoencoder redraws them, the VAE paints the shapes smooth (its sampling noise
+# during training teaches the decoder to ignore detail that a slightly moved $z$ would not
+# preserve). In exchange the VAE got a latent that can be sampled and interpolated; that is
+# what $\beta = 0.1$ with summed errors buys (a weak KL weight, section 2), and it is also
+# why its prior samples are poor (section 5). Lecture 5 puts this VAE next to a VQ-VAE on
+# exactly those holes.
 
 # %% [markdown]
 # ## Summary

@@ -203,7 +203,7 @@ print(f"lambda by hand: {float(by_hand):.4f}   package adaptive_lambda: "
 # The model below is the lecture's VQGAN layout with the course's quarter widths
 # (`base_channels=16`): 64 x 64 images, an $8 \times 8$ grid of codes (the lecture's example
 # uses 8 x 8 as well), $K = 256$ codes of dimension 64, k-means initialisation and restarts
-# of idle codes as in lecture 5. The discriminator switches on at step 250 of 500: the
+# of idle codes as in lecture 5. The discriminator switches on at step 1,000 of 2,000: the
 # short CPU run of a course, where the reference trains for many epochs. The `Trainer` sees that the model
 # has a `discriminator_loss` and runs two optimisers, Adam with $\beta = (0.5, 0.9)$ as is
 # usual for GANs. In normal mode the checkpoint shipped in `data/checkpoints/vqgan_shapes/`
@@ -216,8 +216,8 @@ vqgan, gan_history = load_or_train(
     lambda: VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8,
                   base_channels=pick(normal=16, quick=8), code_dim=pick(normal=64, quick=16),
                   num_codes=pick(normal=256, quick=64), kmeans_init=True,
-                  dead_code_steps=pick(normal=20, quick=5), disc_start=pick(normal=250, quick=6)),
-    train_set, test_set, steps=pick(normal=500, quick=14), batch_size=pick(normal=32, quick=16),
+                  dead_code_steps=pick(normal=20, quick=5), disc_start=pick(normal=1000, quick=6)),
+    train_set, test_set, steps=pick(normal=2000, quick=14), batch_size=pick(normal=32, quick=16),
     lr=pick(normal=5e-4, quick=2e-3), betas=(0.5, 0.9), scheduler="cosineannealinglr",
     log_every=pick(normal=10, quick=2),
     eval_batches=pick(normal=None, quick=2))
@@ -285,7 +285,7 @@ plt.show()
 # $32 \times 32 = 1024$ codes out of 512 (9216 bits), the VQGAN with $8 \times 8 = 64$ codes
 # out of 256 (512 bits), 18 times fewer, which is what makes stage 2 cheap: a sequence of
 # 64 tokens instead of 1024. PSNR rewards averaging; the GAN term rewards crisp, plausible
-# edges, which PSNR barely sees. After a few minutes on a CPU (250 steps with the
+# edges, which PSNR barely sees. After ten minutes on a CPU (1,000 steps with the
 # discriminator on) the VQGAN is still blurry: the adversarial term needs far longer
 # training than the course can afford to show its effect; the machinery above is what
 # matters here.

@@ -78,10 +78,21 @@ def test_cache_round_trip(tmp_path):
     first = load_shapes(20, 16, seed=2, root=tmp_path)
     files = list((tmp_path / "cache").glob("*.npz"))
     assert len(files) == 1
+    data._IN_MEMORY.clear()                            # read the file this time
     again = load_shapes(20, 16, seed=2, root=tmp_path)
+    assert again is not first
     assert np.array_equal(first.images, again.images) and np.array_equal(first.holes, again.holes)
     files[0].write_bytes(b"not a zip file")           # a damaged cache is regenerated
+    data._IN_MEMORY.clear()
     assert np.array_equal(load_shapes(20, 16, seed=2, root=tmp_path).images, first.images)
+
+
+def test_splits_share_one_copy_and_items_do_not_pin_it(tmp_path):
+    train = ShapesDataset("train", 16, 40, test_size=8, root=tmp_path, return_holes=True)
+    test = ShapesDataset("test", 16, 40, test_size=8, root=tmp_path, return_holes=True)
+    assert train.images.base is test.images.base         # loaded once for both splits
+    _, holes = test[0]
+    assert not np.shares_memory(holes.numpy(), test.holes)  # an item is not a view of all masks
 
 
 def test_dataset_range_split_and_items(tmp_path):
