@@ -244,10 +244,14 @@ def main(argv=None) -> int:
             row.update(timing.get(v, {}))
             rows.append(row)
             print(table(rows[-1:]).splitlines()[-1], flush=True)
+    load_after = os.getloadavg()[0]
+    # Above about one per core, other processes share the CPU and stretch every timing.
+    busy_note = ("; other processes were running, so absolute times are inflated and the "
+                 "ratios between rows of one case are what to read"
+                 if max(load_before, load_after) > (os.cpu_count() or 1) else "")
     body = (f"Command: `python benchmarks/bench_quantize.py {' '.join(argv or sys.argv[1:])}`\n\n"
-            f"Machine: {machine()}. Load average (1 min) from other processes: "
-            f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, so absolute "
-            f"times are inflated; the ratios between rows of one case are what to read.\n\n"
+            f"Machine: {machine()}. Load average (1 min): {load_before:.1f} at the start, "
+            f"{load_after:.1f} at the end{busy_note}.\n\n"
             f"{table(rows)}\n\n{speedups(rows)}\n\n"
             "Time: median wall-clock time of one forward + backward pass (loss = the "
             "quantizer's own loss + a fixed random upstream gradient on the quantized output) "
