@@ -10,8 +10,8 @@ from .config import QUICK_ENV, pick, quick_mode
 from .device import get_device, seed_everything
 from .data import (DATA_ROOT, DatasetUnavailableError, ShapeImages, ShapesDataset, denormalize,
                    generate_shapes, load_dataset, load_shapes)
-from .plot import (image_grid, interactive, plot_history, show_images, show_reconstructions,
-                   show_side_by_side)
+from .plot import (image_grid, input_output_pairs, interactive, plot_history, show_images,
+                   show_reconstructions, show_side_by_side)
 
 # --- models ---
 from .blocks import SkipBlockDecoder, SkipBlockEncoder

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the notebook tools are imported where they are used
     import nbformat
 
-from .exercises import HIDDEN_TESTS_SUBDIR, REPO_ROOT
+from .exercises import HIDDEN_TESTS_SUBDIR, REPO_ROOT, Question
 
 HIDDEN_TESTS_DIR = REPO_ROOT / HIDDEN_TESTS_SUBDIR
 # Folders whose content a student's code must not read while it is graded.
@@ -70,13 +70,6 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a positive number of seconds, got {value!r}")
         if self.output_chars < 0:
             raise ValueError(f"Limits.output_chars must be >= 0, got {self.output_chars!r}")
-
-
-@dataclass
-class Question:
-    id: str
-    points: int
-    code: str
 
 
 @dataclass

@@ -30,6 +30,16 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
     return make_grid(denormalize(_check_images(images)), nrow=nrow, padding=padding, pad_value=1.0)
 
 
+def input_output_pairs(inputs: torch.Tensor, recons: torch.Tensor) -> torch.Tensor:
+    """The lecture's layout, each input with its reconstruction on its right, in one box:
+    ``(B, C, H, W)`` twice -> ``(B, C, H, 2W)``, ready for :func:`show_images`."""
+    inputs, recons = _check_images(inputs, "inputs"), _check_images(recons, "recons")
+    if inputs.shape != recons.shape:
+        raise ValueError(f"inputs and recons must have the same shape, got {tuple(inputs.shape)} "
+                         f"and {tuple(recons.shape)}")
+    return torch.cat([inputs, recons.clamp(-1, 1)], dim=3)
+
+
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 1.0):
     """Show images in [-1, 1] as a grid on ``ax`` (a new figure if None); returns the Axes."""
     grid = image_grid(images, nrow=nrow)

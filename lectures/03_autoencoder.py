@@ -266,7 +266,8 @@ plt.show()
 
 # %%
 def input_output_pairs(x, x_hat):
-    """(B, C, H, W) twice -> (B, C, H, 2W): each input with its output on its right."""
+    """(B, C, H, W) twice -> (B, C, H, 2W): each input with its output on its right.
+    (Later lectures import the same helper from `dlstudio_lite.plot`.)"""
     return torch.cat([x, x_hat.clamp(-1, 1)], dim=3)
 
 

@@ -45,7 +45,7 @@ from torch.distributions import Normal
 
 from dlstudio_lite import (CHECKPOINTS, VAE, CheckpointError, ShapesDataset, kl_divergence, load_model,
                            load_or_train, pick, psnr, quick_mode, reparameterize, seed_everything)
-from dlstudio_lite.plot import plot_history, show_images, show_side_by_side
+from dlstudio_lite.plot import input_output_pairs, plot_history, show_images, show_side_by_side
 
 seed_everything(0)
 print("quick mode:", quick_mode())
@@ -279,11 +279,6 @@ plt.show()
 # `reconstruct` decodes the mean $\mu$, without sampling noise.
 
 # %%
-def input_output_pairs(x, x_hat):
-    """(B, C, H, W) twice -> (B, C, H, 2W): each input with its output on its right."""
-    return torch.cat([x, x_hat.clamp(-1, 1)], dim=3)
-
-
 x_test = test_set.tensors(16).to(device)
 with torch.no_grad():
     x_rec = vae.reconstruct(x_test)

@@ -70,3 +70,13 @@ def test_interactive_degrades_to_one_static_call(quick):
 
 def test_widgets_not_used_outside_a_kernel(normal):
     assert plot.widgets_available() is False
+
+
+def test_input_output_pairs_puts_each_output_right_of_its_input():
+    x = torch.full((2, 3, 4, 5), -1.0)
+    x_hat = torch.full((2, 3, 4, 5), 3.0)          # decoders overshoot; the pair clamps it
+    pairs = plot.input_output_pairs(x, x_hat)
+    assert pairs.shape == (2, 3, 4, 10)
+    assert torch.all(pairs[..., :5] == -1.0) and torch.all(pairs[..., 5:] == 1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        plot.input_output_pairs(x, x_hat[:, :, :2])
