@@ -2,35 +2,59 @@
 
 The course goes codebook -> ELBO -> autoencoder -> VAE -> VQ-VAE -> VQGAN; each concept
 lives in one short module named after the lecture's term (see docs/DESIGN.md).
+
+Every public name below is imported on first use (PEP 562), so ``import dlstudio_lite``
+costs little more than ``import torch``: plotting (matplotlib) and the instructor's
+tooling (grading, exercise builds) load only when a notebook or command asks for them.
 """
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-# --- foundation ---
-from .config import QUICK_ENV, pick, quick_mode
-from .device import get_device, seed_everything
-from .data import (DATA_ROOT, DatasetUnavailableError, ShapeImages, ShapesDataset, denormalize,
-                   generate_shapes, load_dataset, load_shapes)
-from .plot import (image_grid, input_output_pairs, interactive, plot_history, show_images,
-                   show_reconstructions, show_side_by_side)
+_EXPORTS = {  # module -> public names it provides
+    "config": ["QUICK_ENV", "NORMAL", "QUICK", "PRESETS", "Preset", "TrainConfig", "pick",
+               "preset", "quick_mode", "records_hparams"],
+    "paths": ["CHECKPOINTS", "DATA_ROOT"],
+    "device": ["get_device", "seed_everything"],
+    "data": ["DataConfig", "DatasetUnavailableError", "ShapeImages", "ShapesDataset",
+             "denormalize", "generate_shapes", "images_of", "load_dataset", "load_shapes"],
+    "plot": ["image_grid", "input_output_pairs", "interactive", "plot_history", "show_images",
+             "show_reconstructions", "show_side_by_side"],
+    "blocks": ["SkipBlockDecoder", "SkipBlockEncoder"],
+    "autoencoder": ["Autoencoder", "Decoder", "Encoder"],
+    "vae": ["VAE", "kl_divergence", "reparameterize"],
+    "quantize": ["QUANTIZERS", "CodeUsage", "EMAVectorQuantizer", "Maintenance", "Quantizer",
+                 "VectorQuantizer", "VQOutput", "code_usage", "make_quantizer", "perplexity"],
+    "vqvae": ["VQVAE"],
+    "metrics": ["bits_per_dim", "mse", "psnr"],
+    "evaluate": ["evaluate", "evaluating", "reconstruction_metrics", "save_reconstructions"],
+    "checkpoint": ["MODELS", "CheckpointError", "load_checkpoint", "load_model",
+                   "save_checkpoint"],
+    "optim": ["make_optimizer", "make_scheduler"],
+    "train": ["NonFiniteLossError", "StepRunner", "Trainer"],
+    "notebook": ["load_or_train"],
+    "exercises": ["build_exercises"],
+    "grade": ["GradeResult", "Limits", "grade_submissions", "write_feedback", "write_grades_csv"],
+    "vqgan": ["VQGAN", "PatchDiscriminator", "PerceptualLoss", "adaptive_lambda",
+              "discriminator_gan_loss", "generator_gan_loss"],
+    "prior": ["TransformerPrior", "decode_samples", "encode_dataset", "load_prior",
+              "sample_images"],
+}
+_RENAMED = {"build_exercises": "build_all"}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
 
-# --- models ---
-from .blocks import SkipBlockDecoder, SkipBlockEncoder
-from .autoencoder import Autoencoder, Decoder, Encoder
-from .vae import VAE, kl_divergence, reparameterize
-from .quantize import EMAVectorQuantizer, VectorQuantizer, VQOutput, perplexity
-from .vqvae import VQVAE
-from .metrics import bits_per_dim, mse, psnr, reconstruction_metrics
 
-# --- trainer ---
-from .checkpoint import CHECKPOINTS, MODELS, CheckpointError, load_checkpoint, load_model, save_checkpoint
-from .train import (NonFiniteLossError, TrainConfig, Trainer, load_or_train, make_optimizer,
-                    make_scheduler)
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dlstudio_lite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), _RENAMED.get(name, name))
+    globals()[name] = value  # the next access is a plain attribute lookup
+    return value
 
-# --- exercises / grading ---
-from .exercises import build_all as build_exercises
-from .grade import GradeResult, Limits, grade_submissions, write_feedback, write_grades_csv
 
-# --- vqgan / prior ---
-from .vqgan import (VQGAN, PatchDiscriminator, PerceptualLoss, adaptive_lambda,
-                    discriminator_gan_loss, generator_gan_loss)
-from .prior import TransformerPrior, decode_samples, encode_dataset, load_prior, sample_images
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SkipBlockDecoder, SkipBlockEncoder
+from .config import records_hparams
 
 SUPPORTED_RATIOS = (2, 4, 8)
 
@@ -101,12 +102,10 @@ class Autoencoder(nn.Module):
     ``encode``: ``(B, C, S, S) -> (B, base * S/s, s, s)``; ``decode`` the reverse.
     """
 
+    @records_hparams
     def __init__(self, in_channels: int = 3, image_size: int = 64, latent_size: int = 16,
                  base_channels: int = 64, num_repeats: int = 0, skip_connections: bool = True):
         super().__init__()
-        self.hparams = dict(in_channels=in_channels, image_size=image_size,
-                            latent_size=latent_size, base_channels=base_channels,
-                            num_repeats=num_repeats, skip_connections=skip_connections)
         self.encoder = Encoder(in_channels, image_size, latent_size, base_channels, num_repeats,
                                skip_connections)
         self.decoder = Decoder(in_channels, image_size, latent_size, base_channels,

@@ -22,7 +22,6 @@ import importlib
 import os
 import random
 from collections.abc import Mapping
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .paths import CHECKPOINTS, atomic_write  # noqa: F401  (CHECKPOINTS: public name)
+
 FORMAT = "dlstudio-lite/1"
-# The small trained models that ship with the course (see data/checkpoints/README.md).
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 REQUIRED_KEYS = ("format", "model_name", "hparams", "model", "optimizers", "schedulers",
                  "step", "epoch", "history", "rng", "config")
 
@@ -50,25 +49,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """
     if not isinstance(state, dict):
         raise ValueError(f"a checkpoint must be a dict, got {type(state).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, **state}
-    # The temporary file lives next to the target: os.replace is only atomic within one
-    # file system, and a rename never exposes a partly written file under the final name.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # also on KeyboardInterrupt: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
@@ -100,6 +82,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: missing key(s) "
                               f"{', '.join(missing)}")
+    return upgrade(state)
+
+
+def upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """Bring a checkpoint written by an earlier version of the package up to date.
+
+    Each model class knows its own history: ``cls.upgrade_hparams(hparams)``, when defined,
+    rewrites old constructor arguments (e.g. the VQ models' ``ema=True`` of before the
+    quantizer registry); old weight names are renamed by the model when it loads them.
+    """
+    cls = MODELS[state["model_name"]] if state["model_name"] in MODELS else None
+    if hasattr(cls, "upgrade_hparams"):
+        state["hparams"] = cls.upgrade_hparams(state["hparams"])
     return state
 
 
@@ -211,3 +206,58 @@ def load_model_state(model: nn.Module, state: dict, path) -> None:
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {str(path)!r} does not fit the model "
                               f"{type(model).__name__}: {str(err).splitlines()[0]}") from err
+
+
+# --- a run's state: everything an exact resume needs -----------------------------------------
+
+def training_state(trainer) -> dict[str, Any]:
+    """The checkpoint dict of docs/DESIGN.md for a :class:`~dlstudio_lite.train.Trainer`."""
+    return {"model_name": trainer.model_name,
+            "hparams": dict(getattr(trainer.model, "hparams", {})),
+            "model": trainer.model.state_dict(),
+            "optimizers": [o.state_dict() for o in trainer.optimizers],
+            "schedulers": [s.state_dict() for s in trainer.schedulers],
+            "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+            "step": trainer.step, "epoch": trainer.epoch,
+            "batch_in_epoch": trainer.batch_in_epoch,
+            "history": {k: list(v) for k, v in trainer.history.items()},
+            "rng": rng_state(), "config": trainer.config.to_dict()}
+
+
+def restore_training_state(trainer, ckpt: dict[str, Any], path) -> None:
+    """Put a loaded checkpoint back into ``trainer`` (model, optimizers, schedulers, scaler,
+    position, history, RNG); :class:`CheckpointError` when it belongs to another run."""
+    check_resumable(ckpt, path, trainer.model_name, dict(getattr(trainer.model, "hparams", {})),
+                    len(trainer.optimizers), len(trainer.schedulers))
+    load_model_state(trainer.model, ckpt["model"], path)
+    try:
+        for part, state in zip(trainer.optimizers + trainer.schedulers,
+                               ckpt["optimizers"] + ckpt["schedulers"]):
+            part.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {str(path)!r}: optimizer/scheduler state does "
+                              f"not fit this run ({err})") from err
+    if trainer.scaler is not None and ckpt.get("scaler"):
+        trainer.scaler.load_state_dict(ckpt["scaler"])
+    trainer.step, trainer.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+    trainer.batch_in_epoch = int(ckpt.get("batch_in_epoch", 0))
+    trainer.history = {k: [tuple(e) for e in v] for k, v in ckpt["history"].items()}
+    set_rng_state(ckpt["rng"])
+
+
+def check_resumable(ckpt: dict, path, model_name: str, hparams: dict, n_optimizers: int,
+                    n_schedulers: int) -> None:
+    """Raise :class:`CheckpointError` unless ``ckpt`` was written for this model and run."""
+    if ckpt["model_name"] != model_name or ckpt["hparams"] != hparams:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written for {ckpt['model_name']} with hparams "
+            f"{ckpt['hparams']}, but this trainer trains {model_name} with {hparams}")
+    if len(ckpt["optimizers"]) != n_optimizers:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds {len(ckpt['optimizers'])} "
+                              f"optimizer state(s), this model needs {n_optimizers}")
+    if len(ckpt["schedulers"]) != n_schedulers:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds {len(ckpt['schedulers'])} "
+                              f"scheduler state(s), this run configures {n_schedulers} "
+                              f"(--scheduler must match)")
+
+

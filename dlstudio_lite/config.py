@@ -1,13 +1,19 @@
-"""Run-wide settings read from the environment, defined in one place.
+"""Run-wide settings, each stated once: the quick-mode switch, ``TrainConfig``, the
+presets of the command line, and ``hparams`` recorded from a constructor's signature.
 
-``DLSTUDIO_LITE_QUICK=1`` switches the whole course (notebooks, command line,
-tests) into *quick mode*: tiny images, few samples and few steps, so that every
-notebook runs in well under a minute on a laptop CPU. Normal mode trains for real.
+``DLSTUDIO_LITE_QUICK=1`` switches the course (notebooks, command line, tests) into
+*quick mode*. Quick mode is a named preset applied at the entry points only (the command
+line, the notebooks): library constructors never read the environment, so
+``ShapesDataset()`` or ``VQGAN()`` mean the same thing everywhere.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from typing import TypeVar
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 QUICK_ENV = "DLSTUDIO_LITE_QUICK"
 DEVICE_ENV = "DLSTUDIO_LITE_DEVICE"
@@ -22,8 +28,146 @@ def quick_mode() -> bool:
 
 
 def pick(normal: T, quick: T) -> T:
-    """Return ``quick`` in quick mode and ``normal`` otherwise.
+    """Return ``quick`` in quick mode and ``normal`` otherwise (for notebooks and commands).
 
     Example: ``steps = pick(normal=5000, quick=20)``.
     """
     return quick if quick_mode() else normal
+
+
+# --- training options ------------------------------------------------------------------------
+
+def _option(default, help: str, **kw):
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a run, in plain types (saved in checkpoints and config.json).
+    The command line's flags and their help are generated from these fields."""
+    steps: int | None = _option(None, "optimizer steps in total; wins over epochs")
+    epochs: int | None = _option(None, "epochs, when steps is not given (default: 1 epoch)")
+    batch_size: int = _option(48, "images per step and process (the lecture's 48)")
+    lr: float = _option(1e-4, "learning rate (the lecture's 1e-4)")
+    optimizer: str | None = _option(None, "adam, adamw, rmsprop or sgd (default: the model's "
+                                    "choice; Adam, AdamW for the prior)")
+    weight_decay: float = _option(0.0, "weight decay")
+    betas: tuple[float, float] | None = _option(None, "Adam(W) betas (default: the model's; "
+                                                "the VQGAN's are 0.5 0.9)")
+    momentum: float = _option(0.9, "SGD / RMSprop momentum")
+    scheduler: str | None = _option(None, "lr schedule stepped every step: steplr, "
+                                    "exponentiallr, cosineannealinglr or none")
+    scheduler_kwargs: dict = field(default_factory=dict, metadata={
+        "help": "extra scheduler argument KEY=VALUE, e.g. gamma=0.5 (repeatable)"})
+    grad_clip: float | None = _option(None, "max global gradient norm per optimizer")
+    amp: str = _option("auto", "mixed precision: auto (bf16 or fp16 on CUDA, off on CPU), "
+                       "bf16, fp16, off")
+    channels_last: bool | None = _option(None, "channels_last memory format (default: on CUDA)")
+    compile: bool = _option(False, "torch.compile the loss computation")
+    seed: int = _option(0, "seeds the data order (epoch e is shuffled with seed + e)")
+    device: str | None = _option(None, "cpu, cuda, cuda:1, mps (default: the best available)")
+    num_workers: int = _option(0, "DataLoader worker processes (0: load in the main process)")
+    log_every: int = _option(25, "steps between host syncs of the logs")
+    eval_every: int | None = _option(None, "steps between test evaluations (default: at the end)")
+    eval_batches: int | None = _option(None, "test batches per evaluation (default: all)")
+    sample_every: int | None = _option(None, "steps between reconstruction grids "
+                                       "recon_stepN.png (needs an output folder)")
+    checkpoint_every: int | None = _option(None, "steps between checkpoints (one is always "
+                                           "written at the end)")
+    progress: bool = _option(True, "show a progress bar (rank 0 only)")
+
+    def __post_init__(self):
+        for name in ("steps", "epochs", "eval_every", "eval_batches", "sample_every",
+                     "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        for name in ("batch_size", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if self.betas is not None:
+            self.betas = tuple(float(b) for b in self.betas)
+        if str(self.scheduler).lower() in ("none", ""):
+            self.scheduler = None
+        self.scheduler_kwargs = dict(self.scheduler_kwargs or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preset:
+    """Defaults of a command-line run, grouped by what they configure. Each group overrides
+    the defaults of one dataclass or constructor (``data`` -> the dataset options, ``model``
+    -> any model constructor that has the argument, ``train`` -> ``TrainConfig``; the
+    ``prior_*`` groups do the same for ``train prior``)."""
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    prior_model: dict[str, Any] = field(default_factory=dict)
+    prior_train: dict[str, Any] = field(default_factory=dict)
+
+
+# The course's runs: the lecture's Adam with lr 1e-4 and batch 48 on 64x64 images
+# (TrainConfig's defaults), 2000 steps; the prior like minGPT (AdamW 3e-4, cosine).
+NORMAL = Preset(
+    "normal",
+    data=dict(image_size=64, num_images=20_000),
+    train=dict(steps=2000, eval_every=250, checkpoint_every=500),
+    prior_train=dict(steps=2000, batch_size=64, lr=3e-4, scheduler="cosineannealinglr",
+                     weight_decay=0.0))
+# Tiny images, narrow models, a few dozen steps: every run well under a minute on a CPU.
+# The larger learning rate lets so few steps visibly learn.
+QUICK = Preset(
+    "quick",
+    data=dict(image_size=32, num_images=1_024),
+    model=dict(base_channels=16, disc_start=5),
+    train=dict(steps=20, batch_size=16, lr=1e-3, log_every=5, eval_every=10, eval_batches=4,
+               checkpoint_every=None),
+    prior_model=dict(n_layer=2, n_embd=64),
+    prior_train=dict(steps=20, batch_size=16, lr=3e-4, scheduler="cosineannealinglr",
+                     weight_decay=0.0, log_every=5))
+PRESETS = {p.name: p for p in (NORMAL, QUICK)}
+
+
+def preset() -> Preset:
+    """``QUICK`` in quick mode, else ``NORMAL``."""
+    return QUICK if quick_mode() else NORMAL
+
+
+# --- constructor arguments recorded once -----------------------------------------------------
+
+def records_hparams(init):
+    """Decorate a model's ``__init__`` so that ``self.hparams`` holds its call arguments.
+
+    Every argument, defaults included, is bound against the signature and stored as a plain
+    dict (``**kwargs`` merged in), so ``type(model)(**model.hparams)`` rebuilds the model and
+    a checkpoint needs nothing else. In a subclass the outermost ``__init__`` wins.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        hparams: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                hparams.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                hparams[name] = list(value) if isinstance(value, tuple) else value
+        init(self, *args, **kwargs)
+        # Set last and merged: in a subclass, the base's complete record comes first and
+        # the subclass's own arguments (its **kwargs went to the base) are added on top.
+        self.hparams = {**self.__dict__.get("hparams", {}), **hparams}
+    wrapper.__signature__ = signature
+    return wrapper

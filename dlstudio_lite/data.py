@@ -13,19 +13,16 @@ All datasets yield ``(image, target)`` with ``image`` a ``(C, H, W)`` float tens
 """
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import pick
+from .paths import DATA_ROOT, atomic_write
 
 SHAPE_NAMES = ("rectangle", "triangle", "disk", "oval", "star")
-DATA_ROOT = Path(os.environ.get("DLSTUDIO_LITE_DATA", Path(__file__).resolve().parent.parent / "data"))
 OFFLINE_HINT = ("Without internet, use the embedded shapes dataset instead: "
                 "load_dataset('shapes') in Python or --dataset shapes on the command line "
                 "(it is generated on this machine, no download needed).")
@@ -156,18 +153,6 @@ def generate_shapes(num_images: int, image_size: int = 64, seed: int = 0,
     return ShapeImages(images, holes, counts)
 
 
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def load_shapes(num_images: int, image_size: int = 64, seed: int = 0,
                 root: str | Path = DATA_ROOT, cache: bool = True) -> ShapeImages:
     """Like :func:`generate_shapes`, but cached under ``root/cache`` after the first call,
@@ -195,7 +180,8 @@ def _load_or_generate(path: Path, num_images: int, image_size: int, seed: int) -
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache is simply regenerated
     data = generate_shapes(num_images, image_size, seed)
-    _save_npz_atomic(path, images=data.images, holes=np.packbits(data.holes), counts=data.counts)
+    atomic_write(path, lambda f: np.savez(f, images=data.images, holes=np.packbits(data.holes),
+                                          counts=data.counts))
     return data
 
 
@@ -203,18 +189,16 @@ class ShapesDataset(Dataset):
     """The embedded shapes dataset (a PurdueShapes5GAN stand-in).
 
     The last ``test_size`` images form the test split, the rest the train split.
-    Defaults: 20,000 images of 64x64 (quick mode: 1,024 images of 32x32).
+    Defaults: 20,000 images of 64x64 (quick mode's preset: 1,024 of 32x32, see config.py).
     Item: ``(image (3, H, W) in [-1, 1], number of shapes)``, or ``(image, holes (H, W) bool)``
     with ``return_holes=True``.
     """
 
-    def __init__(self, split: str = "train", image_size: int | None = None, num_images: int | None = None,
+    def __init__(self, split: str = "train", image_size: int = 64, num_images: int = 20_000,
                  seed: int = 0, root: str | Path = DATA_ROOT, test_size: int = 200,
                  return_holes: bool = False, cache: bool = True):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        image_size = image_size or pick(64, 32)
-        num_images = num_images or pick(20_000, 1_024)
         if not 0 < test_size < num_images:
             raise ValueError(f"test_size must be between 1 and num_images - 1 = {num_images - 1}, got {test_size}")
         data = load_shapes(num_images, image_size, seed, root, cache)
@@ -295,6 +279,39 @@ def load_dataset(name: str, split: str = "train", image_size: int = 64, root: st
         raise DatasetUnavailableError(
             f"{name} was not found under {str(root)!r} and {how} ({type(err).__name__}: {detail}). {OFFLINE_HINT}"
         ) from err
+
+
+def images_of(batch) -> torch.Tensor:
+    """The images of a batch: datasets yield ``(image, target)`` (or ``(codes,)``), and
+    models, the trainer and the evaluation use the first element only."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+@dataclass
+class DataConfig:
+    """Which images a run trains on (the command line's data options)."""
+    dataset: str = field(default="shapes", metadata={
+        "help": "shapes, mnist, cifar10, celeba or folder:PATH (shapes is generated offline)"})
+    data_root: str | None = field(default=None, metadata={
+        "help": "where datasets live (default: data/, or $DLSTUDIO_LITE_DATA)"})
+    image_size: int = field(default=64, metadata={"help": "square image side"})
+    num_images: int | None = field(default=None, metadata={
+        "help": "shapes only: images to generate (the last fifth, at most 200, for testing)"})
+
+    def splits(self) -> tuple[Dataset, Dataset]:
+        """``(train, test)`` datasets."""
+        root = Path(self.data_root) if self.data_root else DATA_ROOT
+        if self.dataset == "shapes":
+            extra = {}
+            if self.num_images:  # small custom sets hold out a fifth (at most the usual 200)
+                extra = {"num_images": self.num_images,
+                         "test_size": min(200, max(1, self.num_images // 5))}
+            return tuple(ShapesDataset(split, image_size=self.image_size, root=root, **extra)
+                         for split in ("train", "test"))
+        if self.num_images:
+            raise ValueError(f"num_images applies to the shapes dataset only, not {self.dataset!r}")
+        return tuple(load_dataset(self.dataset, split, image_size=self.image_size, root=root)
+                     for split in ("train", "test"))
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:

@@ -56,3 +56,16 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generat
         if torch.backends.cudnn.is_available():
             torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+def choose_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` in auto | bf16 | fp16 | off on ``device`` (None: off).
+    ``auto`` is bf16 on CUDA when supported, else fp16, and off on other devices."""
+    kind = device.type
+    if amp == "off" or (amp == "auto" and kind != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and kind != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA device, got {kind}; use 'bf16' or 'off'")
+    return torch.bfloat16 if amp == "bf16" else torch.float16

@@ -20,6 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import records_hparams
+from .data import images_of
+from .evaluate import evaluating
+from .optim import make_optimizer, trainable
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position ``t`` only sees positions ``<= t``."""
@@ -96,6 +101,7 @@ class TransformerPrior(nn.Module):
     logits over the ``num_codes`` real codes: the model never predicts the start token.
     """
 
+    @records_hparams
     def __init__(self, num_codes: int, latent_shape: tuple[int, int] | list[int] = (8, 8),
                  n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1):
         super().__init__()
@@ -103,9 +109,6 @@ class TransformerPrior(nn.Module):
             raise ValueError(f"num_codes must be at least 2, got {num_codes}")
         if len(latent_shape) != 2 or min(latent_shape) < 1:
             raise ValueError(f"latent_shape must be (h, w) with positive sizes, got {latent_shape}")
-        self.hparams = dict(num_codes=int(num_codes), latent_shape=[int(s) for s in latent_shape],
-                            n_layer=int(n_layer), n_head=int(n_head), n_embd=int(n_embd),
-                            dropout=float(dropout))
         self.num_codes = int(num_codes)
         self.latent_shape = (int(latent_shape[0]), int(latent_shape[1]))
         self.block_size = self.latent_shape[0] * self.latent_shape[1]
@@ -123,6 +126,12 @@ class TransformerPrior(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+    def configure_optimizers(self, config) -> list[torch.optim.Optimizer]:
+        """AdamW, as in minGPT and nanoGPT (unless the run names another optimizer)."""
+        return [make_optimizer(config.optimizer or "adamw", trainable(self.parameters()),
+                               lr=config.lr, weight_decay=config.weight_decay,
+                               betas=config.betas, momentum=config.momentum)]
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -190,9 +199,7 @@ class TransformerPrior(nn.Module):
         device = self.head.weight.device
         if seed is not None:
             generator = torch.Generator(device=device).manual_seed(int(seed))
-        was_training = self.training
-        self.eval()  # no dropout while sampling
-        try:
+        with evaluating(self):  # no dropout while sampling
             tokens = torch.full((n, 1), self.start_token, dtype=torch.long, device=device)
             for _ in range(self.block_size):
                 # No key/value cache: recomputing the prefix keeps the code short, and a
@@ -201,8 +208,6 @@ class TransformerPrior(nn.Module):
                 probs = filter_logits(logits, top_k, top_p).softmax(dim=-1)
                 nxt = torch.multinomial(probs, 1, generator=generator)
                 tokens = torch.cat([tokens, nxt], dim=1)
-        finally:
-            self.train(was_training)
         return tokens[:, 1:].reshape(n, *self.latent_shape)
 
 
@@ -212,12 +217,8 @@ def encode_dataset(vq_model: nn.Module, dataset, batch_size: int = 64,
     """Encode every image of ``dataset`` (items ``(image, target)``) -> (N, h, w) long on CPU."""
     device = torch.device(device) if device is not None else next(vq_model.parameters()).device
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    was_training = vq_model.training
-    vq_model.eval()
-    try:
-        chunks = [vq_model.encode_to_indices(batch[0].to(device)).cpu() for batch in loader]
-    finally:
-        vq_model.train(was_training)
+    with evaluating(vq_model):
+        chunks = [vq_model.encode_to_indices(images_of(batch).to(device)).cpu() for batch in loader]
     if not chunks:
         raise ValueError("the dataset is empty: there is nothing to encode")
     return torch.cat(chunks).long()
@@ -226,13 +227,9 @@ def encode_dataset(vq_model: nn.Module, dataset, batch_size: int = 64,
 @torch.no_grad()
 def decode_samples(vq_model: nn.Module, indices: torch.Tensor) -> torch.Tensor:
     """Turn code grids (n, h, w) into images (n, C, H, W) in [-1, 1] with the VQ decoder."""
-    was_training = vq_model.training
-    vq_model.eval()
-    try:
+    with evaluating(vq_model):
         device = next(vq_model.parameters()).device
         return vq_model.decode_indices(indices.to(device)).clamp(-1, 1)
-    finally:
-        vq_model.train(was_training)
 
 
 def sample_images(prior: TransformerPrior, vq_model: nn.Module, n: int, **sample_kwargs) -> torch.Tensor:

@@ -10,10 +10,18 @@ by ``e[k]`` with ``k = argmin_j ||z - e_j||^2``. Training uses the lecture's Eq.
 and the straight-through estimator ``z_q = z_e + sg[e - z_e]``: forward value ``e``,
 backward gradient copied unchanged to ``z_e``.
 
-``VectorQuantizer`` learns the codebook by gradient descent on the codebook term.
-``EMAVectorQuantizer`` instead moves each code to an exponential moving average of the
-vectors assigned to it (the codebook is a buffer, updated in place; its loss is
-``beta * commitment`` only).
+Quantizers are plug-ins. :class:`Quantizer` holds what every variant shares: the
+nearest-code step, the straight-through estimator, the usage statistics and the codebook
+maintenance (:class:`Maintenance`: k-means start, dead-code restart). A variant only says
+how its codebook is stored, what loss it adds and how it updates the codebook:
+
+* ``"gradient"``, :class:`VectorQuantizer`: codebook learned by gradient descent on the
+  codebook term;
+* ``"ema"``, :class:`EMAVectorQuantizer`: each code moves to an exponential moving average
+  of the vectors assigned to it (a buffer updated in place; loss ``beta * commitment`` only).
+
+``QUANTIZERS`` maps names to classes; a new variant is one subclass and one line there
+(docs/DESIGN.md shows one), and VQ models and the command line (``--quantizer``) find it.
 
 Implementation notes, each fixing a bug found in the lecture's code or its references:
 * channels are moved last (BCHW -> BHWC) *before* flattening, so a row is one pixel's vector;
@@ -26,6 +34,8 @@ Implementation notes, each fixing a bug found in the lecture's code or its refer
 """
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,12 +61,31 @@ class VQOutput:
     usage: torch.Tensor
 
 
-def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """``exp(H(p))`` of the empirical code distribution: K for uniform use, 1 for one code.
+# --- code usage: one function for perplexity, usage and bits ---------------------------------
 
-    (The lecture's "2 to the power of the entropy in bits" is the same number.)
+@dataclass
+class CodeUsage:
+    """Statistics of a code histogram, as scalar tensors (no host sync).
+
+    perplexity: ``exp(H)``, K for uniform use, 1 for one code (the lecture's "2 to the
+    power of the entropy in bits" is the same number); usage: fraction of codes used at
+    least once; bits: the entropy ``H`` in bits, what a prior without context achieves.
     """
-    return _perplexity(code_counts(indices, num_codes))
+    perplexity: torch.Tensor
+    usage: torch.Tensor
+    bits: torch.Tensor
+
+
+def code_usage(counts: torch.Tensor) -> CodeUsage:
+    """Statistics of ``counts (K,)``, how often each code occurred."""
+    p = counts.float() / counts.sum().clamp_min(1)
+    entropy = -torch.special.xlogy(p, p).sum()  # xlogy: 0 * log 0 = 0
+    return CodeUsage(torch.exp(entropy), (counts > 0).float().mean(), entropy / math.log(2))
+
+
+def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """``exp(H(p))`` of the empirical code distribution of ``indices``."""
+    return code_usage(code_counts(indices, num_codes)).perplexity
 
 
 def code_counts(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
@@ -68,11 +97,6 @@ def code_counts(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
     flat = indices.flatten()
     return torch.zeros(num_codes, dtype=torch.long, device=flat.device).index_add_(
         0, flat, torch.ones_like(flat))
-
-
-def _perplexity(counts: torch.Tensor) -> torch.Tensor:
-    p = counts.float() / counts.sum().clamp_min(1)
-    return torch.exp(-torch.special.xlogy(p, p).sum())  # xlogy: 0 * log 0 = 0
 
 
 @torch.no_grad()
@@ -136,40 +160,102 @@ def kmeans(z: torch.Tensor, num_codes: int, iters: int = 10) -> torch.Tensor:
     return centres
 
 
-class VectorQuantizer(nn.Module):
-    """Nearest-neighbour quantizer with a codebook learned by gradient descent.
+# --- maintenance: independent of the update rule --------------------------------------------
+
+@dataclass(frozen=True)
+class Maintenance:
+    """Codebook upkeep that any update rule can use (training mode only).
+
+    kmeans_init: on the first training batch, set the codebook by k-means on that batch.
+    kmeans_iters: Lloyd iterations of that k-means.
+    dead_code_steps: if > 0, a code unused for this many training steps is reset to a
+        random encoder vector of the current batch (0 = never).
+    """
+    kmeans_init: bool = False
+    kmeans_iters: int = 10
+    dead_code_steps: int = 0
+
+    @torch.no_grad()
+    def start(self, quantizer: "Quantizer", z: torch.Tensor) -> None:
+        """k-means start on the rows ``z (N, D)`` (the same centres on every DDP rank)."""
+        centres = _broadcast_(kmeans(z, quantizer.num_codes, self.kmeans_iters))
+        quantizer.set_codes(torch.ones(quantizer.num_codes, dtype=torch.bool, device=z.device),
+                            centres)
+        quantizer.initialized.fill_(True)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, quantizer: "Quantizer", z: torch.Tensor,
+                           counts: torch.Tensor) -> None:
+        if self.dead_code_steps <= 0:
+            return
+        quantizer.steps_unused.add_(1).masked_fill_(counts > 0, 0)
+        dead = quantizer.steps_unused >= self.dead_code_steps
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return
+        pick = torch.randint(0, z.shape[0], (n_dead,), device=z.device)
+        quantizer.set_codes(dead, _broadcast_(z[pick].clone()))
+        quantizer.steps_unused[dead] = 0
+
+
+# The maintenance the VQ models get by default. (Switching k-means start and dead-code
+# restarts on for every model is this one line; checkpoints keep what they were built with.)
+DEFAULT_MAINTENANCE = Maintenance()
+
+
+# --- the quantizer and its update rules --------------------------------------------------------
+
+class Quantizer(nn.Module):
+    """Nearest-neighbour quantizer; subclasses choose how the codebook is learned.
 
     Args:
         num_codes: K, codebook size.  code_dim: D, length of each code (= channels of z_e).
         beta: commitment weight (0.25 in the VQ-VAE paper and the lecture).
-        kmeans_init: on the first training batch, set the codebook by k-means on that batch.
-        dead_code_steps: if > 0, a code unused for this many training steps is reset to a
-            random encoder vector of the current batch (0 = never).
+        kmeans_init, kmeans_iters, dead_code_steps: the :class:`Maintenance` options.
         chunk_elements: largest distance matrix (N x K entries) computed at once.
 
-    ``forward(z_e)``: ``(B, D, h, w) -> VQOutput``.
+    ``forward(z_e)``: ``(B, D, h, w) -> VQOutput``. A subclass (an update rule) defines
+    ``init_codebook``, ``codebook_loss`` and, when its codebook is not learned by the
+    optimizer, ``update_codebook`` and ``set_codes``.
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25,
-                 kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_steps: int = 0,
+                 kmeans_init: bool = DEFAULT_MAINTENANCE.kmeans_init,
+                 kmeans_iters: int = DEFAULT_MAINTENANCE.kmeans_iters,
+                 dead_code_steps: int = DEFAULT_MAINTENANCE.dead_code_steps,
                  chunk_elements: int = 2 ** 24):
         super().__init__()
         if num_codes < 1 or code_dim < 1:
             raise ValueError(f"num_codes and code_dim must be >= 1, got {num_codes}, {code_dim}")
         self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
-        self.kmeans_init, self.kmeans_iters = kmeans_init, kmeans_iters
-        self.dead_code_steps, self.chunk_elements = dead_code_steps, chunk_elements
+        self.maintenance = Maintenance(kmeans_init, kmeans_iters, dead_code_steps)
+        self.chunk_elements = chunk_elements
         # Lecture (and Sonnet) initialisation: uniform in [-1/K, 1/K].
-        init = torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
-        self._make_codebook(init)
+        self.init_codebook(torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes,
+                                                                     1.0 / num_codes))
         # Buffers (not Parameters) so they travel with state_dict and DDP but not the optimizer.
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("steps_unused", torch.zeros(num_codes, dtype=torch.long))
 
-    def _make_codebook(self, init: torch.Tensor) -> None:
-        self.codebook = nn.Parameter(init)
+    # -- what an update rule defines -------------------------------------------------------
+    def init_codebook(self, init: torch.Tensor) -> None:
+        """Store the initial ``(K, D)`` codebook as ``self.codebook``."""
+        raise NotImplementedError
 
-    # -- the quantizer proper -------------------------------------------------------------
+    def codebook_loss(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """The loss of rows ``z`` and their codes ``e``, both ``(N, D)`` fp32."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update_codebook(self, z: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
+        """Move the codebook after a training batch (``counts`` summed over DDP ranks)."""
+
+    @torch.no_grad()
+    def set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Overwrite the codes selected by ``which`` in place (optimizer keeps the Parameter)."""
+        self.codebook[which] = vectors.to(self.codebook.dtype)
+
+    # -- shared by every variant -------------------------------------------------------------
     def _flatten(self, z_e: torch.Tensor) -> torch.Tensor:
         """``(B, D, h, w) -> (B*h*w, D)``, one row per latent pixel."""
         if z_e.dim() != 4 or z_e.shape[1] != self.code_dim:
@@ -190,27 +276,21 @@ class VectorQuantizer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
             if self.training and not bool(self.initialized):
-                self._kmeans_init(z.detach())
+                self.maintenance.start(self, z.detach())
             idx = nearest_codes(z, self.codebook, self.chunk_elements)
             # Look codes up by index (no N x K one-hot); F.embedding's backward is a fast
             # scatter-add of the gradient rows into the codebook.
             e = F.embedding(idx, self.codebook).float()
-            loss = self._loss(z, e)
+            loss = self.codebook_loss(z, e)
             z_q = z + (e - z).detach()  # straight-through estimator
             counts = code_counts(idx, self.num_codes)
-            stats_counts = counts.clone()
             if self.training:
-                _all_reduce_(stats_counts)  # usage over all DDP ranks for the codebook updates
-                self._update_codebook(z.detach(), idx, stats_counts)
-                self._restart_dead_codes(z.detach(), stats_counts)
-            usage = (counts > 0).float().mean()
+                all_counts = _all_reduce_(counts.clone())  # usage over all DDP ranks
+                self.update_codebook(z.detach(), idx, all_counts)
+                self.maintenance.restart_dead_codes(self, z.detach(), all_counts)
+            usage = code_usage(counts)
         quantized = z_q.view(b, h, w, d).permute(0, 3, 1, 2)
-        return VQOutput(quantized, loss, idx.view(b, h, w), _perplexity(counts), usage)
-
-    def _loss(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        codebook_term = F.mse_loss(e, z.detach())   # ||sg[z_e] - e||^2: trains the codebook
-        commitment = F.mse_loss(z, e.detach())      # ||z_e - sg[e]||^2: trains the encoder
-        return codebook_term + self.beta * commitment
+        return VQOutput(quantized, loss, idx.view(b, h, w), usage.perplexity, usage.usage)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for an index map: ``(B, h, w) long -> (B, D, h, w)``."""
@@ -222,37 +302,20 @@ class VectorQuantizer(nn.Module):
                              f"[{int(indices.min())}, {int(indices.max())}]")
         return self.codebook[indices].permute(0, 3, 1, 2)
 
-    # -- codebook maintenance (training mode only) ---------------------------------------
-    @torch.no_grad()
-    def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
-        """Overwrite the codes selected by ``which`` in place (optimizer keeps the Parameter)."""
-        self.codebook[which] = vectors.to(self.codebook.dtype)
 
-    @torch.no_grad()
-    def _kmeans_init(self, z: torch.Tensor) -> None:
-        centres = _broadcast_(kmeans(z, self.num_codes, self.kmeans_iters))
-        self._set_codes(torch.ones(self.num_codes, dtype=torch.bool, device=z.device), centres)
-        self.initialized.fill_(True)
+class VectorQuantizer(Quantizer):
+    """Codebook learned by gradient descent (a Parameter); loss = Eq. 22 in full."""
 
-    @torch.no_grad()
-    def _update_codebook(self, z: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
-        """Gradient-trained codebook: nothing to do here (EMA overrides)."""
+    def init_codebook(self, init: torch.Tensor) -> None:
+        self.codebook = nn.Parameter(init)
 
-    @torch.no_grad()
-    def _restart_dead_codes(self, z: torch.Tensor, counts: torch.Tensor) -> None:
-        if self.dead_code_steps <= 0:
-            return
-        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-        dead = self.steps_unused >= self.dead_code_steps
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return
-        pick = torch.randint(0, z.shape[0], (n_dead,), device=z.device)
-        self._set_codes(dead, _broadcast_(z[pick].clone()))
-        self.steps_unused[dead] = 0
+    def codebook_loss(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        codebook_term = F.mse_loss(e, z.detach())   # ||sg[z_e] - e||^2: trains the codebook
+        commitment = F.mse_loss(z, e.detach())      # ||z_e - sg[e]||^2: trains the encoder
+        return codebook_term + self.beta * commitment
 
 
-class EMAVectorQuantizer(VectorQuantizer):
+class EMAVectorQuantizer(Quantizer):
     """Vector quantizer whose codebook follows an exponential moving average (EMA).
 
     After each training batch, with ``n_k`` = number of vectors assigned to code k and
@@ -268,31 +331,33 @@ class EMAVectorQuantizer(VectorQuantizer):
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, decay: float = 0.99,
-                 eps: float = 1e-5, kmeans_init: bool = False, kmeans_iters: int = 10,
-                 dead_code_steps: int = 0, chunk_elements: int = 2 ** 24):
+                 eps: float = 1e-5, kmeans_init: bool = DEFAULT_MAINTENANCE.kmeans_init,
+                 kmeans_iters: int = DEFAULT_MAINTENANCE.kmeans_iters,
+                 dead_code_steps: int = DEFAULT_MAINTENANCE.dead_code_steps,
+                 chunk_elements: int = 2 ** 24):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay, self.eps = decay, eps
         super().__init__(num_codes, code_dim, beta, kmeans_init, kmeans_iters, dead_code_steps,
                          chunk_elements)
 
-    def _make_codebook(self, init: torch.Tensor) -> None:
+    def init_codebook(self, init: torch.Tensor) -> None:
         self.register_buffer("codebook", init)
         self.register_buffer("cluster_size", torch.ones(init.shape[0]))
         self.register_buffer("embed_sum", init.clone())
 
-    def _loss(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    def codebook_loss(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return self.beta * F.mse_loss(z, e.detach())
 
     @torch.no_grad()
-    def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
+    def set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
         # Restart the statistics too, so the next EMA step keeps the new code where it is.
         self.codebook[which] = vectors
         self.cluster_size[which] = 1.0
         self.embed_sum[which] = vectors
 
     @torch.no_grad()
-    def _update_codebook(self, z: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
+    def update_codebook(self, z: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
         sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, z)
         _all_reduce_(sums)
         self.cluster_size.mul_(self.decay).add_(counts.float(), alpha=1 - self.decay)
@@ -300,3 +365,21 @@ class EMAVectorQuantizer(VectorQuantizer):
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.num_codes * self.eps) * total
         self.codebook.copy_(self.embed_sum / smoothed[:, None])
+
+
+# --- the registry: a new variant is one class above and one line here --------------------------
+QUANTIZERS: dict[str, type[Quantizer]] = {
+    "gradient": VectorQuantizer,
+    "ema": EMAVectorQuantizer,
+}
+
+
+def make_quantizer(name: str, num_codes: int, code_dim: int, **options) -> Quantizer:
+    """``QUANTIZERS[name](num_codes, code_dim, **options)``; options the chosen class does
+    not take (``decay`` for ``"gradient"``) are left out, so a VQ model can pass all of its
+    quantizer settings whatever the variant."""
+    if name not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {name!r}: expected one of {', '.join(QUANTIZERS)}")
+    cls = QUANTIZERS[name]
+    accepted = inspect.signature(cls).parameters
+    return cls(num_codes, code_dim, **{k: v for k, v in options.items() if k in accepted})

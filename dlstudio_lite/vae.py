@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .autoencoder import Decoder, Encoder, check_shape
+from .config import records_hparams
 from .metrics import bits_per_dim as _bits_per_dim
 
 REDUCTIONS = ("sum", "mean")
@@ -65,6 +66,7 @@ class VAE(nn.Module):
     compare bits/dim only between runs with the same ``decoder_std``.
     """
 
+    @records_hparams
     def __init__(self, in_channels: int = 3, image_size: int = 64, latent_size: int = 16,
                  base_channels: int = 64, num_repeats: int = 0, latent_channels: int = 16,
                  beta: float = 0.1, reduction: str = "sum", decoder_std: float = 0.1,
@@ -74,11 +76,6 @@ class VAE(nn.Module):
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         if decoder_std <= 0:
             raise ValueError(f"decoder_std must be > 0, got {decoder_std}")
-        self.hparams = dict(in_channels=in_channels, image_size=image_size,
-                            latent_size=latent_size, base_channels=base_channels,
-                            num_repeats=num_repeats, latent_channels=latent_channels, beta=beta,
-                            reduction=reduction, decoder_std=decoder_std,
-                            skip_connections=skip_connections)
         self.beta, self.reduction, self.decoder_std = beta, reduction, decoder_std
         self.latent_channels, self.latent_size = latent_channels, latent_size
         self.encoder = Encoder(in_channels, image_size, latent_size, base_channels, num_repeats,

@@ -27,7 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import group_norm
-from .config import pick
+from .config import records_hparams
+from .optim import make_optimizer, trainable
+from .vqvae import VQVAE, vq_logs
 
 GAN_LOSSES = ("hinge", "non_saturating")
 
@@ -236,16 +238,17 @@ def frozen(module: nn.Module):
             p.requires_grad_(flag)
 
 
-class VQGAN(nn.Module):
-    """A ``VQVAE`` generator plus a ``PatchDiscriminator``; see the module docstring.
+class VQGAN(VQVAE):
+    """A ``VQVAE`` (the generator) trained against a ``PatchDiscriminator``; see the module
+    docstring. It *is* a VQ-VAE, so every VQ-model method (``encode``, ``decode_indices``,
+    ...) works unchanged, and it owns its two-optimizer training step.
 
-    Keyword arguments not listed here build the ``VQVAE`` (``image_size``, ``latent_size``,
-    ``num_codes``, ``code_dim``, ...). Discriminator and GAN settings:
+    Keyword arguments not listed here go to ``VQVAE`` (``image_size``, ``code_dim``, ...).
+    The VQGAN's own defaults: 256 codes on an 8x8 latent (the lecture's setting), and:
 
     disc_channels, disc_layers: width and stride-2 depth of the discriminator
         (``None``: the generator's ``base_channels``, and a depth chosen from the image size).
-    disc_start: step at which the discriminator and the GAN term switch on
-        (default 1000 steps, half the trainer's default run; 5 in quick mode).
+    disc_start: step at which the discriminator and the GAN term switch on.
     disc_weight: factor on the adaptive lambda (0.8 in the reference config).
     gan_loss: "hinge" (reference) or "non_saturating" (the lecture's BCE, Eq. 24).
     perceptual_weight: weight of the optional VGG perceptual loss (0 = off; needs weights,
@@ -253,91 +256,67 @@ class VQGAN(nn.Module):
     delta: the small constant in lambda's denominator.
     """
 
-    def __init__(self, disc_channels: int | None = None, disc_layers: int | None = None,
-                 disc_start: int | None = None, disc_weight: float = 0.8,
-                 gan_loss: str = "hinge", perceptual_weight: float = 0.0,
-                 perceptual_weights_path: str | None = None, delta: float = 1e-6,
-                 **vqvae_kwargs):
-        super().__init__()
-        from .vqvae import VQVAE  # the generator is exactly the course's VQ-VAE
-
+    @records_hparams
+    def __init__(self, latent_size: int = 8, num_codes: int = 256,
+                 disc_channels: int | None = None, disc_layers: int | None = None,
+                 disc_start: int = 1000, disc_weight: float = 0.8, gan_loss: str = "hinge",
+                 perceptual_weight: float = 0.0, perceptual_weights_path: str | None = None,
+                 delta: float = 1e-6, **vqvae_kwargs):
         if gan_loss not in GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {gan_loss!r}: expected one of {', '.join(GAN_LOSSES)}")
-        if disc_start is None:
-            disc_start = pick(1000, 5)
         if disc_start < 0 or disc_weight < 0 or perceptual_weight < 0 or delta <= 0:
             raise ValueError(f"expected disc_start >= 0, disc_weight >= 0, perceptual_weight >= 0 "
                              f"and delta > 0, got {disc_start}, {disc_weight}, {perceptual_weight}, {delta}")
-        self.generator = VQVAE(**vqvae_kwargs)
-        g = self.generator.hparams
-        image_size, in_channels = g.get("image_size", 64), g.get("in_channels", 3)
+        super().__init__(latent_size=latent_size, num_codes=num_codes, **vqvae_kwargs)
+        g = self.hparams  # the generator's complete arguments
         if disc_channels is None:
             # As wide as the encoder's first stage: the reference's 64 channels were sized
             # for a far larger generator and would dominate the cost of a small model.
-            disc_channels = g.get("base_channels", 64)
-        self.discriminator = PatchDiscriminator(in_channels, disc_channels, disc_layers, image_size)
+            disc_channels = g["base_channels"]
+        self.discriminator = PatchDiscriminator(g["in_channels"], disc_channels, disc_layers,
+                                                g["image_size"])
         self.disc_start, self.disc_weight, self.gan_loss = int(disc_start), float(disc_weight), gan_loss
         self.perceptual_weight, self.delta = float(perceptual_weight), float(delta)
         self.perceptual = PerceptualLoss(perceptual_weights_path) if perceptual_weight > 0 else None
-        self.hparams = dict(g, disc_channels=int(disc_channels),
-                            disc_layers=self.discriminator.num_layers, disc_start=self.disc_start,
-                            disc_weight=self.disc_weight, gan_loss=gan_loss,
-                            perceptual_weight=self.perceptual_weight,
-                            perceptual_weights_path=perceptual_weights_path, delta=self.delta)
+        # Checkpoints written when the generator was a VQVAE attribute name its weights
+        # "generator.encoder...": read them as "encoder...".
+        self._register_load_state_dict_pre_hook(_drop_generator_prefix)
 
-    # VQ-model protocol, delegated to the generator ------------------------------------------
-    @property
-    def num_codes(self) -> int:
-        return self.generator.num_codes
-
-    @property
-    def code_dim(self) -> int:
-        return self.generator.code_dim
-
-    @property
-    def last_layer_weight(self) -> torch.Tensor:
-        return self.generator.last_layer_weight
-
-    def encode(self, x):
-        return self.generator.encode(x)
-
-    def quantize(self, z_e):
-        return self.generator.quantize(z_e)
-
-    def decode(self, z_q):
-        return self.generator.decode(z_q)
-
-    def encode_to_indices(self, x):
-        return self.generator.encode_to_indices(x)
-
-    def decode_indices(self, indices):
-        return self.generator.decode_indices(indices)
-
-    def reconstruct(self, x):
-        return self.generator.reconstruct(x)
-
-    def forward(self, x):
-        """Like ``VQVAE``: returns ``(x_hat, VQOutput)``."""
-        return self.generator(x)
-
-    # adversarial protocol --------------------------------------------------------------------
+    # --- the two networks and their optimizers --------------------------------------------
     def generator_parameters(self):
-        return self.generator.parameters()
+        return (p for name, p in self.named_parameters() if not name.startswith("discriminator."))
 
     def discriminator_parameters(self):
         return self.discriminator.parameters()
 
+    def configure_optimizers(self, config) -> list[torch.optim.Optimizer]:
+        """Generator and discriminator optimizers, by default with the usual GAN betas
+        (0.5, 0.9): a short momentum memory suits the moving target of adversarial training."""
+        kwargs = dict(lr=config.lr, weight_decay=config.weight_decay,
+                      betas=config.betas or (0.5, 0.9), momentum=config.momentum)
+        name = config.optimizer or "adam"
+        return [make_optimizer(name, trainable(self.generator_parameters()), **kwargs),
+                make_optimizer(name, trainable(self.discriminator_parameters()), **kwargs)]
+
+    def training_step(self, x: torch.Tensor, step: int, run) -> dict[str, torch.Tensor]:
+        """Generator (encoder, codebook, decoder) first, then the discriminator on the
+        detached reconstructions of the same batch. ``run`` is the trainer's
+        :class:`~dlstudio_lite.train.StepRunner`."""
+        g_loss, g_logs, x_hat = run.forward("generator_loss", x, step)
+        run.update(g_loss, 0)
+        d_loss, d_logs = run.forward("discriminator_loss", x, x_hat, step)
+        run.update(d_loss, 1)
+        return {**g_logs, **d_logs, "loss": g_loss.detach(), "d_loss": d_loss.detach()}
+
+    # --- losses -----------------------------------------------------------------------------
     def _vq_terms(self, x: torch.Tensor):
-        """Shared by training and evaluation: x_hat, reconstruction loss, VQ output."""
-        x_hat, vq = self.generator(x)
+        """Shared by training and evaluation: x_hat, reconstruction loss, VQ output, logs."""
+        x_hat, vq = self(x)
         recon = F.mse_loss(x_hat, x)
         rec_loss = recon
         if self.perceptual is not None:
             rec_loss = rec_loss + self.perceptual_weight * self.perceptual(x_hat, x)
-        logs = {"recon": recon.detach(), "vq": vq.loss.detach(),
-                "perplexity": vq.perplexity.detach(), "usage": vq.usage.detach()}
-        return x_hat, rec_loss, vq, logs
-
+        return x_hat, rec_loss, vq, vq_logs(recon, vq)
     def compute_loss(self, x: torch.Tensor):
         """Evaluation loss (no adversarial term): reconstruction (+ perceptual) + VQ loss."""
         _, rec_loss, vq, logs = self._vq_terms(x)
@@ -383,3 +362,9 @@ class VQGAN(nn.Module):
         logs = {"d_loss": loss.detach(), "d_real": logits_real.detach().mean(),
                 "d_fake": logits_fake.detach().mean()}
         return loss, logs
+
+
+def _drop_generator_prefix(state_dict, prefix, *args) -> None:
+    old = prefix + "generator."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + key[len(old):]] = state_dict.pop(key)

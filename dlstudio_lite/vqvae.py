@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autoencoder import Decoder, Encoder, check_shape
-from .quantize import EMAVectorQuantizer, VectorQuantizer, VQOutput
+from .config import records_hparams
+from .quantize import DEFAULT_MAINTENANCE, VQOutput, make_quantizer
 
 
 class VQVAE(nn.Module):
@@ -24,34 +25,28 @@ class VQVAE(nn.Module):
     512 codes of dimension 256, beta 0.25, EMA codebook with decay 0.99).
 
     ``encode``: ``(B, C, H, W) -> z_e (B, code_dim, s, s)``; ``quantize``: ``z_e -> VQOutput``;
-    ``decode``: ``(B, code_dim, s, s) -> (B, C, H, W)``. ``ema=False`` learns the codebook by
-    gradient descent instead. ``kmeans_init`` and ``dead_code_steps`` are passed to the
-    quantizer (see ``quantize.VectorQuantizer``).
+    ``decode``: ``(B, code_dim, s, s) -> (B, C, H, W)``. ``quantizer`` names the codebook's
+    update rule in ``quantize.QUANTIZERS`` (``"ema"``, or ``"gradient"`` to learn it by
+    gradient descent); ``decay`` (EMA only), ``kmeans_init``, ``dead_code_steps`` and
+    ``quantizer_options`` (any other argument of the chosen class) are passed to it.
     """
 
+    @records_hparams
     def __init__(self, in_channels: int = 3, image_size: int = 64, latent_size: int = 16,
                  base_channels: int = 64, num_repeats: int = 0, num_codes: int = 512,
-                 code_dim: int = 256, beta: float = 0.25, ema: bool = True, decay: float = 0.99,
-                 kmeans_init: bool = False, dead_code_steps: int = 0,
-                 skip_connections: bool = True):
+                 code_dim: int = 256, beta: float = 0.25, quantizer: str = "ema",
+                 decay: float = 0.99, kmeans_init: bool = DEFAULT_MAINTENANCE.kmeans_init,
+                 dead_code_steps: int = DEFAULT_MAINTENANCE.dead_code_steps,
+                 skip_connections: bool = True, quantizer_options: dict | None = None):
         super().__init__()
-        self.hparams = dict(in_channels=in_channels, image_size=image_size,
-                            latent_size=latent_size, base_channels=base_channels,
-                            num_repeats=num_repeats, num_codes=num_codes, code_dim=code_dim,
-                            beta=beta, ema=ema, decay=decay, kmeans_init=kmeans_init,
-                            dead_code_steps=dead_code_steps, skip_connections=skip_connections)
         self.num_codes, self.code_dim, self.latent_size = num_codes, code_dim, latent_size
         self.encoder = Encoder(in_channels, image_size, latent_size, base_channels, num_repeats,
                                skip_connections)
         width = self.encoder.out_channels
         self.pre_vq_conv = nn.Conv2d(width, code_dim, 1)
-        if ema:
-            self.quantizer = EMAVectorQuantizer(num_codes, code_dim, beta, decay=decay,
-                                                kmeans_init=kmeans_init,
-                                                dead_code_steps=dead_code_steps)
-        else:
-            self.quantizer = VectorQuantizer(num_codes, code_dim, beta, kmeans_init=kmeans_init,
-                                             dead_code_steps=dead_code_steps)
+        self.quantizer = make_quantizer(quantizer, num_codes, code_dim, beta=beta, decay=decay,
+                                        kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
+                                        **(quantizer_options or {}))
         self.post_vq_conv = nn.Conv2d(code_dim, width, 1)
         self.decoder = Decoder(in_channels, image_size, latent_size, base_channels,
                                skip_connections)
@@ -78,9 +73,7 @@ class VQVAE(nn.Module):
         """``(loss, logs)``; logs: "recon" (MSE per pixel), "vq", "perplexity", "usage"."""
         x_hat, vq = self(x)
         recon = F.mse_loss(x_hat, x)
-        logs = {"recon": recon.detach(), "vq": vq.loss.detach(),
-                "perplexity": vq.perplexity.detach(), "usage": vq.usage.detach()}
-        return recon + vq.loss, logs
+        return recon + vq.loss, vq_logs(recon, vq)
 
     @torch.no_grad()
     def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +84,24 @@ class VQVAE(nn.Module):
         """``(B, s, s)`` long -> ``(B, C, H, W)`` images."""
         return self.decode(self.quantizer.lookup(indices))
 
+    @staticmethod
+    def upgrade_hparams(hparams: dict) -> dict:
+        """Constructor arguments of a checkpoint written before the quantizer registry
+        (``ema=True/False``) in today's form (``quantizer="ema"/"gradient"``)."""
+        if "ema" not in hparams:
+            return hparams
+        hparams = dict(hparams)
+        hparams["quantizer"] = "ema" if hparams.pop("ema") else "gradient"
+        return hparams
+
     @property
     def last_layer_weight(self) -> torch.Tensor:
         """Weight of the decoder's final conv (VQGAN's adaptive lambda differentiates here)."""
         return self.decoder.conv_out.weight
+
+
+def vq_logs(recon: torch.Tensor, vq: VQOutput) -> dict[str, torch.Tensor]:
+    """The logs every VQ model reports (detached scalars)."""
+    return {"recon": recon.detach(), "vq": vq.loss.detach(),
+            "perplexity": vq.perplexity.detach(), "usage": vq.usage.detach()}
+

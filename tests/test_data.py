@@ -112,7 +112,9 @@ def test_dataset_range_split_and_items(tmp_path):
     assert torch.allclose(denormalize(x), torch.from_numpy(full.images[3]).permute(2, 0, 1) / 255.0)
 
 
-def test_dataset_defaults_follow_quick_mode(tmp_path, monkeypatch):
+def test_dataset_defaults_ignore_quick_mode_whose_preset_the_entry_points_apply(tmp_path,
+                                                                               monkeypatch):
+    from dlstudio_lite.config import NORMAL, QUICK, preset
     calls = []
     tiny = generate_shapes(300, 8)
 
@@ -122,9 +124,12 @@ def test_dataset_defaults_follow_quick_mode(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "load_shapes", fake_load)
     monkeypatch.setenv("DLSTUDIO_LITE_QUICK", "1")
     ShapesDataset(root=tmp_path)
+    assert preset() is QUICK
+    data.DataConfig(**preset().data, data_root=str(tmp_path)).splits()
     monkeypatch.delenv("DLSTUDIO_LITE_QUICK")
     ShapesDataset(root=tmp_path)
-    assert calls == [(1024, 32), (20_000, 64)]
+    assert preset() is NORMAL
+    assert calls == [(20_000, 64), (1024, 32), (1024, 32), (20_000, 64)]
 
 
 def test_dataset_rejects_bad_split(tmp_path):

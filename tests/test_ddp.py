@@ -30,8 +30,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     data = TensorDataset(torch.rand(32, 3, 16, 16, generator=g) * 2 - 1)
     trainer = Trainer(model, data, out_dir=out, steps=3, batch_size=4, lr=1e-3, log_every=1,
                       progress=False)
-    trainer._sampler.set_epoch(0)
-    seen = list(trainer._sampler)
+    trainer._loader.sampler.set_epoch(0)
+    seen = list(trainer._loader.sampler)
     trainer.fit()
     names, params = zip(*model.named_parameters())
     torch.save({"names": list(names), "params": [p.detach() for p in params], "seen": seen,

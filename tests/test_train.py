@@ -12,7 +12,8 @@ from dlstudio_lite import cli
 from dlstudio_lite.checkpoint import CheckpointError, load_checkpoint
 from dlstudio_lite.device import seed_everything
 from dlstudio_lite.checkpoint import MODELS, load_model
-from dlstudio_lite.train import (NonFiniteLossError, TrainConfig, Trainer, load_or_train, make_optimizer,
+from dlstudio_lite.notebook import load_or_train
+from dlstudio_lite.train import (NonFiniteLossError, TrainConfig, Trainer, make_optimizer,
                                  make_scheduler)
 
 
@@ -315,7 +316,8 @@ def test_cli_help_lists_the_models_and_main_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--image-size", "--base-channels", "--steps", "--epochs", "--lr", "--optimizer",
                  "--scheduler", "--batch-size", "--seed", "--device", "--amp", "--compile",
-                 "--resume", "--num-codes", "--beta", "--ema-decay"):
+                 "--resume", "--num-codes", "--beta", "--quantizer", "--decay",
+                 "--kmeans-init", "--dead-code-steps"):
         assert flag in text, flag
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dlstudio_lite.vqvae import VQVAE
 from dlstudio_lite.vqgan import (VQGAN, PatchDiscriminator, PerceptualLoss, adaptive_lambda,
                                  discriminator_gan_loss, generator_gan_loss)
 
@@ -119,7 +120,7 @@ def test_gan_term_reaches_the_decoder_after_the_start_step():
         m = copy.deepcopy(model)
         loss, logs, _ = m.generator_loss(x, step)
         loss.backward()
-        return [p.grad.clone() for p in m.generator.decoder.parameters()], logs
+        return [p.grad.clone() for p in m.decoder.parameters()], logs
 
     before, logs_before = decoder_grads(START - 1)
     after, logs_after = decoder_grads(START)
@@ -145,7 +146,7 @@ def test_lambda_in_the_logs_matches_eq_26():
     ref = copy.deepcopy(model)
     _, logs, _ = model.generator_loss(x, step=START)
     # Recompute Eq. 26 from scratch on an identical copy.
-    x_hat, _ = ref.generator(x)
+    x_hat, _ = ref(x)  # the VQGAN is a VQVAE: its forward is the generator's
     w = ref.last_layer_weight
     g_rec = torch.autograd.grad(F.mse_loss(x_hat, x), w, retain_graph=True)[0]
     g_gan = torch.autograd.grad(-ref.discriminator(x_hat).mean(), w)[0]
@@ -179,7 +180,7 @@ def test_generator_logs_and_hparams():
         tiny_vqgan(gan_loss="wasserstein")
 
 
-def test_vq_model_protocol_is_delegated():
+def test_vqgan_is_a_vqvae_and_reuses_its_methods():
     model, x = tiny_vqgan().eval(), images()
     idx = model.encode_to_indices(x)
     assert idx.shape == (4, 4, 4) and idx.max() < model.num_codes
@@ -187,7 +188,29 @@ def test_vq_model_protocol_is_delegated():
         torch.testing.assert_close(model.decode_indices(idx), model.reconstruct(x))
         loss, logs = model.compute_loss(x)  # evaluation works without gradients
     assert {"recon", "vq", "perplexity", "usage"} <= set(logs)
-    assert model.last_layer_weight is model.generator.decoder.conv_out.weight
+    assert model.last_layer_weight is model.decoder.conv_out.weight
+    assert isinstance(model, VQVAE) and "decode_indices" not in VQGAN.__dict__
+    # generator and discriminator parameters split the model's parameters exactly
+    ids = [{id(p) for p in ps} for ps in (model.generator_parameters(),
+                                           model.discriminator_parameters())]
+    assert not ids[0] & ids[1] and ids[0] | ids[1] == {id(p) for p in model.parameters()}
+
+
+def test_checkpoints_of_the_vqvae_attribute_layout_still_load():
+    # Before the VQGAN subclassed VQVAE, its generator was an attribute: weights were named
+    # "generator.encoder..." and the quantizer was chosen with ema=True/False.
+    model = tiny_vqgan().eval()
+    old = {(k if k.startswith("discriminator.") else f"generator.{k}"): v
+           for k, v in model.state_dict().items()}
+    clone = tiny_vqgan(quantizer="gradient")
+    hparams = VQGAN.upgrade_hparams({**{k: v for k, v in model.hparams.items()
+                                        if k != "quantizer"}, "ema": True})
+    assert hparams == model.hparams
+    clone = VQGAN(**hparams).eval()
+    clone.load_state_dict(old)
+    x = images()
+    with torch.no_grad():
+        torch.testing.assert_close(clone.reconstruct(x), model.reconstruct(x))
 
 
 # --- losses -------------------------------------------------------------------------------------

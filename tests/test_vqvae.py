@@ -65,20 +65,23 @@ def test_encode_to_indices_does_not_touch_the_codebook_in_training_mode():
     assert torch.equal(model.quantizer.codebook, before)
 
 
-def test_ema_flag_chooses_the_quantizer():
+def test_quantizer_name_chooses_the_update_rule():
     ema = VQVAE(**SMALL)
-    plain = VQVAE(**SMALL, ema=False)
+    plain = VQVAE(**SMALL, quantizer="gradient")
     assert isinstance(ema.quantizer, EMAVectorQuantizer)
     assert type(plain.quantizer) is VectorQuantizer
     ema_params = {id(p) for p in ema.parameters()}
     assert id(ema.quantizer.codebook) not in ema_params  # EMA codebook: buffer, not optimised
     assert any(p is plain.quantizer.codebook for p in plain.parameters())
+    with pytest.raises(ValueError, match="unknown quantizer 'emma'.*gradient, ema"):
+        VQVAE(**SMALL, quantizer="emma")
 
 
 def test_hparams_rebuild_an_identical_model():
     torch.manual_seed(0)
-    model = VQVAE(**SMALL, ema=False, kmeans_init=True, dead_code_steps=10).eval()
-    assert all(isinstance(v, (int, float, bool, str)) for v in model.hparams.values())
+    model = VQVAE(**SMALL, quantizer="gradient", kmeans_init=True, dead_code_steps=10).eval()
+    assert all(isinstance(v, (int, float, bool, str, type(None))) for v in model.hparams.values())
+    assert model.quantizer.maintenance.dead_code_steps == 10 and model.quantizer.maintenance.kmeans_init
     clone = VQVAE(**model.hparams).eval()
     clone.load_state_dict(model.state_dict())
     x = images()
@@ -102,10 +105,10 @@ def test_bad_input_raises():
         model.decode(torch.zeros(2, 8, 8, 8))
 
 
-@pytest.mark.parametrize("ema", [True, False])
-def test_a_few_steps_reduce_the_loss(ema):
+@pytest.mark.parametrize("quantizer", ["ema", "gradient"])
+def test_a_few_steps_reduce_the_loss(quantizer):
     torch.manual_seed(0)
-    model = VQVAE(**SMALL, ema=ema, kmeans_init=True)
+    model = VQVAE(**SMALL, quantizer=quantizer, kmeans_init=True)
     x = images(b=4)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []

@@ -6,27 +6,26 @@ grids from the prior and decodes them into an image grid.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.utils.data import TensorDataset
-from torchvision.utils import save_image
 
 from ..checkpoint import load_model
-from ..config import pick, quick_mode
+from ..config import TrainConfig, preset, quick_mode
+from ..data import DataConfig
 from ..device import get_device, seed_everything
-from ..plot import image_grid, save_loss_curves
-from ..prior import TransformerPrior, encode_dataset, load_prior, sample_images
-from ..train import TrainConfig, Trainer
-from .train import datasets_for as train_datasets
+from ..prior import TransformerPrior
+from . import options
+from .train import _CHOICES
+
 
 def add_cli(sub, train_sub) -> None:
     """Register ``train prior`` (on ``train_sub``, the ``train`` command's sub-parsers) and
     ``sample`` (on ``sub``, the top-level sub-parsers)."""
+    run = preset()
     p = train_sub.add_parser(
         "prior", help="transformer prior over the codes of a trained VQ-VAE / VQGAN (section 10)",
         description="Encode a dataset into code grids with a trained VQ model and train a GPT-style "
@@ -36,27 +35,14 @@ def add_cli(sub, train_sub) -> None:
                "--out runs/prior")
     p.add_argument("--vq-checkpoint", required=True, help="checkpoint.pt of a trained vqvae or vqgan")
     p.add_argument("--out", required=True, help="output folder (created)")
-    g = p.add_argument_group("data (default: what config.json next to the VQ checkpoint records)")
-    g.add_argument("--dataset", default=None, help="shapes, mnist, cifar10, celeba or folder:PATH")
-    g.add_argument("--data-root", default=None)
-    g.add_argument("--num-images", type=int, default=None, help="shapes only: images to generate")
-    g = p.add_argument_group("model")
-    g.add_argument("--n-layer", type=int, default=pick(4, 2), help="transformer blocks")
-    g.add_argument("--n-head", type=int, default=4, help="attention heads")
-    g.add_argument("--n-embd", type=int, default=pick(128, 64), help="embedding width")
-    g.add_argument("--dropout", type=float, default=0.1)
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=pick(2000, 20), help="optimizer steps")
-    g.add_argument("--batch-size", type=int, default=pick(64, 16), help="code grids per step")
-    g.add_argument("--lr", type=float, default=3e-4)
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--scheduler", default="cosineannealinglr", type=str.lower,
-                   choices=["none", "steplr", "exponentiallr", "cosineannealinglr"])
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
-    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
-    g.add_argument("--n-samples", type=int, default=16, help="images in samples.png (0: none)")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--n-samples", type=int, default=16, help="images in samples.png (0: none)")
+    options.add_dataclass(
+        p.add_argument_group("data (default: what config.json next to the VQ checkpoint records)"),
+        DataConfig, {"dataset": None}, skip=("image_size",))
+    options.add_signature(p.add_argument_group("model (TransformerPrior)"), TransformerPrior,
+                          run.prior_model, skip=("num_codes", "latent_shape"))
+    options.add_dataclass(p.add_argument_group("training"), TrainConfig, run.prior_train,
+                          choices=_CHOICES)
     p.set_defaults(func=_cli_train_prior)
 
     s = sub.add_parser(
@@ -96,50 +82,44 @@ def _recorded_data(vq_checkpoint) -> dict:
     return {k: config[k] for k in ("dataset", "num_images") if config.get(k) is not None}
 
 
-def _code_entropy_bits(indices: torch.Tensor, num_codes: int) -> float:
-    """Entropy (bits) of the codes' overall frequencies: what a prior without context achieves."""
-    p = torch.bincount(indices.flatten(), minlength=num_codes).double()
-    p = p[p > 0] / p.sum()
-    return float(-(p * p.log2()).sum())
-
-
 def _cli_train_prior(args) -> int:
+    from torch.utils.data import TensorDataset
+    from torchvision.utils import save_image
 
+    from ..plot import image_grid, save_loss_curves
+    from ..prior import encode_dataset, sample_images
+    from ..quantize import code_counts, code_usage
+    from ..train import Trainer
 
     out = Path(args.out)
     seed_everything(args.seed)
     device = get_device(args.device)
     vq = _load_vq(args.vq_checkpoint, device)
     recorded = _recorded_data(args.vq_checkpoint)
-    name = args.dataset or recorded.get("dataset", "shapes")
-    image_size = int(vq.hparams.get("image_size", 64))
     # The same train/test split as `dlstudio-lite train` made for the VQ model.
-    data_args = argparse.Namespace(dataset=name, data_root=args.data_root,
-                                   num_images=args.num_images or recorded.get("num_images"))
-    splits = train_datasets(data_args, image_size)
-
+    data = options.from_args(DataConfig, args, image_size=int(vq.hparams.get("image_size", 64)),
+                             dataset=args.dataset or recorded.get("dataset", "shapes"),
+                             num_images=args.num_images or recorded.get("num_images"))
     start = time.perf_counter()
-    train_idx, test_idx = (encode_dataset(vq, d, batch_size=128, device=device) for d in splits)
+    train_idx, test_idx = (encode_dataset(vq, d, batch_size=128, device=device)
+                           for d in data.splits())
     encode_s = time.perf_counter() - start
     prior = TransformerPrior(vq.num_codes, tuple(train_idx.shape[1:]), n_layer=args.n_layer,
                              n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         optimizer="adamw", weight_decay=args.weight_decay,
-                         scheduler=None if args.scheduler == "none" else args.scheduler,
-                         amp=args.amp, seed=args.seed, device=str(device),
-                         log_every=min(25, args.steps), progress=not args.no_progress)
+    config = options.from_args(TrainConfig, args, device=str(device))
     trainer = Trainer(prior, TensorDataset(train_idx), TensorDataset(test_idx), config,
                       out_dir=out, model_name="prior")
     history = trainer.fit()
 
     test = {k.split("/", 1)[1]: v[-1][1] for k, v in history.items() if k.startswith("test/") and v}
     metrics = {
-        "vq_checkpoint": str(args.vq_checkpoint), "dataset": name, "image_size": image_size,
-        "num_codes": vq.num_codes, "latent_shape": list(prior.latent_shape),
+        "vq_checkpoint": str(args.vq_checkpoint), "dataset": data.dataset,
+        "image_size": data.image_size, "num_codes": vq.num_codes,
+        "latent_shape": list(prior.latent_shape),
         "train_sequences": len(train_idx), "test_sequences": len(test_idx),
         "test_bits_per_code": test.get("bits_per_code"), "test_accuracy": test.get("accuracy"),
         # A prior that ignores the context can do no better than the codes' entropy.
-        "context_free_bits_per_code": _code_entropy_bits(train_idx, vq.num_codes),
+        "context_free_bits_per_code": float(code_usage(code_counts(train_idx, vq.num_codes)).bits),
         "codes_used_by_dataset": int(torch.unique(train_idx).numel()),
         "step": trainer.step, "encode_seconds": encode_s,
         "train_sequences_per_second": trainer.images_per_second, "quick_mode": quick_mode(),
@@ -156,7 +136,10 @@ def _cli_train_prior(args) -> int:
 
 
 def _cli_sample(args) -> int:
+    from torchvision.utils import save_image
 
+    from ..plot import image_grid
+    from ..prior import load_prior, sample_images
 
     device = get_device(args.device)
     vq = _load_vq(args.vq_checkpoint, device)
