@@ -59,8 +59,9 @@ print("quick mode:", quick_mode())
 
 # %%
 IMAGE_SIZE = pick(normal=64, quick=32)
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE)
+NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
 print(f"{len(train_set)} training and {len(test_set)} test images of {IMAGE_SIZE}x{IMAGE_SIZE}")
 show_images(train_set.tensors(16), nrow=8, title="training images")
 plt.show()

@@ -186,7 +186,7 @@ print("closed form == dlstudio_lite.kl_divergence:", torch.allclose(closed_form,
 # %%
 seed_everything(0)
 # (32x32 images: the same small set as the beta sweep of section 4)
-x = ShapesDataset("test", image_size=32, num_images=pick(normal=4000, quick=None)).tensors(8)
+x = ShapesDataset("test", image_size=32, num_images=pick(normal=4000, quick=1_024)).tensors(8)
 beta = 0.1
 vae_sum = VAE(image_size=32, latent_size=8, base_channels=8, beta=beta, reduction="sum")
 vae_mean = VAE(**{**vae_sum.hparams, "reduction": "mean"})
@@ -239,8 +239,9 @@ plt.show()
 
 # %%
 IMAGE_SIZE = pick(normal=64, quick=32)
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE)
+NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
 
 
 TRAIN_KWARGS = dict(batch_size=pick(normal=32, quick=16), lr=pick(normal=1e-3, quick=2e-3),
@@ -296,8 +297,8 @@ plt.show()
 
 # %%
 SWEEP_SIZE = 32
-sweep_train = ShapesDataset("train", image_size=SWEEP_SIZE, num_images=pick(normal=4000, quick=None))
-sweep_test = ShapesDataset("test", image_size=SWEEP_SIZE, num_images=pick(normal=4000, quick=None))
+sweep_train = ShapesDataset("train", image_size=SWEEP_SIZE, num_images=pick(normal=4000, quick=1_024))
+sweep_test = ShapesDataset("test", image_size=SWEEP_SIZE, num_images=pick(normal=4000, quick=1_024))
 betas = pick(normal=[0.01, 0.1, 1.0, 10.0, 100.0], quick=[0.1, 100.0])
 sweep = {}
 for b in betas:

@@ -193,8 +193,9 @@ print("forward value:", z_q.detach().tolist(), " gradient reaching z:", z.grad.t
 
 # %%
 IMAGE_SIZE = pick(normal=64, quick=32)
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE)
+NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
 
 seed_everything(0)
 vqvae, vq_history = load_or_train(
@@ -207,7 +208,7 @@ vqvae, vq_history = load_or_train(
     lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
     log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2))
 print({k: vqvae.hparams[k] for k in ("base_channels", "latent_size", "num_codes", "code_dim",
-                                     "beta", "ema", "decay", "kmeans_init", "dead_code_steps")})
+                                     "beta", "quantizer", "decay", "kmeans_init", "dead_code_steps")})
 print(f"{sum(p.numel() for p in vqvae.parameters()):,} parameters")
 
 # %% [markdown]
@@ -226,7 +227,7 @@ plot_history(vq_history, keys=["train/perplexity"], ax=axes[1],
 plt.show()
 
 # %%
-test_with_holes = ShapesDataset("test", image_size=IMAGE_SIZE, return_holes=True)
+test_with_holes = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES, return_holes=True)
 x_test, holes_test = map(torch.stack, zip(*[test_with_holes[i] for i in range(pick(normal=200, quick=32))]))
 with torch.no_grad():
     x_vq = vqvae.reconstruct(x_test).clamp(-1, 1)
@@ -298,7 +299,7 @@ print("the first image's grid, top-left corner:\n", indices[0, :5, :8].numpy())
 #
 # Two remedies, both in `dlstudio_lite.quantize`:
 #
-# - **EMA codebook** (`ema=True`): after each batch, code $k$ moves to a running average of
+# - **EMA codebook** (`quantizer="ema"`): after each batch, code $k$ moves to a running average of
 #   the encoder vectors assigned to it, $N_k \leftarrow \gamma N_k + (1-\gamma) n_k$,
 #   $m_k \leftarrow \gamma m_k + (1-\gamma) \sum_{i: k_i = k} z_i$, $e_k = m_k / N_k$ with
 #   $\gamma = 0.99$. Used codes follow the data quickly and no learning rate is involved;
@@ -322,10 +323,10 @@ def set_codebook(quantizer, codes):
         quantizer.embed_sum.copy_(codes * quantizer.cluster_size[:, None])
 
 
-def dead_code_run(ema, dead_code_steps):
+def dead_code_run(quantizer, dead_code_steps):
     seed_everything(0)
     model = VQVAE(image_size=32, latent_size=8, base_channels=8, code_dim=16, num_codes=64,
-                  ema=ema, dead_code_steps=dead_code_steps)
+                  quantizer=quantizer, dead_code_steps=dead_code_steps)
     bad = 2.0 + 0.01 * torch.randn(64, 16)   # all codes in one small, far-away cluster
     set_codebook(model.quantizer, bad)
     trainer = Trainer(model, small_train, steps=pick(normal=300, quick=12), batch_size=32,
@@ -333,9 +334,9 @@ def dead_code_run(ema, dead_code_steps):
     return model.eval(), trainer.fit()
 
 
-runs = {"gradient codebook": dead_code_run(ema=False, dead_code_steps=0),
-        "EMA codebook": dead_code_run(ema=True, dead_code_steps=0),
-        "EMA + restart after 10 idle steps": dead_code_run(ema=True, dead_code_steps=10)}
+runs = {"gradient codebook": dead_code_run("gradient", dead_code_steps=0),
+        "EMA codebook": dead_code_run("ema", dead_code_steps=0),
+        "EMA + restart after 10 idle steps": dead_code_run("ema", dead_code_steps=10)}
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))

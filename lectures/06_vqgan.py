@@ -117,6 +117,7 @@ plt.show()
 
 # %%
 IMAGE_SIZE = pick(normal=64, quick=32)
+NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
 disc = PatchDiscriminator(image_size=IMAGE_SIZE)
 print(f"{IMAGE_SIZE} x {IMAGE_SIZE} images -> logits of shape",
       tuple(disc(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)).shape))
@@ -173,8 +174,8 @@ print("package hinge_d_loss, real logits +2, fake logits -2:",
 
 # %%
 seed_everything(0)
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE)
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
 x = test_set.tensors(8)
 
 gan = VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8, base_channels=8, code_dim=16,

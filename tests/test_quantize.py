@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlstudio_lite.quantize import (EMAVectorQuantizer, VectorQuantizer, VQOutput, kmeans,
-                                    nearest_codes, perplexity)
+from dlstudio_lite.quantize import (DEFAULT_MAINTENANCE, QUANTIZERS, EMAVectorQuantizer, Quantizer,
+                                    VectorQuantizer, VQOutput, code_usage, kmeans, nearest_codes,
+                                    perplexity)
 
 
 def brute_force(z, codebook):
@@ -319,3 +320,63 @@ def test_kmeans_finds_small_clusters_next_to_a_dominant_background():
     centres = kmeans(torch.cat([background, shapes]), 4, iters=10)
     for m in torch.cat([torch.zeros(1, 2), means]):
         assert (centres - m).norm(dim=1).min() < 0.5, f"no centre near {m.tolist()}"
+
+
+def test_code_usage_gives_perplexity_usage_and_bits():
+    stats = code_usage(torch.tensor([5, 5, 5, 5, 0, 0, 0, 0]))
+    assert stats.perplexity.item() == pytest.approx(4.0)
+    assert stats.usage.item() == pytest.approx(0.5)
+    assert stats.bits.item() == pytest.approx(2.0)
+    assert code_usage(torch.zeros(4, dtype=torch.long)).bits.item() == 0.0
+
+
+def test_vq_models_take_their_maintenance_defaults_from_one_place():
+    import inspect
+
+    from dlstudio_lite.vqvae import VQVAE
+    params = inspect.signature(VQVAE).parameters
+    assert params["kmeans_init"].default == DEFAULT_MAINTENANCE.kmeans_init
+    assert params["dead_code_steps"].default == DEFAULT_MAINTENANCE.dead_code_steps
+    vq = EMAVectorQuantizer(8, 2, kmeans_init=True, dead_code_steps=3)
+    assert (vq.maintenance.kmeans_init, vq.maintenance.dead_code_steps) == (True, 3)
+
+
+# --- a new variant: one class and one registry line (the example of docs/DESIGN.md) ---------
+
+class FrozenQuantizer(Quantizer):
+    """A fixed random codebook (as in BEST-RQ's random-projection quantizer): nothing
+    learns the codes; the encoder commits to them."""
+
+    def init_codebook(self, init):
+        self.register_buffer("codebook", torch.randn_like(init))
+
+    def codebook_loss(self, z, e):
+        return self.beta * F.mse_loss(z, e.detach())
+
+
+def test_a_new_quantizer_is_one_class_and_one_registry_line(monkeypatch, tmp_path, quick):
+    import json
+
+    from dlstudio_lite import cli
+    from dlstudio_lite.checkpoint import load_model
+    from dlstudio_lite.vqvae import VQVAE
+
+    monkeypatch.setitem(QUANTIZERS, "frozen", FrozenQuantizer)  # the registry line
+    model = VQVAE(image_size=16, latent_size=4, base_channels=8, num_codes=16, code_dim=8,
+                  quantizer="frozen", dead_code_steps=1)
+    assert isinstance(model.quantizer, FrozenQuantizer) and model.hparams["quantizer"] == "frozen"
+    # the shared parts work unchanged: nearest code, straight-through, maintenance
+    out = model.quantizer.train()(torch.randn(2, 8, 4, 4))
+    assert out.indices.shape == (2, 4, 4) and out.quantized.shape == (2, 8, 4, 4)
+    # selectable from the command line, trained, saved and rebuilt by name
+    before = None
+    argv = ["train", "vqvae", "--quantizer", "frozen", "--out", str(tmp_path / "run"),
+            "--data-root", str(tmp_path / "data"), "--num-images", "40", "--image-size", "16",
+            "--base-channels", "8", "--num-codes", "16", "--code-dim", "8", "--batch-size", "8",
+            "--steps", "2", "--no-progress"]
+    assert cli.main(argv) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["hparams"]["quantizer"] == "frozen"
+    trained = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert isinstance(trained.quantizer, FrozenQuantizer)
+    assert list(trained.quantizer.parameters()) == [] and before is None

@@ -1,0 +1,71 @@
+"""Evaluation parts: eval mode that restores itself, the one loop, the picture."""
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from dlstudio_lite.evaluate import (LossLogs, Reconstruction, evaluate, evaluating,
+                                    reconstruction_metrics, save_reconstructions)
+from dlstudio_lite.vae import VAE
+from dlstudio_lite.vqvae import VQVAE
+
+
+def data(n=10, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+
+
+def test_evaluating_switches_to_eval_and_restores_even_on_errors():
+    model = torch.nn.Dropout(0.5).train()
+    with pytest.raises(RuntimeError):
+        with evaluating(model):
+            assert not model.training
+            raise RuntimeError
+    assert model.training
+    model.eval()
+    with evaluating(model, seed=3):
+        a = torch.rand(2)
+    with evaluating(model, seed=3):
+        b = torch.rand(2)
+    assert torch.equal(a, b) and not model.training
+
+
+def test_evaluate_is_the_batch_size_weighted_mean_and_leaves_the_rng_alone():
+    torch.manual_seed(0)
+    model = VAE(image_size=16, latent_size=4, base_channels=8, latent_channels=4)
+    ds = data(10)
+    state = torch.get_rng_state()
+    out = evaluate(model, ds, batch_size=4)      # batches of 4, 4, 2
+    assert torch.equal(torch.get_rng_state(), state)
+    assert out == evaluate(model, ds, batch_size=4)  # repeatable (fixed-seed VAE noise)
+    assert set(out) == {"recon", "kl", "loss"}
+    vq = VQVAE(image_size=16, latent_size=4, base_channels=8, num_codes=16, code_dim=8).eval()
+    x = ds.tensors[0]
+    with torch.no_grad():  # deterministic in eval mode
+        recon = [vq.compute_loss(x[i:i + 4])[1]["recon"] for i in (0, 4, 8)]
+    want = (4 * recon[0] + 4 * recon[1] + 2 * recon[2]) / 10
+    assert evaluate(vq, ds, batch_size=4)["recon"] == pytest.approx(want.item(), rel=1e-5)
+    assert evaluate(model, data(10), max_batches=1, batch_size=4).keys() == out.keys()
+    assert evaluate(model, TensorDataset(torch.zeros(0, 3, 16, 16))) == {}
+
+
+def test_reconstruction_measure_counts_codes_over_the_whole_split():
+    torch.manual_seed(0)
+    model = VQVAE(image_size=16, latent_size=4, base_channels=8, num_codes=16, code_dim=8)
+    out = reconstruction_metrics(model, data(6), batch_size=4)
+    assert out["num_images"] == 6 and out["mse"] > 0 and 0 < out["codebook_usage"] <= 1
+    idx = model.eval().encode_to_indices(data(6).tensors[0])
+    used = idx.unique().numel() / 16
+    assert out["codebook_usage"] == pytest.approx(used)
+    with pytest.raises(ValueError, match="empty"):
+        reconstruction_metrics(model, TensorDataset(torch.zeros(0, 3, 16, 16)))
+    assert isinstance(LossLogs()(model, data(2).tensors[0])["loss"], torch.Tensor)
+    assert Reconstruction().finish({"mse": 1.0}, 3) == {"mse": 1.0, "num_images": 3}
+
+
+def test_save_reconstructions_writes_inputs_over_outputs(tmp_path):
+    from PIL import Image
+    model = VQVAE(image_size=16, latent_size=4, base_channels=8, num_codes=16, code_dim=8).train()
+    path = save_reconstructions(model, data(5), tmp_path / "sub" / "r.png", n=3)
+    width, height = Image.open(path).size
+    assert (width, height) == (3 * 16 + 4 * 2, 2 * 16 + 3 * 2)  # 3 columns, 2 rows, padding 2
+    assert model.training
