@@ -100,6 +100,13 @@ class Autoencoder(nn.Module):
     """Deterministic autoencoder; loss = mean squared error per pixel.
 
     ``encode``: ``(B, C, S, S) -> (B, base * S/s, s, s)``; ``decode`` the reverse.
+
+    Args:
+        in_channels: image channels (3 for RGB, 1 for MNIST)
+        image_size, latent_size: sides of the image and of the latent grid (ratio 2, 4 or 8)
+        base_channels: width of the first encoder stage (doubled at every halving)
+        num_repeats: extra same-width SkipBlocks per encoder stage
+        skip_connections: keep the SkipBlocks' identity paths
     """
 
     @records_hparams

@@ -99,6 +99,14 @@ class TransformerPrior(nn.Module):
 
     Inputs are tokens in ``[0, num_codes]`` (``num_codes`` is the start token), outputs are
     logits over the ``num_codes`` real codes: the model never predicts the start token.
+
+    Args:
+        num_codes: K, the VQ model's codebook size
+        latent_shape: (h, w) of the code grid
+        n_layer: transformer blocks
+        n_head: attention heads
+        n_embd: embedding width
+        dropout: dropout rate in training
     """
 
     @records_hparams

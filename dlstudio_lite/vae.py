@@ -64,6 +64,17 @@ class VAE(nn.Module):
     ``p(x|z) = N(x_hat, decoder_std^2 I)`` with a *fixed* ``decoder_std`` (default 0.1 on the
     [-1, 1] scale, about 13 of 256 intensity levels). The number depends on that assumption;
     compare bits/dim only between runs with the same ``decoder_std``.
+
+    Args:
+        in_channels: image channels (3 for RGB, 1 for MNIST)
+        image_size, latent_size: sides of the image and of the latent grid (ratio 2, 4 or 8)
+        base_channels: width of the first encoder stage (doubled at every halving)
+        num_repeats: extra same-width SkipBlocks per encoder stage
+        latent_channels: channels of the Gaussian latent map
+        beta: weight of the KL term (the lecture's 0.1)
+        reduction: "sum" (the lecture's) or "mean" over pixels and latent dimensions
+        decoder_std: the fixed decoder standard deviation that elbo and bits_per_dim assume
+        skip_connections: keep the SkipBlocks' identity paths
     """
 
     @records_hparams

@@ -34,7 +34,8 @@ def _add(group, name: str, annotation, default, help_text: str, choices=None) ->
     args = typing.get_args(annotation)
     base = next((a for a in args if a is not type(None)), annotation) if args else annotation
     origin = typing.get_origin(base) or base
-    help_text = f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"
+    if "default" not in help_text:
+        help_text = f"{help_text} (default: %(default)s)".strip()
     if base is bool:
         if default is True:
             group.add_argument("--no-" + flag[2:], dest=name, action="store_false",
