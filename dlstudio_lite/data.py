@@ -235,21 +235,28 @@ def _transform(image_size: int, crop: bool):
 
 
 def load_dataset(name: str, split: str = "train", image_size: int = 64, root: str | Path = DATA_ROOT,
-                 download: bool = True) -> Dataset:
+                 download: bool = True, num_images: int | None = None) -> Dataset:
     """A dataset by name: ``shapes``, ``mnist``, ``cifar10``, ``celeba`` or ``folder:PATH``.
+
+    ``num_images`` (shapes only) generates that many images instead of 20,000 and holds out
+    a fifth of them, at most 200, as the test split.
 
     Images come resized (and centre-cropped where needed) to ``image_size`` and normalised
     to ``[-1, 1]``; MNIST keeps its single channel. When a real dataset is missing and cannot
     be downloaded, raises :class:`DatasetUnavailableError` naming the offline alternative.
     """
-    import torchvision.datasets as tvd
-
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root)
     key = name.lower()
     if key == "shapes":
-        return ShapesDataset(split, image_size=image_size, root=root)
+        extra = {}
+        if num_images:
+            extra = {"num_images": num_images, "test_size": min(200, max(1, num_images // 5))}
+        return ShapesDataset(split, image_size=image_size, root=root, **extra)
+    if num_images:
+        raise ValueError(f"num_images applies to the shapes dataset only, not {name!r}")
+    import torchvision.datasets as tvd  # only here: importing it takes seconds
     if key.startswith("folder:") or key == "folder":
         path = Path(name.split(":", 1)[1] if ":" in name else root)
         if not path.is_dir():
@@ -301,17 +308,8 @@ class DataConfig:
     def splits(self) -> tuple[Dataset, Dataset]:
         """``(train, test)`` datasets."""
         root = Path(self.data_root) if self.data_root else DATA_ROOT
-        if self.dataset == "shapes":
-            extra = {}
-            if self.num_images:  # small custom sets hold out a fifth (at most the usual 200)
-                extra = {"num_images": self.num_images,
-                         "test_size": min(200, max(1, self.num_images // 5))}
-            return tuple(ShapesDataset(split, image_size=self.image_size, root=root, **extra)
-                         for split in ("train", "test"))
-        if self.num_images:
-            raise ValueError(f"num_images applies to the shapes dataset only, not {self.dataset!r}")
-        return tuple(load_dataset(self.dataset, split, image_size=self.image_size, root=root)
-                     for split in ("train", "test"))
+        return tuple(load_dataset(self.dataset, split, image_size=self.image_size, root=root,
+                                  num_images=self.num_images) for split in ("train", "test"))
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:

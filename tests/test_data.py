@@ -247,5 +247,8 @@ def test_bad_names_and_paths(tmp_path):
 
 def test_shapes_through_load_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_ROOT", tmp_path)
-    ds = load_dataset("shapes", "test", image_size=32, root=tmp_path)
-    assert len(ds) == 200 and ds[0][0].shape == (3, 32, 32)
+    ds = load_dataset("shapes", "test", image_size=16, root=tmp_path, num_images=300)
+    assert len(ds) == 60 and ds[0][0].shape == (3, 16, 16)  # a fifth held out
+    assert len(load_dataset("shapes", "test", image_size=16, root=tmp_path, num_images=2000)) == 200
+    with pytest.raises(ValueError, match="shapes dataset only"):
+        load_dataset("mnist", root=tmp_path, num_images=10)

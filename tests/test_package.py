@@ -56,7 +56,8 @@ def test_flag_defaults_are_the_dataclass_defaults_under_the_preset(mode, request
     run = QUICK if mode == "quick" else NORMAL
     args = _parse(["train", "vqgan", "--out", "x"])
     assert options.from_args(TrainConfig, args) == TrainConfig(**run.train)
-    assert (args.image_size, args.num_images) == (run.data["image_size"], run.data["num_images"])
+    assert args.image_size == run.data.get("image_size", 64)  # DataConfig's default
+    assert args.num_images == run.data.get("num_images")      # None: ShapesDataset's 20,000
     assert args.disc_start == run.model.get("disc_start", 1000)  # VQGAN's own default
     assert args.num_codes == 256 and args.quantizer == "ema" and args.decay == 0.99
     prior = _parse(["train", "prior", "--vq-checkpoint", "v.pt", "--out", "x"])

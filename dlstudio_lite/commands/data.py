@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 from pathlib import Path
 
 from ..config import preset
-from ..data import export_image_folder, load_shapes
+from ..data import DataConfig, ShapesDataset, export_image_folder, load_shapes
 from ..paths import CACHE
 
 
@@ -14,11 +15,11 @@ def add_cli(sub) -> None:
     p = sub.add_parser("data", help="generate the embedded shapes dataset (and optionally write PNGs)",
                        description="Generate the shapes dataset (cached under data/cache) and, with --out, "
                        "write it as an image folder you can browse.")
-    run = preset()
-    p.add_argument("--num-images", type=int, default=run.data["num_images"],
-                   help="(default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=run.data["image_size"],
-                   help="(default: %(default)s)")
+    run = preset()  # the dataset's own defaults, or quick mode's
+    p.add_argument("--num-images", type=int, help="(default: %(default)s)", default=run.data.get(
+        "num_images", inspect.signature(ShapesDataset).parameters["num_images"].default))
+    p.add_argument("--image-size", type=int, help="(default: %(default)s)",
+                   default=run.data.get("image_size", DataConfig.image_size))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write PNGs here (ImageFolder layout)")
     p.set_defaults(func=_cli_data)

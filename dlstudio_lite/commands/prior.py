@@ -100,7 +100,7 @@ def _cli_train_prior(args) -> int:
     data = options.from_args(DataConfig, args, image_size=int(vq.hparams.get("image_size", 64)),
                              dataset=args.dataset or recorded.get("dataset", "shapes"),
                              num_images=args.num_images or recorded.get("num_images")
-                             or preset().data["num_images"])
+                             or preset().data.get("num_images"))
     start = time.perf_counter()
     train_idx, test_idx = (encode_dataset(vq, d, batch_size=128, device=device)
                            for d in data.splits())
