@@ -86,6 +86,49 @@ def trainer_run(args, data, device, steps, amp="off", channels_last=False,
     return clock.rates(steps * args.batch_size)
 
 
+class _Tiny(torch.nn.Module):
+    """A model whose step costs almost nothing, so that timing it measures the loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+
+    def compute_loss(self, x):
+        loss = (self.conv(x) - x).pow(2).mean()
+        return loss, {"recon": loss.detach()}
+
+
+def fixed_cost(args, steps: int = 1500) -> tuple[float, float]:
+    """CPU microseconds per step of a bare loop and of the Trainer on ``_Tiny``: their
+    difference is what the Trainer adds to every step, whatever the model."""
+    from torch.utils.data import TensorDataset
+    data = TensorDataset(torch.rand(steps * args.batch_size, 3, 8, 8))
+
+    def bare():
+        torch.manual_seed(0)
+        model = _Tiny()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        start = time.process_time()
+        for (x,) in DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                               generator=torch.Generator().manual_seed(0)):
+            loss, logs = model.compute_loss(x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return (time.process_time() - start) / steps * 1e6
+
+    def trainer():
+        torch.manual_seed(0)
+        t = Trainer(_Tiny(), data, steps=steps, batch_size=args.batch_size, lr=1e-4,
+                    device="cpu", progress=False, seed=0)
+        start = time.process_time()
+        t.fit()
+        return (time.process_time() - start) / steps * 1e6
+
+    runs = [(bare(), trainer()) for _ in range(args.repeats)]
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default=None, help="default: best available")
@@ -96,6 +139,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="alternating runs per side")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--markdown", action="store_true", help="print a RESULTS.md table")
+    p.add_argument("--fixed-cost", action="store_true",
+                   help="also time both loops on a model that costs nothing (CPU us per step)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,6 +179,14 @@ def main() -> None:
     header = (f"VQ-VAE 64x64 (latent 16x16, base_channels {args.width}, 512 codes of dim "
               f"{args.code_dim}, EMA), batch {args.batch_size}, {args.steps} timed steps, "
               f"median of {args.repeats}; {device.type} ({where}), torch {torch.__version__}")
+    if args.fixed_cost:
+        bare_us, trainer_us = fixed_cost(args)
+        step_us = 1e6 * args.batch_size / b[1]
+        rows.append(("fixed cost per step, near-empty model", (float("nan"), float("nan")),
+                     f"bare {bare_us:.0f} us, Trainer {trainer_us:.0f} us of CPU per step: the "
+                     f"Trainer adds {trainer_us - bare_us:.0f} us, "
+                     f"{100 * (trainer_us - bare_us) / step_us:.1f}% of a VQ-VAE step "
+                     f"({step_us / 1000:.0f} ms)"))
     if args.markdown:
         print(header + "\n")
         print("| setup | images / s (wall) | images / CPU s | note |\n| --- | ---: | ---: | --- |")

@@ -30,18 +30,16 @@ import os
 import signal
 import threading
 import time
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from .checkpoint import (load_checkpoint, model_name_of, restore_training_state, save_checkpoint,
+                         training_state)
 from .config import TrainConfig
-from .checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint, model_name_of,
-                         restore_training_state, save_checkpoint, training_state)
 from .data import images_of
 from .device import choose_amp, get_device
 from .distributed import ResumableLoader, cleanup_distributed, setup_distributed  # noqa: F401

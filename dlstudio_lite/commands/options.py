@@ -16,6 +16,12 @@ import re
 import typing
 from typing import Any
 
+from ..optim import OPTIMIZERS, SCHEDULERS
+
+# The names some TrainConfig fields accept, listed in their flags' help.
+TRAIN_CHOICES = {"optimizer": list(OPTIMIZERS), "scheduler": ["none", *SCHEDULERS],
+                 "amp": ["auto", "bf16", "fp16", "off"]}
+
 
 def key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as a Python literal when it is one."""

@@ -19,7 +19,6 @@ from ..data import DataConfig
 from ..device import get_device, seed_everything
 from ..prior import TransformerPrior
 from . import options
-from .train import _CHOICES
 
 
 def add_cli(sub, train_sub) -> None:
@@ -42,7 +41,7 @@ def add_cli(sub, train_sub) -> None:
     options.add_signature(p.add_argument_group("model (TransformerPrior)"), TransformerPrior,
                           run.prior_model, skip=("num_codes", "latent_shape"))
     options.add_dataclass(p.add_argument_group("training"), TrainConfig, run.prior_train,
-                          choices=_CHOICES)
+                          choices=options.TRAIN_CHOICES)
     p.set_defaults(func=_cli_train_prior)
 
     s = sub.add_parser(

@@ -16,7 +16,6 @@ from ..checkpoint import MODELS
 from ..config import TrainConfig, preset, quick_mode
 from ..data import DataConfig
 from ..device import seed_everything
-from ..optim import OPTIMIZERS, SCHEDULERS
 from . import options
 
 _HELP = {  # ``train prior`` is registered by commands/prior.py
@@ -26,8 +25,6 @@ _HELP = {  # ``train prior`` is registered by commands/prior.py
     "vqgan": "VQGAN: VQ-VAE + PatchGAN discriminator, adaptive lambda (lecture section 10)",
 }
 _SKIP = ("in_channels", "image_size", "latent_size")  # from the data (latent: see below)
-_CHOICES = {"optimizer": list(OPTIMIZERS), "scheduler": ["none", *SCHEDULERS],
-            "amp": ["auto", "bf16", "fp16", "off"]}
 
 
 def add_cli(sub) -> Any:
@@ -63,7 +60,7 @@ def add_cli(sub) -> Any:
                        default=[], metavar="KEY=VALUE",
                        help="any other constructor argument (repeatable), e.g. --set num_repeats=1")
         options.add_dataclass(p.add_argument_group("training"), TrainConfig, run.train,
-                              choices=_CHOICES)
+                              choices=options.TRAIN_CHOICES)
         p.set_defaults(func=run_train_command, model_args=names)
     return train_sub
 
