@@ -369,7 +369,6 @@ def test_a_new_quantizer_is_one_class_and_one_registry_line(monkeypatch, tmp_pat
     out = model.quantizer.train()(torch.randn(2, 8, 4, 4))
     assert out.indices.shape == (2, 4, 4) and out.quantized.shape == (2, 8, 4, 4)
     # selectable from the command line, trained, saved and rebuilt by name
-    before = None
     argv = ["train", "vqvae", "--quantizer", "frozen", "--out", str(tmp_path / "run"),
             "--data-root", str(tmp_path / "data"), "--num-images", "40", "--image-size", "16",
             "--base-channels", "8", "--num-codes", "16", "--code-dim", "8", "--batch-size", "8",
@@ -379,4 +378,4 @@ def test_a_new_quantizer_is_one_class_and_one_registry_line(monkeypatch, tmp_pat
     assert config["hparams"]["quantizer"] == "frozen"
     trained = load_model(tmp_path / "run" / "checkpoint.pt")
     assert isinstance(trained.quantizer, FrozenQuantizer)
-    assert list(trained.quantizer.parameters()) == [] and before is None
+    assert list(trained.quantizer.parameters()) == []  # nothing for the optimizer

@@ -202,7 +202,6 @@ def test_checkpoints_of_the_vqvae_attribute_layout_still_load():
     model = tiny_vqgan().eval()
     old = {(k if k.startswith("discriminator.") else f"generator.{k}"): v
            for k, v in model.state_dict().items()}
-    clone = tiny_vqgan(quantizer="gradient")
     hparams = VQGAN.upgrade_hparams({**{k: v for k, v in model.hparams.items()
                                         if k != "quantizer"}, "ema": True})
     assert hparams == model.hparams
