@@ -34,3 +34,6 @@ from .grade import GradeResult, Limits, grade_submissions, write_feedback, write
 from .vqgan import (VQGAN, PatchDiscriminator, PerceptualLoss, adaptive_lambda,
                     discriminator_gan_loss, generator_gan_loss)
 from .prior import TransformerPrior, decode_samples, encode_dataset, load_prior, sample_images
+
+# --- sample quality (Frechet distance on shape features, valid-shape rate) ---
+from .quality import frechet_distance, judge_shapes, load_feature_net, quality_report, valid_shape_rate
