@@ -271,6 +271,9 @@ def train_shape_features(steps: int = 2000, batch_size: int = 64, num_images: in
     """
     from tqdm.auto import tqdm
 
+    if steps < 3 or batch_size < 1:
+        raise ValueError(f"expected at least 3 steps and a batch size of at least 1, got {steps} steps "
+                         f"and batch size {batch_size}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     splits = shape_splits(num_images)
@@ -278,7 +281,9 @@ def train_shape_features(steps: int = 2000, batch_size: int = 64, num_images: in
     # are the same either way.
     net = ShapeFeatureNet(width, num_features).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # A warm-up of 10% of the steps, but never shorter than 2 steps (OneCycleLR divides by
+    # the warm-up length minus one).
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
     history: dict[str, list] = {}
     start = time.perf_counter()
     net.train()

@@ -154,3 +154,13 @@ def test_quality_commands_in_quick_mode(tmp_path, quick, capsys):
     assert report["what"] == "reconstructions" and report["fd"] >= 0.0
     assert "not ImageNet FID" in capsys.readouterr().out
     assert main(["quality", "score", str(tmp_path / "none.pt")]) == 2
+    assert main(["quality", "train", "--out", str(tmp_path / "x"), "--steps", "2"]) == 2
+    assert "at least 3 steps" in capsys.readouterr().err
+
+
+def test_feature_training_is_reproducible_for_any_step_count():
+    from dlstudio_lite.shape_features import train_shape_features
+
+    runs = [train_shape_features(steps=10, batch_size=4, num_images=456, progress=False)[0] for _ in range(2)]
+    for (name, a), b in zip(runs[0].state_dict().items(), runs[1].state_dict().values()):
+        assert torch.equal(a, b), name
