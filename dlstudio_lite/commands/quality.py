@@ -58,7 +58,6 @@ def _cli_train(args) -> int:
     from ..quality import frechet_distance, load_feature_net, save_feature_net, valid_shape_rate
     from ..shape_features import DAMAGES, damage, shape_splits, train_shape_features
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     net, history, metrics = train_shape_features(steps=args.steps, batch_size=args.batch_size,
                                                  num_images=args.num_images, lr=args.lr, seed=args.seed,
