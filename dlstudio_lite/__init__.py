@@ -41,6 +41,8 @@ _EXPORTS = {  # module -> public names it provides
               "discriminator_gan_loss", "generator_gan_loss"],
     "prior": ["TransformerPrior", "decode_samples", "encode_dataset", "load_prior",
               "sample_images"],
+    "quality": ["frechet_distance", "judge_shapes", "load_feature_net", "quality_report",
+                "valid_shape_rate"],
 }
 _RENAMED = {"build_exercises": "build_all"}
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

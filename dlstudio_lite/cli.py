@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands import exercises, grade
     exercises.add_cli(sub)
     grade.add_cli(sub)
+    # --- register: quality (sample-quality measure) ---
+    from .commands import quality
+    quality.add_cli(sub)
     return parser
 
 

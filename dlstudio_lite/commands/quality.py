@@ -1,0 +1,120 @@
+"""``dlstudio-lite quality``: train the shape feature network, and score a model with it.
+
+``quality train`` writes what :mod:`dlstudio_lite.quality` loads (the shipped copy is in
+``data/checkpoints/shape_features/``); ``quality score`` prints (and writes as JSON) the
+Frechet distance and valid-shape rate of a trained model's reconstructions, or of a
+prior's samples, against the shapes test split. The numbers are not ImageNet FID.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import pick, quick_mode
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("quality", help="sample-quality measure: train its feature network, score a model",
+                       description="The course's sample-quality measure (a Frechet distance on features of "
+                       "a small network trained on the shapes data, and a valid-shape rate). Not ImageNet FID.")
+    qsub = p.add_subparsers(dest="quality_command", required=True, metavar="ACTION")
+
+    t = qsub.add_parser("train", help="train the shape feature network",
+                        description="Train the shape feature network (count, damage-kind and severity heads) "
+                        "on the CPU. Writes checkpoint.pt and metrics.json (its own test accuracies and "
+                        "sanity-check distances) into --out.",
+                        epilog="the shipped copy: dlstudio-lite quality train --out data/checkpoints/shape_features")
+    t.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    t.add_argument("--steps", type=int, default=pick(2000, 20))
+    t.add_argument("--batch-size", type=int, default=pick(64, 16), help="64x64 images per step (plus a quarter as many 32x32)")
+    t.add_argument("--num-images", type=int, default=pick(20_000, 456),
+                   help="64x64 shapes images to draw from (the last 200 held out)")
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.set_defaults(func=_cli_train)
+
+    s = qsub.add_parser("score", help="Frechet distance and valid-shape rate of a model's images",
+                        description="Score a trained model against the shapes test split: its "
+                        "reconstructions (autoencoder, vae, vqvae, vqgan) or, with --prior, samples "
+                        "from the prior decoded by the VQ model.",
+                        epilog="example: dlstudio-lite quality score data/checkpoints/vqgan_shapes/checkpoint.pt "
+                               "--prior data/checkpoints/prior_shapes/checkpoint.pt")
+    s.add_argument("checkpoint", type=Path, help="checkpoint.pt of a model trained by `dlstudio-lite train`")
+    s.add_argument("--prior", type=Path, default=None, help="checkpoint.pt of `train prior`: score its samples")
+    s.add_argument("--n", type=int, default=200, help="samples to draw with --prior (default 200)")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--features", type=Path, default=None, help="feature network (default: the shipped one)")
+    s.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    s.set_defaults(func=_cli_score)
+
+
+def _cli_train(args) -> int:
+    from ..quality import frechet_distance, load_feature_net, save_feature_net, valid_shape_rate
+    from ..shape_features import DAMAGES, damage, shape_splits, train_shape_features
+
+    start = time.perf_counter()
+    net, history, metrics = train_shape_features(steps=args.steps, batch_size=args.batch_size,
+                                                 num_images=args.num_images, lr=args.lr, seed=args.seed,
+                                                 progress=not args.no_progress)
+    # Sanity checks, recorded beside the accuracies: real against real must be small, and
+    # every kind of damage must push the distance up and the valid-shape rate down.
+    splits = shape_splits(args.num_images)
+    test, train = splits["test64"][0], splits["train64"][0][:len(splits["test64"][0])]
+    levels = {"blur": 1.0, "noise": 0.2, "colour": 0.3, "erase": 0.3, "blobs": 1.0}
+    sanity = {"n_images": len(test), "fd_train_vs_test": frechet_distance(train, test, net),
+              "valid_shape_rate_test": valid_shape_rate(test, net)}
+    for kind in DAMAGES:
+        bad = damage(test, kind, levels[kind], seed=1)
+        sanity[f"fd_{kind}_{levels[kind]}"] = frechet_distance(test, bad, net)
+        sanity[f"valid_shape_rate_{kind}_{levels[kind]}"] = valid_shape_rate(bad, net)
+    metrics.update(sanity=sanity, quick_mode=quick_mode(), total_seconds=time.perf_counter() - start,
+                   note="features of a small network trained on the shapes data, not ImageNet FID")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    save_feature_net(net, out / "checkpoint.pt", history, config, metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    load_feature_net(out / "checkpoint.pt")          # fail here, not later, if it does not load back
+    print(f"shape features: count accuracy {metrics['count_accuracy_64px']:.3f} (64px) "
+          f"{metrics['count_accuracy_32px']:.3f} (32px), clean-vs-damaged "
+          f"{metrics['mixed_clean_vs_damaged_accuracy_64px']:.3f}; FD train vs test "
+          f"{sanity['fd_train_vs_test']:.2f}; {metrics['train_seconds']:.0f} s; wrote {out}")
+    return 0
+
+
+def _cli_score(args) -> int:
+    from ..checkpoint import load_model
+    from ..data import ShapesDataset
+    from ..quality import load_feature_net, quality_report
+
+    net = load_feature_net(args.features)
+    model = load_model(args.checkpoint)
+    size = int(model.hparams.get("image_size", 64))
+    test = ShapesDataset("test", image_size=size).tensors()
+    with torch.no_grad():
+        if args.prior is not None:
+            from ..prior import load_prior, sample_images
+            fake = sample_images(load_prior(args.prior), model, args.n, temperature=args.temperature,
+                                 top_k=args.top_k, seed=args.seed)
+            what = f"{args.n} prior samples"
+        else:
+            if not hasattr(model, "reconstruct"):
+                raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}, which cannot "
+                                 f"reconstruct: expected an autoencoder, vae, vqvae or vqgan")
+            fake = torch.cat([model.reconstruct(b) for b in test.split(50)]).clamp(-1, 1)
+            what = "reconstructions"
+    report = {"what": what, "checkpoint": str(args.checkpoint), "prior": str(args.prior) if args.prior else None,
+              "real": f"shapes test split, {len(test)} images of {size}x{size}", **quality_report(test, fake, net)}
+    print(f"{what} of {args.checkpoint}: FD {report['fd']:.2f}, valid-shape rate "
+          f"{report['valid_shape_rate']:.1%} (shape features, not ImageNet FID)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+

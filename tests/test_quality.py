@@ -1,0 +1,166 @@
+"""The sample-quality measure means something: checked with the shipped feature network.
+
+Real against real is close; every kind of damage moves the Frechet distance up, further
+as the damage grows, and pulls the valid-shape rate down. A few hundred images on the CPU.
+"""
+import json
+
+import pytest
+import torch
+
+from dlstudio_lite.checkpoint import CheckpointError, save_checkpoint
+from dlstudio_lite.data import ShapesDataset, generate_shapes
+from dlstudio_lite.quality import (frechet_distance, judge_shapes, load_feature_net, quality_report,
+                                   save_feature_net, valid_shape_rate)
+from dlstudio_lite.shape_features import ShapeFeatureNet, blob_images, damage
+
+N = 200
+LEVELS = {"blur": [0.5, 1.0, 2.0], "noise": [0.05, 0.1, 0.2, 0.4], "colour": [0.1, 0.2, 0.4, 0.8],
+          "blobs": [0.25, 0.5, 1.0], "erase": [0.1, 0.3, 0.6]}
+
+
+def as_images(shapes):
+    return torch.from_numpy(shapes.images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_feature_net()
+
+
+@pytest.fixture(scope="module", params=[64, 32])
+def real(request):
+    """(seen, unseen, counts of unseen): images the network trained on and images it never saw."""
+    if request.param == 64:
+        # The network trained on the first 19,800 images of seed 0; seed 7 is new to it.
+        unseen = generate_shapes(N, 64, seed=7)
+        return as_images(generate_shapes(N, 64, seed=0)), as_images(unseen), torch.from_numpy(unseen.counts)
+    train, test = ShapesDataset("train", image_size=32, num_images=1024), ShapesDataset("test", image_size=32, num_images=1024)
+    return train.tensors(N), test.tensors(), torch.from_numpy(test.counts)
+
+
+@pytest.fixture(scope="module")
+def fd_real(real, net):
+    return frechet_distance(real[0], real[1], net)
+
+
+def test_real_against_real_is_small(real, net, fd_real):
+    mildest = min(frechet_distance(real[1], damage(real[1], kind, levels[0], seed=1), net)
+                  for kind, levels in LEVELS.items())
+    assert fd_real < 0.5 * mildest, (fd_real, mildest)
+
+
+@pytest.mark.parametrize("kind", list(LEVELS))
+def test_damage_scores_monotonically_worse(kind, real, net, fd_real):
+    unseen = real[1]
+    fds = [frechet_distance(unseen, damage(unseen, kind, level, seed=1), net) for level in LEVELS[kind]]
+    assert fds[0] > fd_real and all(a < b for a, b in zip(fds, fds[1:])), (kind, fd_real, fds)
+    rates = [valid_shape_rate(damage(unseen, kind, level, seed=1), net) for level in LEVELS[kind]]
+    assert all(a >= b for a, b in zip(rates, rates[1:])), (kind, rates)
+    assert rates[-1] <= 0.2, (kind, rates)
+
+
+def test_valid_shape_rate_of_real_images(real, net):
+    for images in real[:2]:
+        assert valid_shape_rate(images, net) >= 0.95
+    judged = judge_shapes(real[1], net)
+    assert set(judged) == {"count", "damage", "severity", "p_clean", "p_one_to_five", "valid"}
+    assert (judged["damage"] == 0).float().mean() >= 0.95 and judged["severity"].mean() < 0.1
+    assert judged["valid"].shape == (N,) and judged["valid"].dtype == torch.bool
+    # The count head mostly gets the number of shapes right (overlaps make it ambiguous).
+    assert (judged["count"] == real[2]).float().mean() > 0.6
+
+
+def test_empty_and_blob_images_are_not_valid(net):
+    assert valid_shape_rate(torch.full((20, 3, 64, 64), -1.0), net) == 0.0
+    assert valid_shape_rate(blob_images(50, 64, torch.Generator().manual_seed(3)), net) <= 0.1
+
+
+def test_iterables_of_batches_give_the_same_distance(real, net):
+    seen, unseen, counts = real
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(unseen, counts), batch_size=64)
+    assert frechet_distance(seen.split(50), loader, net) == pytest.approx(frechet_distance(seen, unseen, net),
+                                                                            rel=1e-4, abs=1e-4)
+    report = quality_report(seen, unseen, net)
+    assert report["fd"] == pytest.approx(frechet_distance(seen, unseen, net), rel=1e-4, abs=1e-4)
+    assert 0.95 <= report["valid_shape_rate"] <= 1.0
+
+
+def test_bad_images_are_refused_with_what_was_expected(net):
+    x = torch.zeros(4, 3, 32, 32)
+    with pytest.raises(TypeError, match="float images"):
+        frechet_distance(x.to(torch.uint8), x, net)
+    with pytest.raises(ValueError, match=r"RGB images \(B, 3, H, W\)"):
+        valid_shape_rate(torch.zeros(4, 1, 32, 32), net)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        valid_shape_rate(x + 255, net)
+    with pytest.raises(ValueError, match="at least 2 real and 2 fake"):
+        frechet_distance(x, x[:1], net)
+    with pytest.raises(ValueError, match="unknown damage"):
+        damage(x, "smudge", 1.0)
+
+
+def test_loading_errors_name_what_was_expected(tmp_path):
+    with pytest.raises(CheckpointError, match="dlstudio-lite quality train"):
+        load_feature_net(tmp_path / "missing.pt")
+    other = save_checkpoint({"model_name": "vqvae", "hparams": {}, "model": {}, "optimizers": {},
+                             "schedulers": {}, "step": 0, "epoch": 0, "history": {}, "rng": {},
+                             "config": {}}, tmp_path / "vq.pt")
+    with pytest.raises(CheckpointError, match="expected 'shape_features'"):
+        load_feature_net(other)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_feature_net(tmp_path / "junk.pt")
+    wrong = ShapeFeatureNet(width=8, num_features=16)
+    path = save_feature_net(wrong, tmp_path / "f.pt")
+    state = torch.load(path, weights_only=True)
+    state["hparams"] = {"width": 16, "num_features": 64}
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_feature_net(path)
+
+
+def test_saved_feature_net_round_trips(tmp_path):
+    net = ShapeFeatureNet(width=8, num_features=16).eval()
+    net.feature_mean.fill_(0.5)
+    back = load_feature_net(save_feature_net(net, tmp_path / "f" / "checkpoint.pt"))
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(back(x), net(x))
+    assert back(x).shape == (3, 16) and not back.training
+
+
+def test_quality_commands_in_quick_mode(tmp_path, quick, capsys):
+    from dlstudio_lite.autoencoder import Autoencoder
+    from dlstudio_lite.cli import main
+
+    out = tmp_path / "features"
+    assert main(["quality", "train", "--out", str(out), "--steps", "3", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["quick_mode"] is True
+    for key in ("count_accuracy_64px", "count_accuracy_32px", "mixed_clean_vs_damaged_accuracy_64px"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["sanity"]["fd_train_vs_test"] >= 0.0
+    assert load_feature_net(out / "checkpoint.pt").num_features == 64
+
+    # score: the reconstructions of a (tiny, untrained) autoencoder, with the new network
+    model = Autoencoder(image_size=32, base_channels=8)
+    ckpt = save_checkpoint({"model_name": "autoencoder", "hparams": model.hparams, "model": model.state_dict(),
+                            "optimizers": {}, "schedulers": {}, "step": 0, "epoch": 0, "history": {},
+                            "rng": {}, "config": {}}, tmp_path / "ae.pt")
+    report_path = tmp_path / "score.json"
+    assert main(["quality", "score", str(ckpt), "--features", str(out / "checkpoint.pt"),
+                 "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["what"] == "reconstructions" and report["fd"] >= 0.0
+    assert "not ImageNet FID" in capsys.readouterr().out
+    assert main(["quality", "score", str(tmp_path / "none.pt")]) == 2
+    assert main(["quality", "train", "--out", str(tmp_path / "x"), "--steps", "2"]) == 2
+    assert "at least 3 steps" in capsys.readouterr().err
+
+
+def test_feature_training_is_reproducible_for_any_step_count():
+    from dlstudio_lite.shape_features import train_shape_features
+
+    runs = [train_shape_features(steps=10, batch_size=4, num_images=456, progress=False)[0] for _ in range(2)]
+    for (name, a), b in zip(runs[0].state_dict().items(), runs[1].state_dict().values()):
+        assert torch.equal(a, b), name
