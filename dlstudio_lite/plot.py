@@ -146,7 +146,7 @@ def _render_png(fn: Callable, kwargs: Mapping) -> bytes:
 
     before = set(plt.get_fignums())
     try:
-        with mock.patch.object(plt, "show", lambda *args, **kwargs: None):
+        with mock.patch.object(plt, "show", lambda *_args, **_kwargs: None):
             fn(**kwargs)
         figures = [plt.figure(n) for n in plt.get_fignums() if n not in before]
         if not figures:
@@ -171,8 +171,8 @@ def _render_png(fn: Callable, kwargs: Mapping) -> bytes:
     return buffer.getvalue()
 
 
-def _slider_box(fn: Callable, controls: Mapping, png: bytes):
-    """Sliders above an image widget that ``fn`` redraws whenever a slider is released."""
+def _slider_box(controls: Mapping, on_release: Callable):
+    """One slider per control; ``on_release({name: value, ...})`` runs when one is released."""
     import ipywidgets as widgets
 
     sliders = {}
@@ -185,25 +185,27 @@ def _slider_box(fn: Callable, controls: Mapping, png: bytes):
                            continuous_update=False, style={"description_width": "initial"},
                            layout=widgets.Layout(width="420px"))
         sliders[name] = control
-    picture = widgets.Image(value=png, format="png")
-
-    def redraw(_change):
-        picture.value = _render_png(fn, {name: s.value for name, s in sliders.items()})
-
     for slider in sliders.values():
-        slider.observe(redraw, names="value")
-    return widgets.VBox([*sliders.values(), picture])
+        slider.observe(lambda _change: on_release({n: s.value for n, s in sliders.items()}), names="value")
+    return widgets.VBox(list(sliders.values()))
+
+
+def _png_bundle(png: bytes, fn: Callable, values: Mapping) -> dict:
+    import base64
+
+    call = ", ".join(f"{name}={value!r}" for name, value in values.items())
+    return {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": f"<figure: {fn.__name__}({call})>"}
 
 
 def interactive(fn: Callable, **controls) -> None:
     """Draw ``fn``'s figure with sliders for its arguments; returns nothing.
 
     Each control is an ``ipywidgets`` widget or a ``(min, max, step, default)`` tuple, and
-    ``fn`` draws one matplotlib figure. In a notebook, the cell's output is a single display
-    that holds both the figure drawn with the defaults (as a PNG) and the live sliders:
-    JupyterLab with a kernel shows the sliders, which redraw the figure; an executed or
-    exported notebook (nbconvert, GitHub, HTML) keeps the static figure. Outside IPython,
-    ``fn`` is simply called once with the defaults.
+    ``fn`` draws one matplotlib figure. In a notebook the cell shows the sliders (where a
+    kernel runs) above the figure, stored as a plain PNG drawn with the defaults; releasing
+    a slider replaces that PNG in place. So an executed, saved or exported notebook
+    (nbconvert, GitHub, HTML) always keeps a figure. Outside IPython, ``fn`` is simply
+    called once with the defaults.
     """
     defaults = _control_defaults(fn, controls)
     try:
@@ -214,17 +216,19 @@ def interactive(fn: Callable, **controls) -> None:
     if get_ipython is None or get_ipython() is None:
         fn(**defaults)
         return None
-    import base64
+    handle = None
 
-    png = _render_png(fn, defaults)
-    call = ", ".join(f"{name}={value!r}" for name, value in defaults.items())
-    bundle = {"image/png": base64.b64encode(png).decode("ascii"),
-              "text/plain": f"[figure: {fn.__name__}({call}); run the notebook to move the sliders]"}
+    def redraw(values):
+        handle.update(_png_bundle(_render_png(fn, values), fn, values), raw=True)
+
     if widgets_available():
-        box = _slider_box(fn, controls, png)
-        bundle["application/vnd.jupyter.widget-view+json"] = {
-            "version_major": 2, "version_minor": 0, "model_id": box.model_id}
-    display(bundle, raw=True)
+        box = _slider_box(controls, redraw)
+        # the sliders' own text form would be a long repr; without a kernel, say what they are
+        display({"application/vnd.jupyter.widget-view+json": {
+                    "version_major": 2, "version_minor": 0, "model_id": box.model_id},
+                 "text/plain": f"<sliders for {', '.join(controls)}: run the notebook to move them>"},
+                raw=True)
+    handle = display(_png_bundle(_render_png(fn, defaults), fn, defaults), raw=True, display_id=True)
     return None
 
 

@@ -168,7 +168,8 @@ def test_a_lecture_runs_in_the_browser_and_its_slider_redraws(lab, browser):
     labels = js(browser, """return [...document.querySelectorAll('.jp-OutputArea .widget-slider .widget-label')]
         .map(l => [l.textContent, l.scrollWidth <= l.clientWidth]);""")
     assert labels and all(full for _, full in labels), f"cut-off labels: {labels}"
-    picture = "const img = document.querySelector('.jp-OutputArea .widget-image'); return img && img.src;"
+    picture = """const cell = document.querySelector('.jp-OutputArea .noUi-handle').closest('.jp-Cell');
+        const img = cell.querySelector('.jp-RenderedImage img'); return img && img.src;"""
     before = wait_for("the figure", lambda: js(browser, picture), 30)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", slider)
     slider.click()

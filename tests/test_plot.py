@@ -85,15 +85,15 @@ def test_render_png_captures_the_figure_and_closes_it():
         plot._render_png(lambda: None, {})
 
 
-def test_slider_box_redraws_when_a_slider_moves_and_shows_full_labels():
+def test_slider_box_reports_released_values_and_shows_full_labels():
     pytest.importorskip("ipywidgets")
-    png = plot._render_png(_draw_line, {"slope": 1.0})
-    box = plot._slider_box(_draw_line, {"slope": (-2.0, 2.0, 0.5, 1.0)}, png)
-    slider, picture = box.children
-    assert slider.description == "slope" and slider.style.description_width == "initial"
-    assert bytes(picture.value) == png
-    slider.value = -2.0
-    assert bytes(picture.value) != png and bytes(picture.value).startswith(b"\x89PNG")
+    released = []
+    box = plot._slider_box({"slope": (-2.0, 2.0, 0.5, 1.0), "k": (1, 9, 1, 3)}, released.append)
+    slope, k = box.children
+    assert (slope.description, slope.style.description_width) == ("slope", "initial")
+    assert type(k).__name__ == "IntSlider" and not slope.continuous_update
+    slope.value = -2.0
+    assert released == [{"slope": -2.0, "k": 3}]
 
 
 def test_widgets_not_used_outside_a_kernel(normal):
