@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Set up the course and run it, in one command each.
 
-    python3 course.py lab     # set up (.venv + packages) and open JupyterLab on lectures/
+    python3 course.py lab     # set up (.venv + packages) and open your copy of the course
     python3 course.py test    # set up if needed and run every test and notebook (quick mode)
 
 Set-up is idempotent: it creates ``.venv`` next to this file on first use and reinstalls
-only when ``pyproject.toml`` changed. Only the Python standard library is used here, so
-this works before anything is installed (Linux, macOS and Windows).
+only when ``pyproject.toml`` changed. ``lab`` works in ``my-work/`` (ignored by git), a
+copy of the start page, lectures and exercises that it brings up to date on every start,
+so the repository itself never changes and ``git pull`` always applies course updates.
+Only the Python standard library is used here, so this works before anything is
+installed (Linux, macOS and Windows).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -22,8 +27,14 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".dlstudio-lite-setup"
 EXTRAS = "course"
-# Everything the test suite checks; nbval runs every notebook in these folders.
-TEST_PATHS = ["tests", "lectures", "solutions", "exercises"]
+# The student's copy of the course, and what goes into it.
+WORKSPACE = ROOT / "my-work"
+START_PAGE = "START_HERE.md"
+STUDENT_FILES = [START_PAGE, "lectures/*.ipynb", "exercises/*.ipynb"]
+# Where the workspace remembers which course version each copy started from.
+MANIFEST = ".course-versions.json"
+# JupyterLab settings of the course: no news pop-up, Markdown opens rendered, full names.
+LAB_SETTINGS = ROOT / ".jupyter" / "lab" / "settings"
 
 
 def venv_python() -> Path:
@@ -55,10 +66,89 @@ def setup() -> Path:
     return python
 
 
+def _language_info(python_version: str) -> dict:
+    """What ipykernel reports and JupyterLab stores on opening: stored up front, a lecture
+    opens without the unsaved-changes mark."""
+    return {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+            "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+            "pygments_lexer": "ipython3", "version": python_version}
+
+
+def _student_copy(path: Path, python_version: str) -> bytes:
+    """The file as a student gets it: a notebook loses its jupytext pairing (saving it
+    writes no ``.py`` twin) and gains the kernel's language_info."""
+    if path.suffix != ".ipynb":
+        return path.read_bytes()
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {}).pop("jupytext", None)
+    nb["metadata"]["language_info"] = _language_info(python_version)
+    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def kernel_python_version(python: Path | None = None) -> str:
+    """The Python version the notebooks' kernel runs (the virtual environment's)."""
+    if python is not None and Path(python).exists():
+        found = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
+                               capture_output=True, text=True)
+        if found.returncode == 0:
+            return found.stdout.strip()
+    return platform.python_version()
+
+
+def _content_key(data: bytes, suffix: str) -> str:
+    """A hash of what a student may edit: a notebook's cell sources, not its outputs."""
+    if suffix == ".ipynb":
+        cells = json.loads(data.decode("utf-8")).get("cells", [])
+        data = json.dumps([[c.get("cell_type"), "".join(c.get("source", ""))] for c in cells]).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def sync_workspace(root: Path = ROOT, workspace: Path = WORKSPACE, python_version: str | None = None) -> list[str]:
+    """Bring the student's copy up to date with the course; returns what changed, in words.
+
+    A missing file is copied. A file the student has not edited (outputs of runs do not
+    count) is replaced by a newer course version. An edited one is kept, and the newer
+    course version is put next to it as ``NAME (course update).ipynb``.
+    """
+    python_version = python_version or platform.python_version()
+    manifest_path = workspace / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    notes = []
+    for pattern in STUDENT_FILES:
+        for source in sorted(root.glob(pattern)):
+            rel = source.relative_to(root).as_posix()
+            target = workspace / rel
+            data = _student_copy(source, python_version)
+            new = _content_key(data, source.suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.write_bytes(data)
+                notes.append(f"copied {rel}")
+            elif manifest.get(rel) != new:
+                mine = _content_key(target.read_bytes(), source.suffix)
+                if mine in (manifest.get(rel), new):
+                    target.write_bytes(data)
+                    notes.append(f"updated {rel}")
+                else:
+                    beside = target.with_name(f"{target.stem} (course update){target.suffix}")
+                    beside.write_bytes(data)
+                    notes.append(f"kept your edited {rel}; the course's new version is {beside.name}")
+            manifest[rel] = new
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return notes
+
+
+def lab_arguments(workspace: Path = WORKSPACE) -> list[str]:
+    """JupyterLab options of the course: the workspace, opened on the start page."""
+    return [f"--ServerApp.root_dir={workspace}", f"--LabApp.default_url=/lab/tree/{START_PAGE}",
+            f"--LabApp.app_settings_dir={LAB_SETTINGS}"]
+
+
 def lab(extra: list[str]) -> int:
     python = setup()
-    cmd = [python, "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}",
-           "--LabApp.default_url=/lab/tree/lectures", *extra]
+    for note in sync_workspace(python_version=kernel_python_version(python)):
+        print(f"my-work: {note}", flush=True)
+    cmd = [python, "-m", "jupyterlab", *lab_arguments(), *extra]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")  # containers and cloud notebooks often run as root
     print("+", " ".join(map(str, cmd)), flush=True)
@@ -72,7 +162,9 @@ def test(extra: list[str]) -> int:
     # cores and run many times slower than with one thread each.
     env = dict(os.environ, DLSTUDIO_LITE_QUICK="1", MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1",
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [python, "-m", "pytest", *TEST_PATHS, "--nbval-lax", "--nbval-cell-timeout=600",
+    # No paths: pytest's testpaths (pyproject.toml) are the unit tests and every notebook
+    # folder, the same collection as a plain `pytest --nbval-lax` at the root.
+    cmd = [python, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600",
            "-n", workers, "--dist", "loadscope", "-q", *extra]
     print("+", " ".join(map(str, cmd)), flush=True)
     start = time.perf_counter()
@@ -81,11 +173,19 @@ def test(extra: list[str]) -> int:
     return code
 
 
+def update(extra: list[str]) -> int:
+    notes = sync_workspace(python_version=kernel_python_version(venv_python()))
+    print("\n".join(f"my-work: {note}" for note in notes) or "my-work is up to date.")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"lab": lab, "test": test, "setup": lambda extra: (setup(), 0)[1]}
+    commands = {"lab": lab, "test": test, "setup": lambda extra: (setup(), 0)[1],
+                "update": update}
     if not argv or argv[0] not in commands:
         print(__doc__.strip())
-        print("\nAlso: python3 course.py setup   # only set up; extra arguments after lab/test are passed on")
+        print("\nAlso: python3 course.py setup    # only set up; extra arguments after lab/test are passed on")
+        print("      python3 course.py update   # only bring my-work/ up to date (no set-up needed)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return commands[argv[0]](argv[1:])
 

@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from .config import quick_mode
 from .data import denormalize
 
 
@@ -108,9 +107,7 @@ def plot_history(history: Mapping[str, Sequence], keys: Sequence[str] | None = N
 
 
 def widgets_available() -> bool:
-    """True inside a Jupyter kernel with ipywidgets installed and quick mode off."""
-    if quick_mode():
-        return False
+    """True inside a Jupyter kernel with ipywidgets installed."""
     try:
         import ipywidgets  # noqa: F401
         from IPython import get_ipython
@@ -120,13 +117,7 @@ def widgets_available() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def interactive(fn: Callable, **controls):
-    """Show ``fn`` with sliders in JupyterLab, or call it once with the defaults.
-
-    Each control is an ``ipywidgets`` widget or a ``(min, max, step, default)`` tuple.
-    Where widgets cannot render (quick mode, nbval, a plain Python process) the figure
-    is drawn once, statically, with the default values, so the notebook still shows it.
-    """
+def _control_defaults(fn: Callable, controls: Mapping) -> dict:
     params = inspect.signature(fn).parameters
     unknown = [name for name in controls if name not in params]
     if unknown:
@@ -139,8 +130,49 @@ def interactive(fn: Callable, **controls):
             defaults[name] = control[3]
         else:
             defaults[name] = control.value
-    if not widgets_available():
-        return fn(**defaults)
+    return defaults
+
+
+def _render_png(fn: Callable, kwargs: Mapping) -> bytes:
+    """Call ``fn(**kwargs)`` and return the figure(s) it drew as one PNG (stacked vertically).
+
+    ``plt.show`` is silenced during the call so that the figure is not also shown (inline
+    backend) or warned about (Agg); the figures are closed afterwards.
+    """
+    import io
+    from unittest import mock
+
+    from PIL import Image
+
+    before = set(plt.get_fignums())
+    try:
+        with mock.patch.object(plt, "show", lambda *_args, **_kwargs: None):
+            fn(**kwargs)
+        figures = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+        if not figures:
+            raise ValueError(f"{fn.__name__}() must draw a matplotlib figure, but it drew none")
+        pictures = []
+        for fig in figures:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", bbox_inches="tight")
+            pictures.append(Image.open(io.BytesIO(buffer.getvalue())).convert("RGBA"))
+    finally:
+        for n in set(plt.get_fignums()) - before:
+            plt.close(n)
+    if len(pictures) == 1:
+        return buffer.getvalue()
+    stacked = Image.new("RGBA", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
+    top = 0
+    for picture in pictures:
+        stacked.paste(picture, (0, top))
+        top += picture.height
+    buffer = io.BytesIO()
+    stacked.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _slider_box(controls: Mapping, on_release: Callable):
+    """One slider per control; ``on_release({name: value, ...})`` runs when one is released."""
     import ipywidgets as widgets
 
     sliders = {}
@@ -148,10 +180,56 @@ def interactive(fn: Callable, **controls):
         if isinstance(control, tuple):
             lo, hi, step, default = control
             kind = widgets.IntSlider if all(isinstance(v, int) for v in control) else widgets.FloatSlider
+            # "initial" sizes the label to its text: long names are not cut to "temperat..."
             control = kind(min=lo, max=hi, step=step, value=default, description=name,
-                           continuous_update=False)
+                           continuous_update=False, style={"description_width": "initial"},
+                           layout=widgets.Layout(width="420px"))
         sliders[name] = control
-    return widgets.interact(fn, **sliders)
+    for slider in sliders.values():
+        slider.observe(lambda _change: on_release({n: s.value for n, s in sliders.items()}), names="value")
+    return widgets.VBox(list(sliders.values()))
+
+
+def _png_bundle(png: bytes, fn: Callable, values: Mapping) -> dict:
+    import base64
+
+    call = ", ".join(f"{name}={value!r}" for name, value in values.items())
+    return {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": f"<figure: {fn.__name__}({call})>"}
+
+
+def interactive(fn: Callable, **controls) -> None:
+    """Draw ``fn``'s figure with sliders for its arguments; returns nothing.
+
+    Each control is an ``ipywidgets`` widget or a ``(min, max, step, default)`` tuple, and
+    ``fn`` draws one matplotlib figure. In a notebook the cell shows the sliders (where a
+    kernel runs) above the figure, stored as a plain PNG drawn with the defaults; releasing
+    a slider replaces that PNG in place. So an executed, saved or exported notebook
+    (nbconvert, GitHub, HTML) always keeps a figure. Outside IPython, ``fn`` is simply
+    called once with the defaults.
+    """
+    defaults = _control_defaults(fn, controls)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        fn(**defaults)
+        return None
+    handle = None
+
+    def redraw(values):
+        handle.update(_png_bundle(_render_png(fn, values), fn, values), raw=True)
+
+    if widgets_available():
+        box = _slider_box(controls, redraw)
+        # the sliders' own text form would be a long repr; without a kernel, say what they are
+        display({"application/vnd.jupyter.widget-view+json": {
+                    "version_major": 2, "version_minor": 0, "model_id": box.model_id},
+                 "text/plain": f"<sliders for {', '.join(controls)}: run the notebook to move them>"},
+                raw=True)
+    handle = display(_png_bundle(_render_png(fn, defaults), fn, defaults), raw=True, display_id=True)
+    return None
 
 
 def save_loss_curves(history: Mapping[str, list], path: str | os.PathLike) -> Path:

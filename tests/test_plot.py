@@ -53,19 +53,47 @@ def test_plot_history_accepts_pairs_and_plain_lists():
     plt.close("all")
 
 
-def test_interactive_degrades_to_one_static_call(quick):
+def test_interactive_outside_ipython_calls_once_with_defaults_and_returns_nothing():
     calls = []
 
     def draw(k=1, scale=0.5):
         calls.append((k, scale))
         return "figure"
 
-    assert plot.interactive(draw, k=(1, 10, 1, 4), scale=(0.0, 1.0, 0.1, 0.3)) == "figure"
+    assert plot.interactive(draw, k=(1, 10, 1, 4), scale=(0.0, 1.0, 0.1, 0.3)) is None
     assert calls == [(4, 0.3)]
     with pytest.raises(ValueError, match="has no parameter"):
         plot.interactive(draw, colour=(0, 1, 1, 0))
     with pytest.raises(ValueError, match=r"\(min, max, step, default\)"):
         plot.interactive(draw, k=(1, 10))
+
+
+def _draw_line(slope=1.0):
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, slope])
+    ax.set_ylim(-3, 3)
+    plt.show()
+
+
+def test_render_png_captures_the_figure_and_closes_it():
+    open_before = plt.get_fignums()
+    png = plot._render_png(_draw_line, {"slope": 2.0})
+    assert png.startswith(b"\x89PNG")
+    assert plt.get_fignums() == open_before
+    assert plot._render_png(_draw_line, {"slope": -2.0}) != png
+    with pytest.raises(ValueError, match="must draw a matplotlib figure"):
+        plot._render_png(lambda: None, {})
+
+
+def test_slider_box_reports_released_values_and_shows_full_labels():
+    pytest.importorskip("ipywidgets")
+    released = []
+    box = plot._slider_box({"slope": (-2.0, 2.0, 0.5, 1.0), "k": (1, 9, 1, 3)}, released.append)
+    slope, k = box.children
+    assert (slope.description, slope.style.description_width) == ("slope", "initial")
+    assert type(k).__name__ == "IntSlider" and not slope.continuous_update
+    slope.value = -2.0
+    assert released == [{"slope": -2.0, "k": 3}]
 
 
 def test_widgets_not_used_outside_a_kernel(normal):
