@@ -26,10 +26,6 @@ from .checkpoint import CHECKPOINTS, MODELS, CheckpointError, load_checkpoint, l
 from .train import (NonFiniteLossError, TrainConfig, Trainer, load_or_train, make_optimizer,
                     make_scheduler)
 
-# --- exercises / grading ---
-from .exercises import build_all as build_exercises
-from .grade import GradeResult, Limits, grade_submissions, write_feedback, write_grades_csv
-
 # --- vqgan / prior ---
 from .vqgan import (VQGAN, PatchDiscriminator, PerceptualLoss, adaptive_lambda,
                     discriminator_gan_loss, generator_gan_loss)
