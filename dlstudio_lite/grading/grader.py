@@ -237,7 +237,8 @@ def grade_submissions(paths: list[str | Path], *, exercise: str | None = None,
     problem = bwrap_problem()
     if problem:
         if not trust_submissions:
-            raise SandboxUnavailable(f"refusing to run untrusted notebooks without a sandbox: {problem}")
+            raise SandboxUnavailable(f"refusing to run untrusted notebooks without a sandbox: {problem}. "
+                                     "Pass --trust-submissions only to grade work you trust, unisolated")
         sandbox = False
     known = load_hidden_checks(tests_dir)
     if exercise is not None and exercise not in known:

@@ -222,6 +222,14 @@ class _Probe:
         return record
 
 
+def _say(text: str) -> None:
+    """A line on the output (cell markers); a full or closed output must not stop the runner."""
+    try:
+        print(text, flush=True)
+    except BaseException:
+        pass
+
+
 def main(argv):
     job_path, result_fd = argv[1], int(argv[2])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full output file makes print() fail, not the runner die
@@ -248,7 +256,7 @@ def main(argv):
     cells = []
     for i, source in enumerate(meta["cells"]):
         source, skipped = _strip_magics(source)
-        print(f"\n{meta['marker']} {i}", flush=True)
+        _say(f"\n{meta['marker']} {i}")
         start = monotonic()
         entry = {"index": i, "error": None, "skipped_lines": skipped}
         try:
@@ -267,7 +275,7 @@ def main(argv):
             sys.stderr.flush()
         except BaseException:
             pass
-    print(f"\n{meta['marker']} probes", flush=True)
+    _say(f"\n{meta['marker']} probes")
     frames.send({"kind": "cells", "cells": cells}, {})
 
     for question in meta["questions"]:

@@ -93,19 +93,19 @@ def bwrap_problem() -> str | None:
     answer = None
     if sys.platform != "linux":
         answer = (f"sandboxing needs Linux with bubblewrap; this is {sys.platform}. Grade inside a "
-                  "Linux VM or container with bubblewrap installed, or pass --trust-submissions "
-                  "for work you trust")
+                  "Linux VM or container with bubblewrap installed")
     elif shutil.which("bwrap") is None:
         answer = ("bubblewrap is not installed: `sudo apt-get install bubblewrap` (Debian/Ubuntu), "
-                  "`sudo dnf install bubblewrap` (Fedora); or pass --trust-submissions for work you trust")
+                  "`sudo dnf install bubblewrap` (Fedora)")
     else:
-        probe = subprocess.run(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
-                                "--proc", "/proc", "--dev", "/dev", "true"],
+        probe = subprocess.run(["bwrap", "--unshare-all", "--unshare-user", "--disable-userns",
+                                "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
+                                "--proc", "/proc", "--dev", "/dev", "--size", "1048576", "--tmpfs", "/tmp", "true"],
                                capture_output=True, text=True, timeout=30)
         if probe.returncode != 0:
             answer = (f"bubblewrap cannot create namespaces here ({probe.stderr.strip()[:300]}); "
                       "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
-                      "or the AppArmor profile for bwrap on Ubuntu 24.04), or pass --trust-submissions")
+                      "or the AppArmor profile for bwrap on Ubuntu 24.04)")
     _BWRAP_OK["answer"] = answer
     return answer
 
@@ -158,7 +158,10 @@ def sandbox_env(home: str) -> dict[str, str]:
     return {"HOME": home, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
             "TMPDIR": home, "MPLCONFIGDIR": f"{home}/.config/matplotlib", "MPLBACKEND": "Agg",
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DLSTUDIO_LITE_QUICK": "1",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+            # glibc reserves 64 MiB of address space per thread arena; torch starts threads
+            # (autograd), which would spend the address-space limit on reservations.
+            "MALLOC_ARENA_MAX": "2"}
 
 
 # ----------------------------------------------------------------------------- cgroups (v1)
