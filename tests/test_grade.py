@@ -172,3 +172,11 @@ def test_release_has_no_solutions_or_hidden_checks(tmp_path):
     assert any("leak.py" in p for p in release.check_release(out))
     with pytest.raises(FileExistsError):
         release.build_release(out)
+
+
+def test_trust_submissions_grades_without_a_sandbox(monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox, "_BWRAP_OK", {"answer": "no bubblewrap in this test"})
+    nb = tmp_path / "alice.ipynb"
+    nbformat.write(nbformat.read(REPO_ROOT / "solutions" / "01_codebook.ipynb", as_version=4), nb)
+    batch = grader.grade_submissions([nb], trust_submissions=True, limits=sandbox.Limits(notebook_s=60))
+    assert [(r.student, r.total, r.max_total) for r in batch.results] == [("alice", 5, 5)]

@@ -34,6 +34,7 @@ SECRET_VALUE = "grader-secret-7f3a9c"
 # Text that exists only in the hidden checks (grader side): it must never reach a student.
 LEAK_MARKERS = ("def verdict(r, z_e, codebook, shape, K)", "manual_seed(11)", "Trusted: runs in the grader only",
                 SECRET_VALUE)
+WEIRD_ID = "=1+1 " + "é" * 115 + ".."
 LIMITS = sandbox.Limits(notebook_s=20, cell_s=8, probe_s=10, memory_bytes=4 * 2**30,
                         output_bytes=200_000, output_chars=20_000, processes=48, scratch_bytes=32 * 2**20)
 
@@ -188,7 +189,7 @@ def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.Noteb
                             {str(REPO_ROOT / 'solutions' / '*')!r}, "/run/**", "/home/**", "/tmp/**"):
                 for path in glob.glob(pattern, recursive=True):
                     try:
-                        print(path, open(path).read()[:3000])
+                        print(path, open(path, errors="replace").read()[:3000])
                     except OSError as err:
                         print(path, err)""", f"""
             import os
@@ -208,7 +209,7 @@ def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.Noteb
             for pattern in ("/root/.local/share/jupyter/runtime/*", os.path.expanduser("~/.local/share/jupyter/runtime/*"),
                             "/tmp/**/*.json", "/run/user/**/*.json"):
                 for path in glob.glob(pattern, recursive=True):
-                    print(path, open(path).read())""", """
+                    print(path, open(path, errors="replace").read())""", """
             open("/dev/shm/dlsl-dropping", "w").write("left behind")
             open("/tmp/dlsl-dropping", "w").write("left behind")"""),
         # overwrite_neighbour, redirect_feedback, fills_the_disk
@@ -301,6 +302,10 @@ def graded(tmp_path_factory):
         (batch_dir / attack).mkdir()
         nbformat.write(nb, batch_dir / attack / f"{EX}.ipynb")
         expected[(attack, EX)] = score
+    # An id with a formula, unicode, dots and ~240 bytes: graded, escaped, its own file.
+    (batch_dir / WEIRD_ID).mkdir()
+    nbformat.write(_notebook("solutions"), batch_dir / WEIRD_ID / f"{EX}.ipynb")
+    expected[(WEIRD_ID, EX)] = 5
     # Not notebooks, or not this student's: rejected with a note, never graded.
     (batch_dir / "mallory").mkdir()
     os.symlink(REPO_ROOT / "solutions" / f"{EX}.ipynb", batch_dir / "mallory" / f"{EX}.ipynb")
@@ -358,7 +363,8 @@ def test_batch_completes_and_neighbours_are_untouched(graded):
     assert len(batch.results) == len(graded["expected"])
     assert graded["before"] == graded["after"], "a submission changed files of the batch"
     rows = list(__import__("csv").DictReader((graded["out"] / "gradebook.csv").open()))
-    assert {row["student"] for row in rows} == {s for s, _ in graded["expected"]}
+    assert {row["student"] for row in rows} == {report.spreadsheet_safe(s) for s, _ in graded["expected"]}
+    assert _result(graded, WEIRD_ID, EX).total == 5 and "'" + WEIRD_ID in {row["student"] for row in rows}
     for row in rows:
         points = [int(v) for k, v in row.items() if k not in ("student", "total") and v]
         assert int(row["total"]) == sum(points)
