@@ -194,11 +194,9 @@ class _Cgroup:
     def active(self) -> bool:
         return bool(self.dirs)
 
-    def join(self) -> None:
-        """Called in the child before exec: move this process into the cgroup."""
-        for d in self.dirs:
-            with open(d / "cgroup.procs", "w") as f:
-                f.write(str(os.getpid()))
+    def open_procs(self) -> list[int]:
+        """Descriptors of the cgroups' ``cgroup.procs``, opened here so the child only writes."""
+        return [os.open(d / "cgroup.procs", os.O_WRONLY) for d in self.dirs]
 
     def kill(self) -> None:
         for _ in range(50):
@@ -233,17 +231,24 @@ class _Cgroup:
 # ----------------------------------------------------------------------------- running
 
 
-def _limit_child(limits: Limits, cgroup: _Cgroup):
+def _limit_child(limits: Limits, procs_fds: list[int]):
+    """The child's set-up before exec: join the cgroup, set the limits.
+
+    Runs between fork and exec while the grader has other threads, so it only makes
+    system calls (no imports, no file objects, no locks).
+    """
     cpu = int(limits.notebook_s) + 5
+    nproc = _nproc_budget(limits) if os.getuid() != 0 else 0
 
     def preexec():
-        cgroup.join()
+        for fd in procs_fds:
+            os.write(fd, b"%d" % os.getpid())
         for res, value in ((resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_CPU, cpu),
                            (resource.RLIMIT_FSIZE, limits.output_bytes + limits.scratch_bytes),
                            (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 1024)):
             resource.setrlimit(res, (value, value))
-        if os.getuid() != 0:  # root ignores RLIMIT_NPROC; the cgroup caps processes there
-            resource.setrlimit(resource.RLIMIT_NPROC, (_nproc_budget(limits), _nproc_budget(limits)))
+        if nproc:  # root ignores RLIMIT_NPROC; the cgroup caps processes there
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     return preexec
 
 
@@ -268,7 +273,9 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
         cgroup.dirs = []
     proc = None
     read_fd = write_fd = args_r = None
+    procs_fds: list[int] = []
     try:
+        procs_fds = cgroup.open_procs()
         job_file = os.path.join(private, "job.pt")
         with open(job_file, "xb") as f:
             f.write(job)
@@ -296,7 +303,7 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
             cwd = home
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
                                 pass_fds=pass_fds, env=env, cwd=cwd, start_new_session=True,
-                                preexec_fn=_limit_child(limits, cgroup))
+                                preexec_fn=_limit_child(limits, procs_fds))
         os.close(out_fd)
         os.close(write_fd)
         write_fd = None
@@ -310,7 +317,7 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
         if proc is not None:
             _kill(proc)
         cgroup.close()
-        for fd in (read_fd, write_fd, args_r):
+        for fd in (read_fd, write_fd, args_r, *procs_fds):
             if fd is not None:
                 os.close(fd)
         result.output = _read_output(os.path.join(private, "output.txt"), limits)
