@@ -55,6 +55,12 @@ def main() -> int:
         print(f"{len(batch.results)} notebooks, {args.jobs} jobs, {os.cpu_count()} CPUs: "
               f"{seconds:.1f} s for the batch ({seconds / len(batch.results):.2f} s per notebook)")
         print(f"sandbox time per notebook: median {per[len(per) // 2]:.2f} s, max {per[-1]:.2f} s")
+        cpu = [r.cpu_seconds for r in batch.results if r.cpu_seconds is not None]
+        if len(cpu) == len(batch.results):
+            print(f"CPU time in the sandboxes: {sum(cpu):.1f} s in all ({sum(cpu) / len(cpu):.2f} s per notebook); "
+                  f"on {args.jobs} otherwise idle cores the batch needs at least {sum(cpu) / args.jobs:.1f} s")
+        grader_cpu = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"grader's own CPU time: {grader_cpu.ru_utime + grader_cpu.ru_stime:.1f} s")
         print(f"grader peak RSS: {peak_mib:.0f} MiB")
         print(f"load average (1 min) before/after: {load_before[0]:.1f}/{load_after[0]:.1f}")
         print("scores as expected" if not wrong else f"UNEXPECTED SCORES: {wrong}")

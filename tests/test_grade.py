@@ -114,6 +114,7 @@ def test_probes_encode_inputs_only_and_decode_plain_data():
             probes.decode(bad, t)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_result_frames_are_loaded_without_unpickling_code(tmp_path):
     import io
     import pickle

@@ -14,7 +14,6 @@ does can stop the batch: every failure becomes a note on that submission.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import stat
@@ -41,6 +40,7 @@ class GradeResult:
     questions: list[QuestionResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float | None = None  # the sandbox's CPU time, where cgroups can tell
     cells: list[dict] = field(default_factory=list)   # per code cell: source, output, error
     title: str = ""
 
@@ -173,6 +173,7 @@ def _grade_one(path: Path, student: str, cells: list[str], exam: Exam, limits: L
     job = exam.job(cells, limits, marker, [f"{RUN_DIR}/pkg"] if sandbox else [str(Path(__file__).resolve().parents[2])])
     run = run_sandboxed(job, limits, sandbox=sandbox)
     result.notes += run.problems
+    result.cpu_seconds = run.cpu_seconds
     answers: dict[str, tuple] = {}
     cell_report: list = []
     for frame in run.frames:
