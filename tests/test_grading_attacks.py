@@ -314,13 +314,17 @@ def graded(tmp_path_factory):
         (batch_dir / "blank_01_codebook" / f"{EX}.ipynb").read_bytes())
     before = _fingerprint(batch_dir)
 
+    # Secrets in the grader's environment, PATH included, must not reach any sandbox.
+    path = os.environ["PATH"]
     os.environ[SECRET_ENV] = SECRET_VALUE
+    os.environ["PATH"] = f"/nonexistent/{SECRET_VALUE}:{path}"
     start = time.monotonic()
     try:
         batch = grader.grade_submissions([batch_dir], jobs=2, limits=LIMITS)
         report.write_report(batch, out_dir)
     finally:
         del os.environ[SECRET_ENV]
+        os.environ["PATH"] = path
     seconds = time.monotonic() - start
     time.sleep(1.0)  # a daemon that outlived its sandbox would have written by now
     return {"batch": batch, "expected": expected, "entries": entries, "out": out_dir, "seconds": seconds,

@@ -310,9 +310,9 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
             os.close(args_w)
             pass_fds.append(args_r)
             py = sys.executable
-            cmd = ["bwrap", "--args", str(args_r), py, "-I", f"{RUN_DIR}/runner.py",
-                   f"{RUN_DIR}/job.pt", str(write_fd)]
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            cmd = [shutil.which("bwrap") or "bwrap", "--args", str(args_r), py, "-I",
+                   f"{RUN_DIR}/runner.py", f"{RUN_DIR}/job.pt", str(write_fd)]
+            env = {}  # bwrap itself is PID 1 inside: its /proc/1/environ must not show ours
             cwd = "/"
         else:
             home = os.path.join(private, "home")
