@@ -35,8 +35,6 @@ _EXPORTS = {  # module -> public names it provides
     "optim": ["make_optimizer", "make_scheduler"],
     "train": ["NonFiniteLossError", "StepRunner", "Trainer"],
     "notebook": ["load_or_train"],
-    "exercises": ["build_exercises"],
-    "grade": ["GradeResult", "Limits", "grade_submissions", "write_feedback", "write_grades_csv"],
     "vqgan": ["VQGAN", "PatchDiscriminator", "PerceptualLoss", "adaptive_lambda",
               "discriminator_gan_loss", "generator_gan_loss"],
     "prior": ["TransformerPrior", "decode_samples", "encode_dataset", "load_prior",
@@ -44,7 +42,6 @@ _EXPORTS = {  # module -> public names it provides
     "quality": ["frechet_distance", "judge_shapes", "load_feature_net", "quality_report",
                 "valid_shape_rate"],
 }
-_RENAMED = {"build_exercises": "build_all"}
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 
@@ -53,7 +50,7 @@ def __getattr__(name: str):
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'dlstudio_lite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), _RENAMED.get(name, name))
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value  # the next access is a plain attribute lookup
     return value
 

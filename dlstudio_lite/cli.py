@@ -25,10 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     # --- register: prior / sample ---
     from .commands import prior
     prior.add_cli(sub, train_sub)
-    # --- register: exercises / grade ---
-    from .commands import exercises, grade
-    exercises.add_cli(sub)
-    grade.add_cli(sub)
+    # --- register: exercises / grade (instructor tooling, its own subpackage) ---
+    from .grading import commands as grading
+    grading.add_cli(sub)
     # --- register: quality (sample-quality measure) ---
     from .commands import quality
     quality.add_cli(sub)

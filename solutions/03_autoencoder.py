@@ -63,7 +63,6 @@ got = conv_transpose_output_size(8, 4, 2, 1)
 assert got == 16 and isinstance(got, int), f"conv_transpose_output_size(8, 4, 2, 1): expected 16 (an int), got {got!r}"
 print("shape arithmetic: the checks passed")
 
-
 # %% [markdown]
 # ## Question 2 (4 points): the downsampling SkipBlock
 #

@@ -8,7 +8,7 @@ import jupytext
 import nbformat
 import pytest
 
-from dlstudio_lite import exercises as ex
+from dlstudio_lite.grading import exercises as ex
 from dlstudio_lite.cli import main
 
 ROOT = ex.REPO_ROOT

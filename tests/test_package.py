@@ -17,7 +17,7 @@ def test_import_pulls_in_neither_plotting_nor_instructor_tooling():
             "import json; print(json.dumps(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     loaded = set(json.loads(out.stdout))
-    for heavy in ("matplotlib", "dlstudio_lite.grade", "dlstudio_lite.exercises", "nbclient",
+    for heavy in ("matplotlib", "dlstudio_lite.grading", "nbclient",
                   "nbformat", "dlstudio_lite.plot", "torchvision.models"):
         assert heavy not in loaded, heavy
     assert "dlstudio_lite.vqvae" in loaded and "dlstudio_lite.train" in loaded

@@ -75,25 +75,30 @@ assert torch.allclose(zq, codes[wanted].permute(0, 3, 1, 2)), "z_q does not hold
 print("nearest_code: the check passed")
 
 # %% tags=["hidden-tests"] question="nearest_code" points=3
-import torch
-
+# Trusted: runs in the grader only. Each check() sends the call's inputs into the sandbox
+# and judges what comes back with the verdict, here.
 g = torch.Generator().manual_seed(11)
-for shape, K in (((2, 4, 3, 5), 7), ((1, 3, 4, 2), 5), ((3, 6, 1, 1), 9)):
-    z_e = torch.randn(*shape, generator=g)
-    codebook = torch.randn(K, shape[1], generator=g)
-    before = z_e.clone()
-    idx, z_q = nearest_code(z_e, codebook)
+
+
+def verdict(r, z_e, codebook, shape, K):
     B, D, h, w = shape
+    idx, z_q = r.outputs(2)
     assert tuple(idx.shape) == (B, h, w), f"indices for a {shape} input: expected shape {(B, h, w)}, got {tuple(idx.shape)}"
     assert tuple(z_q.shape) == shape, f"z_q for a {shape} input: expected shape {shape}, got {tuple(z_q.shape)}"
     assert not idx.dtype.is_floating_point, f"indices must be integers, got {idx.dtype}"
-    assert torch.equal(z_e, before), "nearest_code changed its input z_e"
+    assert torch.equal(r.after(z_e), z_e), "nearest_code changed its input z_e"
     for b in range(B):
         for i in range(h):
             for j in range(w):
                 best = int(((codebook - z_e[b, :, i, j]) ** 2).sum(dim=1).argmin())
                 assert int(idx[b, i, j]) == best, f"a {shape} input with {K} codes: wrong code index at (b={b}, i={i}, j={j})"
                 assert torch.allclose(z_q[b, :, i, j], codebook[best]), f"a {shape} input: z_q at (b={b}, i={i}, j={j}) is not the chosen code"
+
+
+for shape, K in (((2, 4, 3, 5), 7), ((1, 3, 4, 2), 5), ((3, 6, 1, 1), 9)):
+    z_e = torch.randn(*shape, generator=g)
+    codebook = torch.randn(K, shape[1], generator=g)
+    check(Call("nearest_code", z_e, codebook), verdict, z_e=z_e, codebook=codebook, shape=shape, K=K)
 
 # %% [markdown]
 # ## Question 2 (2 points): perplexity
@@ -130,21 +135,23 @@ assert abs(float(value) - 1.0) < 1e-4, f"a single code used: expected 1.0, got {
 print("perplexity: the check passed")
 
 # %% tags=["hidden-tests"] question="perplexity" points=2
-import math
-
-import torch
-
 g = torch.Generator().manual_seed(5)
+
+
+def verdict(r, shape, K, expected):
+    got = r.value
+    assert torch.is_tensor(got) and got.dim() == 0, f"expected a scalar tensor, got {type(got).__name__}"
+    assert math.isfinite(float(got)), f"indices of shape {shape} with {K} codes (some unused): got {float(got)}"
+    assert abs(float(got) - expected) < 1e-3 * expected, f"indices of shape {shape} with {K} codes: expected {expected:.4f}, got {float(got):.4f}"
+
+
 for shape, K in (((4, 3, 5), 16), ((2, 8, 8), 6), ((5, 2, 3), 64)):
     idx = torch.randint(0, K, shape, generator=g)
     idx[0] = 0                                  # make usage uneven
     counts = [int((idx == k).sum()) for k in range(K)]
     n = sum(counts)
     expected = math.exp(-sum(c / n * math.log(c / n) for c in counts if c))
-    got = perplexity(idx, K)
-    assert torch.is_tensor(got) and got.dim() == 0, f"expected a scalar tensor, got {type(got).__name__}"
-    assert math.isfinite(float(got)), f"indices of shape {shape} with {K} codes (some unused): got {float(got)}"
-    assert abs(float(got) - expected) < 1e-3 * expected, f"indices of shape {shape} with {K} codes: expected {expected:.4f}, got {float(got):.4f}"
+    check(Call("perplexity", idx, K), verdict, shape=shape, K=K, expected=expected)
 
 # %% [markdown]
 # ## Putting the two together

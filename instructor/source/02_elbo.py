@@ -69,18 +69,23 @@ assert torch.allclose(kl, expected, atol=1e-5), f"prior N(0, I): expected {expec
 print("kl_diag_gaussians: the checks passed")
 
 # %% tags=["hidden-tests"] question="kl_closed_form" points=3
-import torch
 from torch.distributions import Normal, kl_divergence
 
 g = torch.Generator().manual_seed(3)
+
+
+def verdict(r, B, d, expected):
+    got = r.tensor()
+    assert tuple(got.shape) == (B,), f"inputs of shape {(B, d)}: expected output shape {(B,)}, got {tuple(got.shape)}"
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), \
+        f"two non-standard Gaussians of dimension {d}: the values differ from KL(q || p) (max error {float((got - expected).abs().max()):.3g})"
+
+
 for B, d in ((4, 3), (2, 7)):
     mu_q, mu_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
     logvar_q, logvar_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
     expected = kl_divergence(Normal(mu_q, (0.5 * logvar_q).exp()), Normal(mu_p, (0.5 * logvar_p).exp())).sum(-1)
-    got = kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)
-    assert tuple(got.shape) == (B,), f"inputs of shape {(B, d)}: expected output shape {(B,)}, got {tuple(got.shape)}"
-    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), \
-        f"two non-standard Gaussians of dimension {d}: the values differ from KL(q || p) (max error {float((got - expected).abs().max()):.3g})"
+    check(Call("kl_diag_gaussians", mu_q, logvar_q, mu_p, logvar_p), verdict, B=B, d=d, expected=expected)
 
 # %% [markdown]
 # ## Question 2 (2 points): a Monte-Carlo check
@@ -121,23 +126,24 @@ assert abs(float(estimate) - float(exact)) < 0.05, \
 print(f"Monte-Carlo {float(estimate):.4f} vs closed form {float(exact):.4f}: the check passed")
 
 # %% tags=["hidden-tests"] question="kl_monte_carlo" points=2
-import math
-
-import torch
-
 g = torch.Generator().manual_seed(8)
 mu_q, mu_p = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
 logvar_q, logvar_p = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+
+
+def verdict(r, S, expected):
+    got = r.tensor()
+    assert tuple(got.shape) == (3,), f"inputs of shape (3, 5): expected output shape (3,), got {tuple(got.shape)}"
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), \
+        f"{S} samples: the estimate differs from the average of log q(z) - log p(z) over the prescribed draws"
+
+
 for S, seed in ((1, 0), (7, 1), (500, 2)):
     eps = torch.randn(S, 3, 5, generator=torch.Generator().manual_seed(seed))
     z = mu_q + (0.5 * logvar_q).exp() * eps
     lq = -0.5 * (math.log(2 * math.pi) + logvar_q + (z - mu_q) ** 2 / logvar_q.exp()).sum(-1)
     lp = -0.5 * (math.log(2 * math.pi) + logvar_p + (z - mu_p) ** 2 / logvar_p.exp()).sum(-1)
-    expected = (lq - lp).mean(0)
-    got = kl_monte_carlo(mu_q, logvar_q, mu_p, logvar_p, S, torch.Generator().manual_seed(seed))
-    assert tuple(got.shape) == (3,), f"inputs of shape (3, 5): expected output shape (3,), got {tuple(got.shape)}"
-    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), \
-        f"{S} samples: the estimate differs from the average of log q(z) - log p(z) over the prescribed draws"
+    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, Gen(seed)), verdict, S=S, expected=(lq - lp).mean(0))
 
 # %% [markdown]
 # ## How fast does the estimate settle?

@@ -67,22 +67,24 @@ assert got == 16 and isinstance(got, int), f"conv_transpose_output_size(8, 4, 2,
 print("shape arithmetic: the checks passed")
 
 # %% tags=["hidden-tests"] question="conv_output_size" points=2
-import torch
-import torch.nn as nn
+def verdict(r, what, actual, need_int):
+    got = r.value
+    if need_int:
+        assert isinstance(got, int) and not isinstance(got, bool), f"expected an int, got {type(got).__name__}"
+    assert got == actual, f"{what}: expected {actual}, got {got}"
+
 
 for n in (5, 7, 16, 31):
     for k, s, p in ((3, 1, 1), (3, 2, 1), (4, 2, 1), (5, 3, 2), (1, 2, 0), (2, 2, 0), (7, 1, 3)):
         if n + 2 * p < k:
             continue
         actual = nn.Conv2d(1, 1, k, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
-        got = conv_output_size(n, k, s, p)
-        assert isinstance(got, int) and not isinstance(got, bool), f"expected an int, got {type(got).__name__}"
-        assert got == actual, f"size {n}, kernel {k}, stride {s}, padding {p}: expected {actual}, got {got}"
+        check(Call("conv_output_size", n, k, s, p), verdict,
+              what=f"size {n}, kernel {k}, stride {s}, padding {p}", actual=actual, need_int=True)
         for op in range(s):  # output_padding must be smaller than the stride
             actual = nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op)(torch.zeros(1, 1, n, n)).shape[-1]
-            got = conv_transpose_output_size(n, k, s, p, op)
-            assert got == actual, \
-                f"transposed: size {n}, kernel {k}, stride {s}, padding {p}, output_padding {op}: expected {actual}, got {got}"
+            check(Call("conv_transpose_output_size", n, k, s, p, op), verdict, need_int=False, actual=actual,
+                  what=f"transposed: size {n}, kernel {k}, stride {s}, padding {p}, output_padding {op}")
 
 # %% [markdown]
 # ## Question 2 (4 points): the downsampling SkipBlock
@@ -147,31 +149,28 @@ assert torch.allclose(y, x, atol=1e-6), f"main path off: expected the input back
 print("SkipBlockDown: the checks passed")
 
 # %% tags=["hidden-tests"] question="skip_block" points=4
-import torch
-import torch.nn.functional as F
-
-torch.manual_seed(123)
 g = torch.Generator().manual_seed(4)
-for in_ch, out_ch, down in ((8, 8, False), (8, 16, True), (4, 8, False), (8, 8, True)):
-    block = SkipBlockDown(in_ch, out_ch, down)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    x = torch.randn(3, in_ch, 6, 10, generator=g, requires_grad=True)
-    out = F.relu(block.norm2(block.conv2(F.relu(block.norm1(block.conv1(x))))))
-    ident = x
-    if down:
-        out, ident = block.down(out), block.down_identity(ident)
-    if out_ch == 2 * in_ch:
-        ident = torch.cat([ident, ident], 1)
-    expected = out + ident
-    got = block(x)
+
+
+def verdict(r, name, x, expected):
+    got = r.tensor()
     assert tuple(got.shape) == tuple(expected.shape), \
-        f"SkipBlockDown({in_ch}, {out_ch}, downsample={down}) on (3, {in_ch}, 6, 10): expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    assert torch.allclose(got, expected, atol=1e-5), \
-        f"SkipBlockDown({in_ch}, {out_ch}, downsample={down}): the values differ from main path + shortcut"
-    got.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0, "no gradient reaches the input"
+        f"{name} on (3, {x.shape[1]}, 6, 10): expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    assert torch.allclose(got, expected, atol=1e-5), f"{name}: the values differ from main path + shortcut"
+    (x_grad,) = r.grad(0)
+    assert x_grad is not None and x_grad.abs().sum() > 0, "no gradient reaches the input"
+
+
+for in_ch, out_ch, down in ((8, 8, False), (8, 16, True), (4, 8, False), (8, 8, True)):
+    block = ref.SkipBlockDown(in_ch, out_ch, down)   # the reference, with random weights
+    params = {name: torch.randn(p.shape, generator=g) * 0.3 for name, p in block.named_parameters()}
+    block.load_state_dict(params, strict=False)
+    x = torch.randn(3, in_ch, 6, 10, generator=g, requires_grad=True)
+    with torch.no_grad():
+        expected = block(x)
+    call = Call(Module("SkipBlockDown", (in_ch, out_ch, down), params=params), x,
+                grads=[Grad([(Out(), torch.ones_like(expected))], wrt=[x])])
+    check(call, verdict, name=f"SkipBlockDown({in_ch}, {out_ch}, downsample={down})", x=x, expected=expected)
 
 # %% [markdown]
 # ## A small encoder

@@ -64,20 +64,24 @@ assert abs(float(z.mean()) - 2.0) < 0.02 and abs(float(z.std()) - 0.5) < 0.02, \
 print("reparameterize: the checks passed")
 
 # %% tags=["hidden-tests"] question="reparameterize" points=2
-import torch
-
 g = torch.Generator().manual_seed(9)
 mu = torch.randn(4, 6, generator=g).requires_grad_()
 logvar = torch.randn(4, 6, generator=g).requires_grad_()
-z = reparameterize(mu, logvar, torch.Generator().manual_seed(21))
 eps = torch.randn(4, 6, generator=torch.Generator().manual_seed(21))
 expected = mu.detach() + (0.5 * logvar.detach()).exp() * eps
-assert tuple(z.shape) == (4, 6), f"inputs (4, 6): expected shape (4, 6), got {tuple(z.shape)}"
-assert torch.allclose(z.detach(), expected, atol=1e-5), "with the prescribed noise, z differs from mu + sigma * eps"
-z.sum().backward()
-assert mu.grad is not None and torch.allclose(mu.grad, torch.ones(4, 6)), "the gradient with respect to mu is wrong or missing"
-assert logvar.grad is not None and torch.allclose(logvar.grad, 0.5 * (0.5 * logvar.detach()).exp() * eps, atol=1e-5), \
-    "the gradient with respect to logvar is wrong or missing"
+
+
+def verdict(r):
+    z = r.tensor()
+    assert tuple(z.shape) == (4, 6), f"inputs (4, 6): expected shape (4, 6), got {tuple(z.shape)}"
+    assert torch.allclose(z.detach(), expected, atol=1e-5), "with the prescribed noise, z differs from mu + sigma * eps"
+    g_mu, g_logvar = r.grad(0)
+    assert g_mu is not None and torch.allclose(g_mu, torch.ones(4, 6)), "the gradient with respect to mu is wrong or missing"
+    assert g_logvar is not None and torch.allclose(g_logvar, 0.5 * (0.5 * logvar.detach()).exp() * eps, atol=1e-5), \
+        "the gradient with respect to logvar is wrong or missing"
+
+
+check(Call("reparameterize", mu, logvar, Gen(21), grads=[Grad([(Out(), torch.ones(4, 6))], wrt=[mu, logvar])]), verdict)
 
 # %% [markdown]
 # ## Question 2 (3 points): the VAE loss
@@ -115,20 +119,25 @@ assert abs(float(kl) - 1.5) < 1e-6, f"mu = 1 in 3 dimensions: expected kl 1.5, g
 print("vae_loss: the checks passed")
 
 # %% tags=["hidden-tests"] question="vae_loss" points=3
-import torch
-
 g = torch.Generator().manual_seed(12)
 x, x_hat = torch.randn(5, 3, 4, 4, generator=g), torch.randn(5, 3, 4, 4, generator=g)
 mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
 recon_ref = ((x_hat - x) ** 2).sum() / 5
 kl_ref = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum() / 5
-for w in (1.0, 0.1):
-    loss, recon, kl = vae_loss(x, x_hat, mu, logvar, kl_weight=w)
+
+
+def verdict(r, w):
+    loss, recon, kl = r.outputs(3)
     for name, value in (("loss", loss), ("recon", recon), ("kl", kl)):
         assert torch.is_tensor(value) and value.dim() == 0, f"{name} should be a scalar tensor"
     assert torch.allclose(recon, recon_ref, rtol=1e-4), f"recon: expected {float(recon_ref):.4f}, got {float(recon):.4f}"
     assert torch.allclose(kl, kl_ref, rtol=1e-4), f"kl: expected {float(kl_ref):.4f}, got {float(kl):.4f}"
-    assert torch.allclose(loss, recon_ref + w * kl_ref, rtol=1e-4), f"loss with kl_weight={w}: expected {float(recon_ref + w * kl_ref):.4f}, got {float(loss):.4f}"
+    assert torch.allclose(loss, recon_ref + w * kl_ref, rtol=1e-4), \
+        f"loss with kl_weight={w}: expected {float(recon_ref + w * kl_ref):.4f}, got {float(loss):.4f}"
+
+
+for w in (1.0, 0.1):
+    check(Call("vae_loss", x, x_hat, mu, logvar, kl_weight=w), verdict, w=w)
 
 # %% [markdown]
 # ## A VAE in two dimensions

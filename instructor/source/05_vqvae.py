@@ -74,25 +74,31 @@ assert z_e.grad is not None, "the commitment loss sends no gradient to the encod
 print("vq_losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="vq_losses" points=3
-import torch
-
 g = torch.Generator().manual_seed(31)
 z_e = torch.randn(3, 4, 2, 5, generator=g, requires_grad=True)
 codes = torch.randn(6, 4, generator=g, requires_grad=True)
 idx = torch.randint(0, 6, (3, 2, 5), generator=g)
-z_q = codes[idx].permute(0, 3, 1, 2)
-cb, cm, total = vq_losses(z_e, z_q, beta=0.3)
-mse = ((z_e - z_q) ** 2).mean()
-assert torch.allclose(cb, mse) and torch.allclose(cm, mse), "the losses are not the mean squared error between z_e and z_q"
-assert torch.allclose(total, 1.3 * mse), "total is not codebook_loss + beta * commitment_loss"
-g_codes = torch.autograd.grad(cb, [codes], retain_graph=True)[0]
-assert g_codes.abs().sum() > 0, "the codebook loss does not train the codebook"
-assert torch.autograd.grad(cb, [z_e], retain_graph=True, allow_unused=True)[0] is None, \
-    "the codebook loss trains the encoder"
-assert torch.autograd.grad(cm, [codes], retain_graph=True, allow_unused=True)[0] is None, \
-    "the commitment loss trains the codebook"
-g_enc = torch.autograd.grad(cm, [z_e], retain_graph=True)[0]
-assert torch.allclose(g_enc, 2 * (z_e - z_q).detach() / z_e.numel(), atol=1e-6), "the commitment gradient on z_e is wrong"
+z_q = Op("permute", Op("embedding", idx, codes), (0, 3, 1, 2))   # built in the sandbox, so it depends on codes
+z_q_value = z_q.value().detach()
+mse = ((z_e.detach() - z_q_value) ** 2).mean()
+
+
+def verdict(r):
+    cb, cm, total = r.outputs(3)
+    assert torch.allclose(cb, mse) and torch.allclose(cm, mse), "the losses are not the mean squared error between z_e and z_q"
+    assert torch.allclose(total, 1.3 * mse), "total is not codebook_loss + beta * commitment_loss"
+    (g_codes,) = r.grad(0)
+    assert g_codes is not None and g_codes.abs().sum() > 0, "the codebook loss does not train the codebook"
+    assert r.grad(1)[0] is None, "the codebook loss trains the encoder"
+    assert r.grad(2)[0] is None, "the commitment loss trains the codebook"
+    (g_enc,) = r.grad(3)
+    assert g_enc is not None and torch.allclose(g_enc, 2 * (z_e.detach() - z_q_value) / z_e.numel(), atol=1e-6), \
+        "the commitment gradient on z_e is wrong"
+
+
+check(Call("vq_losses", z_e, z_q, beta=0.3,
+           grads=[Grad([(Out(0), None)], wrt=[codes]), Grad([(Out(0), None)], wrt=[z_e]),
+                  Grad([(Out(1), None)], wrt=[codes]), Grad([(Out(1), None)], wrt=[z_e])]), verdict)
 
 # %% [markdown]
 # ## Question 2 (2 points): the straight-through estimator
@@ -121,18 +127,22 @@ assert z_q.grad is None, "a gradient reaches z_q through the straight-through pa
 print("straight_through: the checks passed")
 
 # %% tags=["hidden-tests"] question="straight_through" points=2
-import torch
-
 g = torch.Generator().manual_seed(2)
 z_e = torch.randn(2, 3, 4, 1, generator=g, requires_grad=True)
 z_q = torch.randn(2, 3, 4, 1, generator=g, requires_grad=True)
 upstream = torch.randn(2, 3, 4, 1, generator=g)
-out = straight_through(z_e, z_q)
-assert tuple(out.shape) == (2, 3, 4, 1), f"expected shape (2, 3, 4, 1), got {tuple(out.shape)}"
-assert torch.allclose(out, z_q, atol=1e-6), "the value is not z_q"
-grads = torch.autograd.grad(out, [z_e, z_q], upstream, allow_unused=True)
-assert grads[0] is not None and torch.allclose(grads[0], upstream), "the gradient does not reach z_e unchanged"
-assert grads[1] is None or grads[1].abs().sum() == 0, "a gradient reaches z_q"
+
+
+def verdict(r):
+    out = r.tensor()
+    assert tuple(out.shape) == (2, 3, 4, 1), f"expected shape (2, 3, 4, 1), got {tuple(out.shape)}"
+    assert torch.allclose(out, z_q.detach(), atol=1e-6), "the value is not z_q"
+    g_enc, g_codes = r.grad(0)
+    assert g_enc is not None and torch.allclose(g_enc, upstream), "the gradient does not reach z_e unchanged"
+    assert g_codes is None or g_codes.abs().sum() == 0, "a gradient reaches z_q"
+
+
+check(Call("straight_through", z_e, z_q, grads=[Grad([(Out(), upstream)], wrt=[z_e, z_q])]), verdict)
 
 # %% [markdown]
 # ## Question 3 (3 points): find the bugs
@@ -181,15 +191,12 @@ assert torch.allclose(z_q, codebook[wanted].permute(0, 3, 1, 2)), "z_q does not 
 print("vector_quantize: the check passed")
 
 # %% tags=["hidden-tests"] question="fix_quantizer" points=3
-import torch
-import torch.nn.functional as F
-
 g = torch.Generator().manual_seed(17)
-for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
+
+
+def verdict(r, shape, K, z_e, codebook, upstream):
     B, D, h, w = shape
-    z_e = torch.randn(*shape, generator=g, requires_grad=True)
-    codebook = torch.randn(K, D, generator=g, requires_grad=True)
-    z_q, loss, idx = vector_quantize(z_e, codebook, beta=0.4)
+    z_q, loss, idx = r.outputs(3)
     flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, D)
     ref_idx = torch.cdist(flat, codebook.detach()).argmin(1).reshape(B, h, w)
     assert tuple(idx.shape) == (B, h, w), f"indices for {shape}: expected shape {(B, h, w)}, got {tuple(idx.shape)}"
@@ -198,7 +205,17 @@ for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
     assert torch.allclose(z_q.detach(), ref_q, atol=1e-6), f"input {shape}: z_q does not hold the nearest codes"
     mse = ((z_e.detach() - ref_q) ** 2).mean()
     assert torch.allclose(loss.detach(), 1.4 * mse, rtol=1e-4), f"input {shape}: loss should be (1 + beta) * mse here"
+    (g_enc,) = r.grad(0)
+    assert g_enc is not None and torch.allclose(g_enc, upstream), "the straight-through gradient does not reach z_e unchanged"
+    (g_codes,) = r.grad(1)
+    assert g_codes is not None and g_codes.abs().sum() > 0, "the loss does not train the codebook"
+
+
+for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
+    z_e = torch.randn(*shape, generator=g, requires_grad=True)
+    codebook = torch.randn(K, shape[1], generator=g, requires_grad=True)
     upstream = torch.randn(*shape, generator=g)
-    g_enc = torch.autograd.grad(z_q, z_e, upstream, retain_graph=True)[0]
-    assert torch.allclose(g_enc, upstream), "the straight-through gradient does not reach z_e unchanged"
-    assert torch.autograd.grad(loss, codebook)[0].abs().sum() > 0, "the loss does not train the codebook"
+    call = Call("vector_quantize", z_e, codebook, beta=0.4,
+                grads=[Grad([(Out(0), upstream)], wrt=[z_e]), Grad([(Out(1), None)], wrt=[codebook])])
+    check(call, verdict, shape=shape, K=K, z_e=z_e, codebook=codebook, upstream=upstream)
+

@@ -69,26 +69,35 @@ assert not lam.requires_grad, "lambda should be detached"
 print("adaptive_lambda: the check passed")
 
 # %% tags=["hidden-tests"] question="adaptive_lambda" points=3
-import torch
-import torch.nn as nn
-
+# The student's function gets two losses that share a small decoder; the graph is built in
+# the sandbox from these whitelisted ops, and the same graph here gives the expected value.
 torch.manual_seed(5)
 decoder = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
 disc = nn.Linear(3, 1)
-x = torch.randn(6, 3)
-x_hat = decoder(torch.randn(6, 4))
-rec, gan = ((x - x_hat) ** 2).mean(), -disc(x_hat).mean()
-w = decoder[2].weight
-for delta, cap in ((1e-4, 1e4), (1e-6, 0.05)):
-    lam = adaptive_lambda(rec, gan, w, delta=delta, max_value=cap)
-    g_rec = torch.autograd.grad(rec, w, retain_graph=True)[0]
-    g_gan = torch.autograd.grad(gan, w, retain_graph=True)[0]
+x, noise = torch.randn(6, 3), torch.randn(6, 4)
+W1, b1, W2, b2 = (p.detach().clone().requires_grad_() for p in decoder.parameters())
+Wd, bd = (p.detach().clone().requires_grad_() for p in disc.parameters())
+x_hat = Op("linear", Op("relu", Op("linear", noise, W1, b1)), W2, b2)
+rec = Op("mean", Op("pow", Op("sub", x, x_hat), 2))
+gan = Op("neg", Op("mean", Op("linear", x_hat, Wd, bd)))
+rec_value, gan_value = rec.value(), gan.value()
+g_rec = torch.autograd.grad(rec_value, W2, retain_graph=True)[0]
+g_gan = torch.autograd.grad(gan_value, W2, retain_graph=True)[0]
+
+
+def verdict(r, delta, cap):
+    lam = r.value
     expected = (g_rec.norm() / (g_gan.norm() + delta)).clamp(0, cap)
     assert torch.is_tensor(lam) and lam.numel() == 1, "lambda should be a scalar tensor"
-    assert torch.allclose(lam, expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.4g}, got {float(lam):.4g}"
+    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.4g}, got {float(lam):.4g}"
     assert not lam.requires_grad, "lambda is not detached"
-(rec + lam * gan).backward()
-assert w.grad is not None, "after adaptive_lambda the generator can no longer backpropagate its loss"
+    assert not isinstance(r.grads[0], str) and r.grads[0][0] is not None, \
+        "after adaptive_lambda the generator can no longer backpropagate its loss"
+
+
+for delta, cap in ((1e-4, 1e4), (1e-6, 0.05)):
+    check(Call("adaptive_lambda", rec, gan, W2, delta=delta, max_value=cap,
+               grads=[Grad([(rec, None), (gan, None)], wrt=[W2])]), verdict, delta=delta, cap=cap)
 
 # %% [markdown]
 # ## Question 2 (2 points): hinge losses
@@ -127,16 +136,24 @@ assert abs(float(value) + 2.0) < 1e-6, f"fake logits (1, 3): expected -2.0, got 
 print("hinge losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="hinge_losses" points=2
-import torch
-
 g = torch.Generator().manual_seed(14)
 real, fake = torch.randn(2, 1, 5, 5, generator=g) * 2, torch.randn(2, 1, 5, 5, generator=g) * 2
 expected = 0.5 * (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean())
-got = hinge_d_loss(real, fake)
-assert got.dim() == 0, "the discriminator loss should be a scalar"
-assert torch.allclose(got, expected, atol=1e-6), f"discriminator loss on random logits: expected {float(expected):.4f}, got {float(got):.4f}"
-got = hinge_g_loss(fake)
-assert got.dim() == 0 and torch.allclose(got, -fake.mean(), atol=1e-6), "the generator loss is wrong"
+
+
+def d_verdict(r):
+    got = r.tensor()
+    assert got.dim() == 0, "the discriminator loss should be a scalar"
+    assert torch.allclose(got, expected, atol=1e-6), f"discriminator loss on random logits: expected {float(expected):.4f}, got {float(got):.4f}"
+
+
+def g_verdict(r):
+    got = r.tensor()
+    assert got.dim() == 0 and torch.allclose(got, -fake.mean(), atol=1e-6), "the generator loss is wrong"
+
+
+check(Call("hinge_d_loss", real, fake), d_verdict)
+check(Call("hinge_g_loss", fake), g_verdict)
 
 # %% [markdown]
 # ## Question 3 (3 points): top-k sampling
@@ -174,27 +191,37 @@ assert torch.equal(greedy, torch.tensor([1, 0])), f"k=1 must return the argmax (
 print("top_k_sample: the check passed")
 
 # %% tags=["hidden-tests"] question="top_k_sampling" points=3
-import torch
-
 g = torch.Generator().manual_seed(6)
 logits = torch.randn(3, 10, generator=g) * 2
+
+
+def allowed_verdict(r, k, allowed):
+    idx = r.tensor()
+    assert tuple(idx.shape) == (3,), f"logits (3, 10): expected shape (3,), got {tuple(idx.shape)}"
+    for b in range(3):
+        assert int(idx[b]) in allowed[b].tolist(), f"k={k}: an index outside the top {k} was drawn"
+
+
 for k in (1, 3):
     allowed = torch.topk(logits, k, dim=1).indices
     for s in range(100):
-        idx = top_k_sample(logits, k, generator=torch.Generator().manual_seed(s))
-        assert tuple(idx.shape) == (3,), f"logits (3, 10): expected shape (3,), got {tuple(idx.shape)}"
-        for b in range(3):
-            assert int(idx[b]) in allowed[b].tolist(), f"k={k}: an index outside the top {k} was drawn"
+        check(Call("top_k_sample", logits, k, generator=Gen(s)), allowed_verdict, k=k, allowed=allowed)
+
 # With temperature 0.5 and k = V the draws must follow softmax(logits / 0.5).
 row = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
 n = 4000
-counts = torch.zeros(4)
-batch = row.expand(n, 4)
-draws = top_k_sample(batch, 4, temperature=0.5, generator=torch.Generator().manual_seed(0))
-counts += torch.bincount(draws, minlength=4).float()
-freq, expected = counts / n, torch.softmax(row[0] / 0.5, 0)
-assert (freq - expected).abs().max() < 0.03, \
-    f"temperature 0.5: the draws do not follow softmax(logits / temperature) (frequencies {freq.tolist()})"
+
+
+def temperature_verdict(r):
+    draws = r.tensor()
+    assert tuple(draws.shape) == (n,), f"logits ({n}, 4): expected shape ({n},), got {tuple(draws.shape)}"
+    freq = torch.bincount(draws.long().clamp(0, 3), minlength=4).float() / n
+    expected = torch.softmax(row[0] / 0.5, 0)
+    assert (freq - expected).abs().max() < 0.03, \
+        f"temperature 0.5: the draws do not follow softmax(logits / temperature) (frequencies {freq.tolist()})"
+
+
+check(Call("top_k_sample", row.expand(n, 4), 4, temperature=0.5, generator=Gen(0)), temperature_verdict)
 
 # %% [markdown]
 # ## Sampling a sequence from a prior

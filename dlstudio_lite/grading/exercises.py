@@ -7,8 +7,10 @@ Each exercise is written once, as a jupytext ``py:percent`` notebook under
   In ``exercises/`` each region becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError``
   (at the region's indentation); in ``solutions/`` only the two marker lines disappear.
 * A code cell tagged ``hidden-tests`` with metadata ``question="id" points=N`` holds the
-  grader's test for one question. It is removed from both notebooks and written to
-  ``instructor/hidden_tests/<name>.json`` for :mod:`dlstudio_lite.grade`.
+  grader's check for one question: trusted Python that registers probes and verdicts
+  (:mod:`.probes`). It is removed from both notebooks and written to
+  ``instructor/hidden_tests/<name>.json`` together with the solution's definitions
+  (``reference``) for :mod:`.checks`. It runs in the grader only, never in a sandbox.
 * A code cell tagged ``check`` is a student-facing check; one tagged ``uses-answers``
   calls the student's functions to show a result. In ``exercises/`` both (and any cell
   whose solution region is top-level code) are tagged ``raises-exception``, so that
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the notebook tools are imported where they are used
     import nbformat
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO_ROOT / "instructor" / "source"
 HIDDEN_TESTS_SUBDIR = Path("instructor") / "hidden_tests"
 
@@ -56,7 +58,7 @@ _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "na
 
 @dataclass
 class Question:
-    """One graded question: its id, its points and the hidden test code."""
+    """One graded question: its id, its points and the hidden check's code (grader-only)."""
 
     id: str
     points: int
@@ -72,13 +74,15 @@ class BuiltExercise:
     exercise: nbformat.NotebookNode
     solution: nbformat.NotebookNode
     questions: list[Question]
+    reference: str = ""
 
     def hidden_tests(self) -> dict:
         """The JSON document the grader reads (``instructor/hidden_tests/<name>.json``)."""
         return {
-            "format": "dlstudio-lite-hidden-tests/1",
+            "format": "dlstudio-lite-hidden-checks/2",
             "exercise": self.name,
             "title": self.title,
+            "reference": self.reference,
             "questions": [{"id": q.id, "points": q.points, "code": q.code}
                           for q in self.questions],
         }
@@ -169,7 +173,7 @@ def build_exercise(source_path: str | Path) -> BuiltExercise:
                          f"(the file name), got {meta.get('exercise')!r}")
     title = meta.get("title") or name
 
-    ex_cells, sol_cells, questions = [], [], []
+    ex_cells, sol_cells, questions, reference = [], [], [], []
     for i, cell in enumerate(nb.cells):
         where = f"{source_path.name} cell {i}"
         tags = cell.metadata.get("tags", [])
@@ -192,6 +196,8 @@ def build_exercise(source_path: str | Path) -> BuiltExercise:
         sol.source = remove_markers(cell.source, where)
         ex_cells.append(ex)
         sol_cells.append(sol)
+        if CHECK_TAG not in tags and USES_ANSWERS_TAG not in tags:
+            reference.append(sol.source)  # definitions the hidden checks may use as ref.name
 
     if not questions:
         raise ValueError(f"{source_path}: no '{HIDDEN_TAG}' cell, so nothing can be graded")
@@ -209,7 +215,7 @@ def build_exercise(source_path: str | Path) -> BuiltExercise:
         return out
 
     return BuiltExercise(name, title, notebook(ex_cells, "exercise"),
-                         notebook(sol_cells, "solution"), questions)
+                         notebook(sol_cells, "solution"), questions, "\n\n".join(reference) + "\n")
 
 
 def _outputs(built: BuiltExercise, root: Path) -> dict[Path, str]:

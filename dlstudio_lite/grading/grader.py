@@ -1,0 +1,295 @@
+"""Grade a batch of submitted notebooks: one sandbox each, verdicts computed here.
+
+For every submission the grader (this process, trusted)
+
+1. reads the notebook as data (``.ipynb`` JSON or jupytext ``py:percent``), refusing
+   symlinks, non-regular files and files that are not notebooks;
+2. writes a job file: the student's code cells and the inputs of the exercise's probes
+   (never a check, an expected value or a reference implementation);
+3. runs it in a fresh sandbox (:mod:`.sandbox`): the student's cells, then the probes;
+4. reads the answers back as plain tensors and JSON and runs each question's verdicts on them.
+
+A question earns its points when every verdict of its probes passes. Nothing a submission
+does can stop the batch: every failure becomes a note on that submission.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checks import HIDDEN_TESTS_DIR, Exam, HiddenChecks, QuestionResult, load_hidden_checks, read_frame
+from .probes import ProtocolError
+from .sandbox import RUN_DIR, Limits, SandboxUnavailable, bwrap_problem, run_sandboxed
+
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+NOTEBOOK_SUFFIXES = (".ipynb", ".py")
+
+
+@dataclass
+class GradeResult:
+    """The grade of one submission."""
+
+    student: str
+    exercise: str
+    path: str
+    questions: list[QuestionResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float | None = None  # the sandbox's CPU time, where cgroups can tell
+    cells: list[dict] = field(default_factory=list)   # per code cell: source, output, error
+    title: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(q.points for q in self.questions)
+
+    @property
+    def max_total(self) -> int:
+        return sum(q.max_points for q in self.questions)
+
+    def points(self) -> dict[str, int]:
+        return {q.id: q.points for q in self.questions}
+
+
+@dataclass
+class Rejected:
+    """A file that was not graded, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Batch:
+    results: list[GradeResult]
+    rejected: list[Rejected]
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------- reading submissions
+
+
+def _read_regular(path: Path) -> bytes:
+    """A file's bytes, refusing symlinks, FIFOs, devices and oversized files."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB")
+        chunks, size = [], 0
+        while size <= MAX_NOTEBOOK_BYTES:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_cells(path: Path) -> tuple[list[str], dict]:
+    """The code cells' sources and the notebook metadata of a submission (data only)."""
+    import nbformat
+
+    text = _read_regular(path).decode("utf-8")
+    if path.suffix == ".ipynb":
+        nb = nbformat.reads(text, as_version=4)
+    elif path.suffix == ".py":
+        import jupytext
+        nb = jupytext.reads(text, fmt="py:percent")
+    else:
+        raise ValueError(f"expected a .ipynb or jupytext .py notebook, got {path.suffix!r}")
+    cells = [str(c.source) for c in nb.cells if c.cell_type == "code"]
+    return cells, dict(nb.metadata)
+
+
+def find_submissions(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[Rejected]]:
+    """(file, student id) for each notebook among ``paths``, and the files that were refused.
+
+    A file given directly is graded under its name (``alice.ipynb`` -> ``alice``). Inside a
+    folder, every notebook in a sub-folder belongs to that sub-folder's student, whatever
+    the file is called (``subs/alice/bob.ipynb`` is alice's work, never bob's); a notebook
+    directly in the folder is graded under its name. Symlinks are never followed.
+    """
+    found: list[tuple[Path, str]] = []
+    rejected: list[Rejected] = []
+    for root in map(Path, paths):
+        if os.path.islink(root):
+            rejected.append(Rejected(str(root), "a symlink, not a notebook file"))
+            continue
+        if root.is_file():
+            if root.suffix in NOTEBOOK_SUFFIXES:
+                found.append((root, root.stem))
+            else:
+                rejected.append(Rejected(str(root), f"not a notebook ({root.suffix or 'no suffix'})"))
+            continue
+        if not root.is_dir():
+            raise FileNotFoundError(f"submission not found: {root}")
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            rel = here.relative_to(root).parts
+            for link in [d for d in dirnames if os.path.islink(here / d)]:
+                rejected.append(Rejected(str(here / link), "a symlinked folder (not followed)"))
+                dirnames.remove(link)
+            for name in sorted(filenames):
+                p = here / name
+                if name.startswith("."):
+                    continue
+                if os.path.islink(p):
+                    rejected.append(Rejected(str(p), "a symlink, not a notebook file"))
+                elif p.suffix not in NOTEBOOK_SUFFIXES:
+                    rejected.append(Rejected(str(p), f"not a notebook ({p.suffix or 'no suffix'})"))
+                else:
+                    found.append((p, rel[0] if rel else p.stem))
+    return found, rejected
+
+
+def _exercise_of(meta: dict, path: Path, known: dict[str, HiddenChecks]) -> str | None:
+    name = (meta.get("dlstudio_lite") or {}).get("exercise") if isinstance(meta.get("dlstudio_lite"), dict) else None
+    if name in known:
+        return name
+    matches = [n for n in known if n in path.name]
+    return matches[0] if len(matches) == 1 else None
+
+
+# ----------------------------------------------------------------------------- grading
+
+
+def _grade_one(path: Path, student: str, cells: list[str], exam: Exam, limits: Limits,
+               sandbox: bool) -> GradeResult:
+    start = time.monotonic()
+    checks = exam.checks
+    result = GradeResult(student, checks.exercise, str(path), title=checks.title)
+    marker = "@@dlstudio-lite-cell-" + secrets.token_hex(8)
+    job = exam.job(cells, limits, marker, [f"{RUN_DIR}/pkg"] if sandbox else [str(Path(__file__).resolve().parents[2])])
+    run = run_sandboxed(job, limits, sandbox=sandbox)
+    result.notes += run.problems
+    result.cpu_seconds = run.cpu_seconds
+    answers: dict[str, tuple] = {}
+    cell_report: list = []
+    for frame in run.frames:
+        try:
+            meta, tensors = read_frame(frame)
+        except (ProtocolError, ValueError):
+            result.notes.append("the notebook sent a report the grader could not read")
+            break
+        if meta.get("kind") == "cells" and isinstance(meta.get("cells"), list):
+            cell_report = meta["cells"]
+        elif meta.get("kind") == "question" and meta.get("id") in exam.probes and meta["id"] not in answers:
+            answers[meta["id"]] = (meta.get("results"), tensors)
+    outputs = _split_output(run.output, marker, len(cells))
+    for i, source in enumerate(cells):
+        entry = cell_report[i] if i < len(cell_report) and isinstance(cell_report[i], dict) else {}
+        error = entry.get("error") if isinstance(entry.get("error"), str) else None
+        result.cells.append({"source": source, "output": outputs[i], "error": error})
+        if error:
+            first = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
+            result.notes.append(f"code cell {i + 1} ({first[:50]!r}) raised {error[:300]}")
+    why_missing = run.problems[0] if run.problems else "the notebook stopped before this question was tested"
+    for q in checks.questions:
+        if q.id not in answers:
+            result.questions.append(QuestionResult(q.id, 0, q.points, f"not tested: {why_missing}"))
+            continue
+        records, tensors = answers[q.id]
+        try:
+            verdict = exam.judge(q.id, records, tensors)
+        except Exception as err:  # a verdict bug must not stop the batch; the student keeps a note
+            verdict = f"not tested: the check failed ({type(err).__name__})"
+        points = q.points if verdict == "passed" else 0
+        result.questions.append(QuestionResult(q.id, points, q.points, verdict))
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _split_output(text: str, marker: str, n: int) -> list[str]:
+    parts = [""] * n
+    current = None
+    for line in text.split("\n"):
+        if line.startswith(marker + " "):
+            tag = line[len(marker) + 1:]
+            current = int(tag) if tag.isdigit() and int(tag) < n else None
+            continue
+        if current is not None:
+            parts[current] += line + "\n"
+    return [p.strip("\n") for p in parts]
+
+
+def grade_submissions(paths: list[str | Path], *, exercise: str | None = None,
+                      tests_dir: str | Path = HIDDEN_TESTS_DIR, jobs: int | None = None,
+                      limits: Limits | None = None, trust_submissions: bool = False,
+                      progress: bool = False) -> Batch:
+    """Grade notebooks (files, or folders of per-student folders); see the module docstring.
+
+    Raises :class:`SandboxUnavailable` when bubblewrap cannot sandbox here, unless
+    ``trust_submissions`` (then each notebook runs as a plain process with the same limits).
+    """
+    start = time.monotonic()
+    limits = limits or Limits()
+    sandbox = True
+    problem = bwrap_problem()
+    if problem:
+        if not trust_submissions:
+            raise SandboxUnavailable(f"refusing to run untrusted notebooks without a sandbox: {problem}. "
+                                     "Pass --trust-submissions only to grade work you trust, unisolated")
+        sandbox = False
+    known = load_hidden_checks(tests_dir)
+    if exercise is not None and exercise not in known:
+        raise ValueError(f"unknown exercise {exercise!r}: expected one of {sorted(known)}")
+    found, rejected = find_submissions(paths)
+    if not found and not rejected:
+        raise ValueError(f"no notebooks to grade in {[str(p) for p in paths]}")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+
+    work, seen = [], {}
+    for path, student in found:
+        try:
+            cells, meta = read_cells(path)
+        except Exception as err:
+            rejected.append(Rejected(str(path), f"could not be read as a notebook ({type(err).__name__}: {str(err)[:200]})"))
+            continue
+        name = exercise or _exercise_of(meta, path, known)
+        if name is None:
+            rejected.append(Rejected(str(path), "could not tell which exercise this is (pass --exercise)"))
+            continue
+        key = (student, name)
+        if key in seen:
+            rejected.append(Rejected(str(path), f"a second submission of {student!r} for {name} "
+                                     f"(graded: {seen[key]})"))
+            continue
+        seen[key] = path
+        work.append((path, student, cells, name))
+
+    exams = {name: Exam(known[name]) for name in sorted({w[3] for w in work})}
+
+    def one(item) -> GradeResult:
+        path, student, cells, name = item
+        try:
+            return _grade_one(path, student, cells, exams[name], limits, sandbox)
+        except Exception as err:  # the grader's own failure on one submission stays with it
+            r = GradeResult(student, name, str(path), title=known[name].title)
+            r.notes.append(f"grading failed ({type(err).__name__}: {str(err)[:300]})")
+            r.questions = [QuestionResult(q.id, 0, q.points, "not tested: grading failed")
+                           for q in known[name].questions]
+            return r
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(work), desc="grading", unit="notebook", disable=not progress)
+    results = []
+    with ThreadPoolExecutor(max(1, min(jobs, len(work) or 1))) as pool:
+        for r in pool.map(one, work):
+            results.append(r)
+            bar.update(1)
+    bar.close()
+    return Batch(results, rejected, time.monotonic() - start)

@@ -1,0 +1,382 @@
+"""The hostile-submission catalogue: every attack is graded in ONE sandboxed batch, then checked.
+
+Each entry is a notebook of exercise 01 (the blank or the solution) with attack cells added,
+and the score an honest grader gives it. For every entry the test asserts the honest score,
+that its feedback leaks nothing of the grader (hidden checks, environment, repository path),
+and, for the whole batch: neighbours untouched (files and scores), every notebook graded,
+no process left behind. Controls: every solution full marks, every blank zero, and one
+wrong answer per question loses that question.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlstudio_lite.grading import grader, report, sandbox
+from dlstudio_lite.grading.exercises import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(sandbox.bwrap_problem() is not None,
+                                reason=f"no sandbox here: {sandbox.bwrap_problem()}")
+
+EX = "01_codebook"
+HIDDEN = REPO_ROOT / "instructor" / "hidden_tests"
+NAMES = sorted(p.stem for p in HIDDEN.glob("*.json"))
+SECRET_ENV = "DLSL_GRADER_SECRET"
+SECRET_VALUE = "grader-secret-7f3a9c"
+# Text that exists only in the hidden checks (grader side): it must never reach a student.
+LEAK_MARKERS = ("def verdict(r, z_e, codebook, shape, K)", "manual_seed(11)", "Trusted: runs in the grader only",
+                SECRET_VALUE)
+WEIRD_ID = "=1+1 " + "é" * 115 + ".."
+LIMITS = sandbox.Limits(notebook_s=20, cell_s=8, probe_s=10, memory_bytes=4 * 2**30,
+                        output_bytes=200_000, output_chars=20_000, processes=48, scratch_bytes=32 * 2**20)
+
+# One plausible wrong answer per question: (exercise, text in the solution, replacement).
+MUTANTS = {
+    "nearest_code": ("01_codebook", "torch.cdist(flat, codebook).argmin(dim=1)", "torch.cdist(flat, codebook).argmax(dim=1)"),
+    "perplexity": ("01_codebook", "probs = counts / counts.sum()", "probs = counts / indices.shape[0]"),
+    "kl_closed_form": ("02_elbo", "terms = logvar_p - logvar_q + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0",
+                       "terms = logvar_q - logvar_p + (var_p + (mu_q - mu_p) ** 2) / var_q - 1.0"),
+    "kl_monte_carlo": ("02_elbo", "z = mu_q + torch.exp(0.5 * logvar_q) * eps", "z = mu_q + torch.exp(logvar_q) * eps"),
+    "conv_output_size": ("03_autoencoder", "return (size + 2 * padding - kernel_size) // stride + 1",
+                         "return (size + 2 * padding - kernel_size) // stride"),
+    "skip_block": ("03_autoencoder", "return out + identity", "return out"),
+    "reparameterize": ("04_vae", "return mu + torch.exp(0.5 * logvar) * eps", "return mu + torch.exp(logvar) * eps"),
+    "vae_loss": ("04_vae", "kl = -0.5 * torch.sum(", "kl = 0.5 * torch.sum("),
+    "vq_losses": ("05_vqvae", "codebook_loss = F.mse_loss(z_q, z_e.detach())", "codebook_loss = F.mse_loss(z_q, z_e)"),
+    "straight_through": ("05_vqvae", "return z_e + (z_q - z_e).detach()", "return z_e + (z_q - z_e)"),
+    "fix_quantizer": ("05_vqvae", "indices = distances.argmin(dim=1)", "indices = distances.argmax(dim=1)"),
+    "adaptive_lambda": ("06_vqgan", "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]",
+                        "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight)[0]"),
+    "hinge_losses": ("06_vqgan", "F.relu(1.0 + logits_fake)", "F.relu(1.0 - logits_fake)"),
+    "top_k_sampling": ("06_vqgan", "logits = logits / temperature", "logits = logits * temperature"),
+}
+
+
+def _notebook(kind: str, name: str = EX, *extra: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(REPO_ROOT / kind / f"{name}.ipynb", as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(textwrap.dedent(s).strip()) for s in extra]
+    return nb
+
+
+def _all_mutants(name: str) -> nbformat.NotebookNode:
+    """The solution of ``name`` with every question's wrong answer: each question must lose."""
+    nb = _notebook("solutions", name)
+    for qid, (ex, old, new) in MUTANTS.items():
+        if ex != name:
+            continue
+        hits = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
+        assert len(hits) == 1, f"mutant of {qid}: {old!r} must occur in exactly one cell"
+        hits[0].source = hits[0].source.replace(old, new)
+    return nb
+
+
+def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.NotebookNode, int]]:
+    """Attack name -> (notebook, honest score out of 5)."""
+    neighbour = batch_dir / "solution_01_codebook" / f"{EX}.ipynb"
+    grades = out_dir / "grades.csv"
+    blank = lambda *cells: (_notebook("exercises", EX, *cells), 0)      # noqa: E731
+    solved = lambda *cells: (_notebook("solutions", EX, *cells), 5)     # noqa: E731
+    wrong_answer = "def nearest_code(z_e, codebook):\n    return torch.zeros(1), z_e\n"
+    return {
+        # wrap_exec, wrap_compile, replace_import, patch_abs_math, ipython_hooks
+        "rewrite_builtins": blank("""
+            import builtins
+            real = builtins.exec
+            def exec(*a, **k):
+                try:
+                    return real(*a, **k)
+                except BaseException:
+                    return None
+            builtins.exec = exec""", """
+            import builtins
+            real = builtins.compile
+            builtins.compile = lambda src, name, mode, *a, **k: real("pass", name, mode)""", """
+            import builtins
+            real = builtins.__import__
+            def fake(name, *a, **k):
+                mod = real(name, *a, **k)
+                if name == "torch":
+                    mod.equal = lambda *x: True
+                    mod.allclose = lambda *x, **y: True
+                return mod
+            builtins.__import__ = fake""", """
+            import builtins, math
+            builtins.abs = lambda x: 0.0
+            math.isfinite = lambda x: True
+            math.exp = lambda x: 1.0""", """
+            ip = get_ipython()
+            ip.input_transformers_post.append(lambda lines: ["pass\\n"])
+            ip.events.register("post_run_cell", lambda result: setattr(result, "error_in_exec", None))"""),
+        "patch_torch": blank(wrong_answer, """
+            import torch
+            torch.Tensor.argmin = lambda self, *a, **k: torch.zeros((), dtype=torch.long)
+            torch.equal = lambda *a: True
+            torch.allclose = lambda *a, **k: True
+            torch.Tensor.__eq__ = lambda self, other: True"""),
+        "read_expected_from_frames": blank("""
+            import sys, torch
+            def nearest_code(z_e, codebook):
+                f = sys._getframe(1)
+                while f is not None:
+                    for key in ("expected", "best", "ref_idx"):
+                        if key in f.f_locals:
+                            return f.f_locals[key], z_e
+                    f = f.f_back
+                return torch.zeros(1), z_e"""),
+        # tensor_subclass_return, pickle_smuggling, huge_return
+        "smuggle_objects": blank("""
+            import os, torch
+            class Liar(torch.Tensor):               # a tensor subclass that says yes to every comparison
+                def __eq__(self, other): return True
+                def equal(self, other): return True
+            class Evil:                              # an object whose unpickling would run a command
+                def __reduce__(self):
+                    return (os.system, ("touch /tmp/dlsl-pwned",))
+            def nearest_code(z_e, codebook):
+                B, D, h, w = z_e.shape
+                return torch.zeros(B, h, w, dtype=torch.long).as_subclass(Liar), z_e.as_subclass(Liar)
+            def perplexity(indices, num_codes):     # an unpicklable object and a 4 GB view
+                return Evil(), torch.zeros(1).expand(10**9)"""),
+        "forged_result_frames": blank("""
+            import io, json, os, struct, sys, torch
+            fd = int(sys.argv[2])
+            def frame(meta, t):
+                buf = io.BytesIO(); torch.save({"meta": json.dumps(meta), "t": t}, buf)
+                data = buf.getvalue(); os.write(fd, struct.pack(">Q", len(data)) + data)
+            frame({"kind": "question", "id": "perplexity", "results": [{"out": {"float": "8.0"}}] * 3}, {})
+            frame({"kind": "question", "id": "nearest_code", "results": [{"raised": None, "out": {"py": 1}}]}, {})
+            os.write(fd, struct.pack(">Q", 0))
+            os._exit(0)"""),
+        # audit_hook_and_settrace, update_display_leak
+        "trace_and_display": blank("""
+            import sys
+            seen = []
+            sys.addaudithook(lambda event, args: seen.append((event, str(args)[:300])))
+            sys.settrace(lambda frame, event, arg: seen.append(frame.f_code.co_filename) or None)
+            import atexit
+            atexit.register(lambda: print("SEEN", seen[-2000:]))""", """
+            from IPython.display import display, update_display
+            display("x", display_id="leak")
+            update_display(open(__file__).read(), display_id="leak")"""),
+        # proc_of_the_grader, env_and_cmdline, hidden_files_by_path, hard_link_and_dir_fd, kernel_connection_files, dev_shm_dropping
+        "snoop": blank(r"""
+            import os
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    for what in ("cmdline", "environ"):
+                        try:
+                            print(pid, what, open(f"/proc/{pid}/{what}", "rb").read()[:2000])
+                        except OSError as err:
+                            print(pid, what, "refused", err)
+            try:
+                with open(f"/proc/{os.getppid()}/mem", "rb") as f:
+                    print(f.read(100))
+            except OSError as err:
+                print("mem refused", err)""", """
+            import os, sys
+            print(dict(os.environ)); print(sys.argv); print(open("/proc/self/cmdline").read())
+            print(open("/proc/1/cmdline").read())""", f"""
+            import glob, os
+            for pattern in ({str(HIDDEN / '*.json')!r}, {str(REPO_ROOT / 'instructor' / '**')!r},
+                            {str(REPO_ROOT / 'solutions' / '*')!r}, "/run/**", "/home/**", "/tmp/**"):
+                for path in glob.glob(pattern, recursive=True):
+                    try:
+                        print(path, open(path, errors="replace").read()[:3000])
+                    except OSError as err:
+                        print(path, err)""", f"""
+            import os
+            for src in ({str(HIDDEN / '01_codebook.json')!r}, {str(REPO_ROOT / 'solutions' / '01_codebook.py')!r}):
+                try:
+                    os.link(src, "stolen"); print(open("stolen").read())
+                except OSError as err:
+                    print("link refused", err)
+            for folder in ("/", "/run/dlstudio-lite", {str(REPO_ROOT)!r}):
+                try:
+                    fd = os.open(folder, os.O_RDONLY)
+                    print(os.listdir(fd))
+                    print(open(os.open("instructor/hidden_tests/01_codebook.json", os.O_RDONLY, dir_fd=fd)).read())
+                except OSError as err:
+                    print("dir_fd refused", err)""", """
+            import glob, os
+            for pattern in ("/root/.local/share/jupyter/runtime/*", os.path.expanduser("~/.local/share/jupyter/runtime/*"),
+                            "/tmp/**/*.json", "/run/user/**/*.json"):
+                for path in glob.glob(pattern, recursive=True):
+                    print(path, open(path, errors="replace").read())""", """
+            open("/dev/shm/dlsl-dropping", "w").write("left behind")
+            open("/tmp/dlsl-dropping", "w").write("left behind")"""),
+        # overwrite_neighbour, redirect_feedback, fills_the_disk
+        "write_outside": blank(f"""
+            for path in ({str(neighbour)!r}, {str(grades)!r}):
+                try:
+                    open(path, "w").write("{{}}")
+                except OSError as err:
+                    print("refused", err)""", f"""
+            import os
+            for target in ({str(out_dir)!r}, {str(out_dir / 'feedback')!r}, {str(out_dir / 'feedback' / EX)!r}):
+                try:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.symlink("/tmp", target)
+                except OSError as err:
+                    print("refused", err)""", """
+            with open("big", "wb") as f:
+                for _ in range(10_000):
+                    f.write(b"x" * 2**20)"""),
+        "daemon_rewrites_grades": blank(f"""
+            import _posixsubprocess, os, sys
+            script = "import time\\nfor _ in range(600):\\n    time.sleep(0.1)\\n    try:\\n        open({str(grades)!r}, 'w').write('alice,100')\\n    except OSError:\\n        pass\\n"
+            r, w = os.pipe()
+            try:
+                _posixsubprocess.fork_exec([sys.executable, "-c", script, "dlsl-daemon-marker"], [sys.executable.encode()],
+                    True, (), None, None, -1, -1, -1, -1, -1, -1, r, w, True, True, 0, None, None, None, -1, None)
+            except Exception as err:
+                print("fork_exec:", err)
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.execv(sys.executable, [sys.executable, "-c", script, "dlsl-daemon-marker"])
+                os._exit(0)"""),
+        "kill_the_grader": blank("""
+            import os, signal
+            for pid in (os.getppid(), 1, -1):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError as err:
+                    print("kill refused", err)
+            os.system("kill -TERM $PPID")"""),
+        "memory_bomb": solved("""
+            def bomb():
+                hog = []
+                while True:
+                    hog.append(bytearray(256 * 2**20))
+            bomb()""", "x = bytearray(10**12)"),
+        "output_flood": solved("""
+            while True:
+                print("spam " * 20_000)"""),
+        "top_level_infinite_loop": solved("while True:\n    pass"),
+        "loop_that_swallows_the_timeout": blank("""
+            while True:
+                try:
+                    while True:
+                        pass
+                except BaseException:
+                    pass"""),
+        "fork_bomb": blank("""
+            import os, time
+            for _ in range(10_000):
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)"""),
+        "exits_the_process": blank("import os\nos._exit(3)"),
+    }
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("catalogue")
+    batch_dir, out_dir = root / "submissions", root / "out"
+    entries = _catalogue(batch_dir, out_dir)
+    expected: dict[tuple[str, str], int] = {}
+    for name in NAMES:
+        for kind in ("solution", "blank", "mutants"):
+            nb = {"solution": lambda: _notebook("solutions", name), "blank": lambda: _notebook("exercises", name),
+                  "mutants": lambda: _all_mutants(name)}[kind]()
+            folder = batch_dir / f"{kind}_{name}"
+            folder.mkdir(parents=True)
+            nbformat.write(nb, folder / f"{name}.ipynb")
+            points = sum(q["points"] for q in json.loads((HIDDEN / f"{name}.json").read_text())["questions"])
+            expected[(f"{kind}_{name}", name)] = points if kind == "solution" else 0
+    for attack, (nb, score) in entries.items():
+        (batch_dir / attack).mkdir()
+        nbformat.write(nb, batch_dir / attack / f"{EX}.ipynb")
+        expected[(attack, EX)] = score
+    # An id with a formula, unicode, dots and ~240 bytes: graded, escaped, its own file.
+    (batch_dir / WEIRD_ID).mkdir()
+    nbformat.write(_notebook("solutions"), batch_dir / WEIRD_ID / f"{EX}.ipynb")
+    expected[(WEIRD_ID, EX)] = 5
+    # Not notebooks, or not this student's: rejected with a note, never graded.
+    (batch_dir / "mallory").mkdir()
+    os.symlink(REPO_ROOT / "solutions" / f"{EX}.ipynb", batch_dir / "mallory" / f"{EX}.ipynb")
+    (batch_dir / "notes.txt").write_text("not a notebook")
+    (batch_dir / "solution_01_codebook" / "second.ipynb").write_bytes(
+        (batch_dir / "blank_01_codebook" / f"{EX}.ipynb").read_bytes())
+    before = _fingerprint(batch_dir)
+
+    # Secrets in the grader's environment, PATH included, must not reach any sandbox.
+    path = os.environ["PATH"]
+    os.environ[SECRET_ENV] = SECRET_VALUE
+    os.environ["PATH"] = f"/nonexistent/{SECRET_VALUE}:{path}"
+    start = time.monotonic()
+    try:
+        batch = grader.grade_submissions([batch_dir], jobs=2, limits=LIMITS)
+        report.write_report(batch, out_dir)
+    finally:
+        del os.environ[SECRET_ENV]
+        os.environ["PATH"] = path
+    seconds = time.monotonic() - start
+    time.sleep(1.0)  # a daemon that outlived its sandbox would have written by now
+    return {"batch": batch, "expected": expected, "entries": entries, "out": out_dir, "seconds": seconds,
+            "before": before, "after": _fingerprint(batch_dir), "batch_dir": batch_dir}
+
+
+def _result(graded, student: str, exercise: str):
+    found = [r for r in graded["batch"].results if r.student == student and r.exercise == exercise]
+    assert len(found) == 1, f"{student}/{exercise} graded {len(found)} times"
+    return found[0]
+
+
+ATTACKS = list(_catalogue(Path("/x"), Path("/y")))
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_attack_is_contained(graded, attack):
+    r = _result(graded, attack, EX)
+    honest = graded["expected"][(attack, EX)]
+    assert r.total == honest, f"{attack}: scored {r.total}, honest score {honest}: {[q.message for q in r.questions]}"
+    text = (graded["out"] / "feedback" / EX / f"{report.safe_name(attack)}.md").read_text()
+    text += (graded["out"] / "feedback" / EX / f"{report.safe_name(attack)}.ipynb").read_text()
+    for marker in LEAK_MARKERS:
+        assert marker not in text, f"{attack}: its feedback contains {marker!r}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_controls_solutions_full_blanks_zero_mutants_lose_every_question(graded, name):
+    for kind in ("solution", "blank", "mutants"):
+        r = _result(graded, f"{kind}_{name}", name)
+        assert r.total == graded["expected"][(f"{kind}_{name}", name)], \
+            f"{kind} of {name}: {r.total}/{r.max_total}: {[(q.id, q.message) for q in r.questions]}"
+    wrong = _result(graded, f"mutants_{name}", name)
+    assert all(q.points == 0 and "not tested" not in q.message for q in wrong.questions), \
+        [(q.id, q.message) for q in wrong.questions]
+
+
+def test_batch_completes_and_neighbours_are_untouched(graded):
+    batch = graded["batch"]
+    assert len(batch.results) == len(graded["expected"])
+    assert graded["before"] == graded["after"], "a submission changed files of the batch"
+    rows = list(__import__("csv").DictReader((graded["out"] / "gradebook.csv").open()))
+    assert {row["student"] for row in rows} == {report.spreadsheet_safe(s) for s, _ in graded["expected"]}
+    assert _result(graded, WEIRD_ID, EX).total == 5 and "'" + WEIRD_ID in {row["student"] for row in rows}
+    for row in rows:
+        points = [int(v) for k, v in row.items() if k not in ("student", "total") and v]
+        assert int(row["total"]) == sum(points)
+    rejected = {Path(x.path).name: x.reason for x in batch.rejected}
+    assert "symlink" in rejected[f"{EX}.ipynb"] and "not a notebook" in rejected["notes.txt"]
+    assert "second submission" in rejected["second.ipynb"]
+    assert not Path("/tmp/dlsl-pwned").exists() and not Path("/dev/shm/dlsl-dropping").exists()
+    assert not Path("/tmp/dlsl-dropping").exists()
+    leftovers = subprocess.run(["pgrep", "-f", "dlsl-daemon-marker"], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], f"processes outlived their sandbox: {leftovers}"
+    print(f"\ncatalogue: {len(batch.results)} notebooks graded in {graded['seconds']:.1f} s")
