@@ -589,7 +589,7 @@ for label, fn in {"package": package_quantize, "listing A": quantize_listing_a}.
 # does not crash either: the loss just refuses to fall and the perplexity sits near 1.
 #
 # **Bug B.** The student slides describe a VQ-VAE whose first version reconstructed badly
-# until they changed one line of its quantizer. (The lecture's own listing gets this line
+# until they fixed one step of its quantizer. (The lecture's own listing gets this line
 # right.) Here is a quantizer with the same kind of mistake. Can you find the line?
 
 # %%
