@@ -265,7 +265,8 @@ def quantize(z_e, codebook):
 # `z_e.reshape(-1, C)` *also* gives an `(N, C)` tensor, so every later shape matches and
 # nothing complains. But in memory a `(B, C, H, W)` tensor stores channel 0 of all pixels,
 # then channel 1 of all pixels, and so on. Cutting that into rows of length $C$ groups
-# neighbouring *pixels of one channel*, not the channels of one pixel:
+# neighbouring *pixels of one channel*, not the channels of one pixel. (A student project
+# in the course's sources lost its first VQ-VAE to this bug: [errata B2](../docs/ERRATA.md#b2).)
 
 # %%
 print("vector at pixel (0, 0):      ", z_e[0, :, 0, 0])
@@ -297,7 +298,8 @@ plt.show()
 #
 # The lecture's listing of the quantizer picks codes with `argmax` over the *distances*;
 # that selects the **farthest** code, the worst possible replacement. Again no error is
-# raised. In the plane the mistake is easy to see: each arrow should point to the nearest star.
+# raised ([errata B1](../docs/ERRATA.md#b1)). In the plane the mistake is easy to see: each
+# arrow should point to the nearest star.
 
 # %%
 few = points[torch.randperm(len(points))[:6]]

@@ -164,7 +164,8 @@ for name, (block, inp) in blocks.items():
 # %% [markdown]
 # Asking a block for something it cannot do (tripling the channels, say) raises a
 # `ValueError` that says what was expected. The lecture's code stops the whole Python
-# process with `sys.exit` instead, which in a notebook kills the kernel.
+# process with `sys.exit` instead, which in a notebook kills the kernel
+# ([errata B7](../docs/ERRATA.md#b7)).
 
 # %%
 try:
