@@ -94,11 +94,42 @@ print("matches torch.cdist:",
       torch.allclose(squared_distances(z_check, e_check), torch.cdist(z_check, e_check) ** 2, atol=1e-4))
 
 # %% [markdown]
+# The expanded form has one weakness. When $z$ is (almost) equal to a code, the three terms
+# are large numbers that nearly cancel, and floating-point rounding leaves a small error of
+# either sign. The distance from each code to *itself* should be exactly zero:
+
+# %%
+codes_far = 10 + torch.randn(1000, 16)      # vectors far from the origin: large norms
+self_d2 = squared_distances(codes_far, codes_far).diagonal()
+print(f"distance of a code to itself: smallest {self_d2.min():.1e}, largest {self_d2.max():.1e}, "
+      f"negative in {(self_d2 < 0).float().mean():.0%} of the codes")
+
+# %% [markdown]
+# The errors are tiny next to the distances between *different* codes (around
+# $2 \cdot 16 = 32$ here), so `argmin` is not affected. Two consequences are worth knowing:
+# clamp at zero before taking a square root (`d2.clamp(min=0).sqrt()`, or a NaN appears),
+# and keep these distances in 32-bit floats. In half precision the same cancellation
+# is about a thousand times larger and the squared norms can overflow, which is why
+# the package switches mixed precision off inside its quantizer
+# ([errata B11](../docs/ERRATA.md#b11)).
+
+# %% [markdown]
 # ## 2. Quantizing points in the plane
 #
 # With $D = 2$ everything can be drawn. Below are points from five blobs and a codebook of
 # $K = 8$ vectors. Colouring every location of a dense grid by its nearest code shows the
 # *Voronoi cells*: all points in one cell are replaced by the same code vector (the star).
+#
+# A codebook drawn at random wastes codes: some cells hold no data, and some blobs are split
+# or lumped together. A codebook is *learned* so that codes sit where the data is. The
+# classic way is **k-means** (Lloyd's algorithm): alternate between
+#
+# 1. assigning every vector to its nearest code (exactly the quantization step above), and
+# 2. moving each code to the mean of the vectors assigned to it.
+#
+# Neither step can raise the quantization error. The EMA codebook update of the VQ-VAE
+# (lecture 5) is an online, mini-batch version of the same two steps. The figure puts a
+# random codebook (left) next to one fitted by k-means (right).
 
 # %%
 centres = torch.tensor([[-2.0, -1.0], [0.0, 2.2], [2.2, -1.6], [2.6, 1.4], [-2.6, 2.0]])
@@ -135,25 +166,6 @@ def quantization_error(z, codebook):
     return squared_distances(z, codebook).min(dim=1).values.mean().item()
 
 
-random_codebook = 2.0 * torch.randn(8, 2)
-fig, ax = plt.subplots(figsize=(4.5, 4.5))
-plot_voronoi(random_codebook, points, ax,
-             f"random codebook, K=8\nquantization error {quantization_error(points, random_codebook):.2f}")
-plt.show()
-
-# %% [markdown]
-# A random codebook wastes codes: some cells hold no data, and some blobs are split or
-# lumped together. A codebook is *learned* so that codes sit where the data is. The classic
-# way is **k-means** (Lloyd's algorithm): alternate between
-#
-# 1. assigning every vector to its nearest code (exactly the quantization step above), and
-# 2. moving each code to the mean of the vectors assigned to it.
-#
-# Neither step can raise the quantization error. The EMA codebook update of the VQ-VAE
-# (lecture 5) is an online, mini-batch version of the same two steps.
-
-
-# %%
 def kmeans(x, num_codes, iters=20, seed=0):
     """Lloyd's k-means. x: (N, D) -> codebook (num_codes, D)."""
     g = torch.Generator().manual_seed(seed)
@@ -170,12 +182,13 @@ def kmeans(x, num_codes, iters=20, seed=0):
     return codebook
 
 
+random_codebook = 2.0 * torch.randn(8, 2)
 learned_codebook = kmeans(points, 8)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
 plot_voronoi(random_codebook, points, axes[0],
-             f"random, error {quantization_error(points, random_codebook):.2f}")
+             f"random codebook, K=8\nquantization error {quantization_error(points, random_codebook):.2f}")
 plot_voronoi(learned_codebook, points, axes[1],
-             f"k-means, error {quantization_error(points, learned_codebook):.2f}")
+             f"k-means codebook, K=8\nquantization error {quantization_error(points, learned_codebook):.2f}")
 plt.show()
 
 # %% [markdown]
@@ -248,7 +261,8 @@ def quantize(z_e, codebook):
 # `z_e.reshape(-1, C)` *also* gives an `(N, C)` tensor, so every later shape matches and
 # nothing complains. But in memory a `(B, C, H, W)` tensor stores channel 0 of all pixels,
 # then channel 1 of all pixels, and so on. Cutting that into rows of length $C$ groups
-# neighbouring *pixels of one channel*, not the channels of one pixel:
+# neighbouring *pixels of one channel*, not the channels of one pixel. (A student project
+# in the course's sources lost its first VQ-VAE to this bug: [errata B2](../docs/ERRATA.md#b2).)
 
 # %%
 print("vector at pixel (0, 0):      ", z_e[0, :, 0, 0])
@@ -280,7 +294,8 @@ plt.show()
 #
 # The lecture's listing of the quantizer picks codes with `argmax` over the *distances*;
 # that selects the **farthest** code, the worst possible replacement. Again no error is
-# raised. In the plane the mistake is easy to see: each arrow should point to the nearest star.
+# raised ([errata B1](../docs/ERRATA.md#b1)). In the plane the mistake is easy to see: each
+# arrow should point to the nearest star.
 
 # %%
 few = points[torch.randperm(len(points))[:6]]
@@ -384,6 +399,39 @@ ax.set(xticks=[], yticks=[], title="image 0 as integer tokens")
 plt.show()
 
 # %% [markdown]
+# What did k-means learn? Each code is a vector of $2 \cdot 2 \cdot 3 = 12$ numbers, so the
+# stand-in decoder `to_image` turns it back into a $2 \times 2$ patch of RGB pixels. Left: all
+# 64 codes as tiles, sorted from the most used (top left) to the least used on the
+# training patches. Right: how many patches each code stands for, each bar in its code's
+# average colour.
+
+# %%
+code_tiles = denormalize(to_image(image_codebook.view(K_img, -1, 1, 1))).clamp(0, 1)  # (K, 3, 2, 2)
+train_tokens = nearest_code(patch_vectors(train_images), image_codebook)
+code_counts = torch.bincount(train_tokens, minlength=K_img)
+order = code_counts.argsort(descending=True)
+tiles = torch.ones(8, 8, 3, 3, 3)                      # 8 x 8 tiles, 2 x 2 pixels + a white gap
+tiles[:, :, :, :2, :2] = code_tiles[order].view(8, 8, 3, 2, 2)
+tile_image = tiles.permute(0, 3, 1, 4, 2).reshape(24, 24, 3)[:-1, :-1]
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw=dict(width_ratios=[1, 1.7]))
+axes[0].imshow(tile_image, interpolation="nearest")
+axes[0].set(xticks=[], yticks=[], title=f"the {K_img} codes as 2x2 RGB patches\n(sorted by use, row by row)")
+axes[1].bar(range(K_img), code_counts[order].numpy(), width=0.85,
+            color=code_tiles[order].mean(dim=(2, 3)).numpy(), edgecolor="0.6", linewidth=0.5)
+axes[1].set(yscale="log", xlabel="code rank (same order as the tiles)", ylabel="patches (log scale)",
+            title=f"code usage on {len(train_tokens):,} training patches")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The first tile is plain black: the background code, used by far the most (note the log
+# scale). Most of the next ones are whole patches of one colour, the insides of shapes;
+# further down two-tone tiles take over, pieces of edges between a shape and the
+# background (or a pinhole inside a shape). The codebook is a vocabulary of small image
+# pieces, and how often each piece occurs is very uneven; section 5 puts a number on that.
+
+# %% [markdown]
 # ## 5. How big should the codebook be?
 #
 # Two numbers describe a codebook on data:
@@ -411,44 +459,51 @@ print("package's perplexity agrees:",
 
 # %% [markdown]
 # Fit a k-means codebook for several $K$ on the training images and measure both numbers
-# on unseen test images.
+# on unseen test images. These images are mostly black background, and every background
+# patch gets the same token; to see how the codes are used on the shapes themselves, the
+# perplexity is also computed over the *foreground* positions alone (patches with at least
+# one non-black pixel).
 
 # %%
 Ks = pick(normal=[2, 4, 8, 16, 32, 64, 128, 256], quick=[2, 4, 8, 16, 32, 64])
 train_vectors = patch_vectors(train_images)
-errors, perplexities, used = [], [], []
+foreground = (to_features(test_images) > -1).any(dim=1)   # (B, H/2, W/2): not plain background
+errors, perplexities, fg_perplexities, used = [], [], [], []
 for k in Ks:
     cb = kmeans(train_vectors, k, iters=pick(normal=20, quick=6))
     zq, tok = quantize(to_features(test_images), cb)
     errors.append(F.mse_loss(to_image(zq), test_images).item())
     perplexities.append(usage_perplexity(tok, k))
+    fg_perplexities.append(usage_perplexity(tok[foreground], k))
     used.append(tok.unique().numel())
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 axes[0].plot(Ks, errors, "o-")
 axes[0].set(xlabel="codebook size K", ylabel="pixel MSE (test)", title="quantization error", ylim=(0, None))
 axes[1].plot(Ks, used, "^-", label="codes used at least once")
-axes[1].plot(Ks, perplexities, "o-", label="perplexity")
+axes[1].plot(Ks, fg_perplexities, "d-", label="perplexity, foreground only")
+axes[1].plot(Ks, perplexities, "o-", label="perplexity, all positions")
 axes[1].plot(Ks, Ks, "k--", lw=1, label="K")
-axes[1].set(yscale="log", xlabel="codebook size K", ylabel="codes in use", title="perplexity")
+axes[1].set(yscale="log", xlabel="codebook size K", ylabel="codes in use",
+            title=f"perplexity (background = {1 - foreground.float().mean():.0%} of positions)")
 axes[1].set_yticks(Ks, [str(k) for k in Ks])
-axes[1].legend()
+axes[1].legend(fontsize=8)
 for ax in axes:
     ax.set_xscale("log")
     ax.set_xticks(Ks, [str(k) for k in Ks])
     ax.minorticks_off()
 plt.tight_layout()
 plt.show()
-print(f"share of positions holding the most common token (K={Ks[-1]}): "
-      f"{torch.bincount(tok.flatten()).max().item() / tok.numel():.0%}")
 
 # %% [markdown]
 # The error falls steadily with $K$. Most codes do appear somewhere in the test images,
-# yet the perplexity stays far below $K$: this dataset is mostly background, so one code
-# carries most positions and the others are rare (the share of the most common token is
-# printed below). Perplexity counts codes by how much they are *used*, not whether. A
-# bigger codebook buys detail, but each added code is used less. Codebook *usage* will
-# be a headline number when we train VQ-VAEs.
+# yet the perplexity over all positions stays far below $K$: the background, the share
+# given in the title, all goes to one code, and that one code dominates the usage
+# histogram. Perplexity counts codes by how much they are *used*, not whether. Over the
+# foreground alone the perplexity is far higher and not far below $K$: on the shapes the
+# codebook is used fairly evenly. A bigger codebook buys detail, but each added code is used less.
+# Codebook usage will be a headline number when we train VQ-VAEs, and there too the
+# background weighs on it.
 #
 # **Try it.** Move the slider: the left panel refits k-means on the 2-D points, the right one
 # on image patches. Watch where new codes go and when the reconstruction starts to show
@@ -508,8 +563,13 @@ plt.show()
 # $D = 16$ dimensions, near (not on) the codes of a $K = 32$ codebook, as a trained
 # encoder's output would be. Attention weights are
 # $A = \operatorname{softmax}\!\big(Q K^\top / \sqrt{D}\big)$ with $Q = X W_Q$, $K = X W_K$.
-# For growing noise we compare how much $A$ moves when it is computed from the raw vectors
-# and from their quantized versions.
+#
+# The fair question is not "how much does each kind of attention move under noise?" but
+# "how far is it from the attention of the **clean, raw** vectors", the input the model
+# would ideally see. Snapping itself moves every vector to its code, so the quantized
+# attention starts off that ideal by a fixed amount even without any noise: the price of
+# quantizing. Both curves below are measured against the same clean raw attention, on a
+# log axis so that small drifts stay visible.
 
 # %%
 D_att, K_att, T = 16, 32, 64
@@ -527,38 +587,100 @@ def snap(x):
     return cb_att[nearest_code(x.reshape(-1, D_att), cb_att)].reshape(x.shape)
 
 
+def row_change(a, b):
+    """Mean L1 distance between corresponding attention rows (each row sums to 1, so <= 2)."""
+    return (a - b).abs().sum(-1).mean().item()
+
+
 clean_tokens = nearest_code(clean, cb_att)
-A_raw_clean, A_q_clean = attention_weights(clean), attention_weights(snap(clean))
+A_ideal, A_q_clean = attention_weights(clean), attention_weights(snap(clean))
+snap_cost = row_change(A_q_clean, A_ideal)
 sigmas = torch.logspace(-2.5, 0.3, 15)
 trials = pick(normal=200, quick=40)
-unchanged, change_raw, change_q = [], [], []
+unchanged, rows_identical, change_raw, change_q = [], [], [], []
 for s in sigmas:
     noisy = clean + s * torch.randn(trials, T, D_att)
     tok = nearest_code(noisy.reshape(-1, D_att), cb_att).reshape(trials, T)
+    A_q = attention_weights(snap(noisy))
     unchanged.append((tok == clean_tokens).float().mean().item())
-    change_raw.append((attention_weights(noisy) - A_raw_clean).abs().sum(-1).mean().item())
-    change_q.append((attention_weights(snap(noisy)) - A_q_clean).abs().sum(-1).mean().item())
+    rows_identical.append((A_q == A_q_clean).all(-1).float().mean().item())
+    change_raw.append(row_change(attention_weights(noisy), A_ideal))
+    change_q.append(row_change(A_q, A_ideal))
+break_even = next((s.item() for s, c in zip(sigmas, change_raw) if c >= snap_cost), float("nan"))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-axes[0].plot(sigmas, unchanged, "o-")
-axes[0].set(xscale="log", xlabel="noise std", ylabel="fraction of tokens unchanged", ylim=(0, 1.05),
+fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+axes[0].plot(sigmas, unchanged, "o-", label="tokens unchanged")
+axes[0].plot(sigmas, rows_identical, "s--", label="quantized attention rows\nbit-for-bit unchanged")
+axes[0].set(xscale="log", xlabel="noise std", ylabel="fraction", ylim=(0, 1.05),
             title="tokens survive small noise")
+axes[0].legend(fontsize=8, loc="lower left")
 axes[1].plot(sigmas, change_raw, "o-", label="raw vectors")
 axes[1].plot(sigmas, change_q, "s-", label="quantized vectors")
-axes[1].set(xscale="log", xlabel="noise std", ylabel="mean L1 change of an attention row",
-            title="how much attention moves")
-axes[1].legend()
+axes[1].axhline(snap_cost, color="tab:orange", ls=":", lw=1)
+axes[1].axvline(break_even, color="grey", ls=":", lw=1)
+axes[1].set(xscale="log", yscale="log", xlabel="noise std",
+            ylabel="mean L1 distance of an attention row",
+            title="distance from the clean raw attention")
+axes[1].legend(fontsize=8)
 plt.tight_layout()
+plt.show()
+print(f"cost of snapping (no noise at all): {snap_cost:.3f} per attention row; "
+      f"the raw attention drifts that far only at noise std ~{break_even:.2f}")
+
+# %% [markdown]
+# Read the right panel from left to right. The quantized curve starts at the cost of
+# snapping (dotted line) and stays flat: as long as every token survives, the quantized
+# attention is **bit-for-bit** the same as without noise (left panel, dashed). The raw
+# attention starts close to the ideal and drifts away steadily with the noise; on a linear
+# axis its first steps would look like zero, but they are not. The two curves cross near
+# the noise level printed above (grey line). Beyond it tokens start to flip and the
+# quantized attention moves too, in jumps: each flipped token swaps a whole row and column
+# of scores.
+#
+# So quantizing is a trade: a fixed, known distortion in exchange for an input that does
+# not change at all under small perturbations. It pays off when the perturbations are
+# larger than the snapping error, and the snapping error is small when encoder outputs sit
+# close to their codes. That is what the commitment loss of lecture 5 trains the encoder
+# to do; it also widens the margin before a token flips.
+#
+# ### Back to an image's token grid
+#
+# The same effect on the image tokens of section 4: add pixel noise to a test image and
+# quantize it again with the same 64-code codebook. Every one of its 256 patch vectors
+# changes, but a token changes only where the noise pushes a patch across a cell border.
+# Top row: the noisy image; bottom row: the clean image with the positions whose token
+# changed marked in red.
+
+# %%
+noise_levels = [0.02, 0.1, 0.2, 0.4]
+x0 = test_images[:1]
+clean_grid = quantize(to_features(x0), image_codebook)[1][0]
+gen = torch.Generator().manual_seed(0)
+fig, axes = plt.subplots(2, len(noise_levels), figsize=(2.6 * len(noise_levels), 6.0))
+for col, std in enumerate(noise_levels):
+    x_noisy = (x0 + std * torch.randn(x0.shape, generator=gen)).clamp(-1, 1)
+    noisy_grid = quantize(to_features(x_noisy), image_codebook)[1][0]
+    flipped = noisy_grid != clean_grid
+    moved = (to_features(x_noisy) != to_features(x0)).any(dim=1).float().mean()
+    axes[0, col].imshow(denormalize(x_noisy[0]).permute(1, 2, 0))
+    axes[0, col].set_title(f"pixel noise std {std}\n{moved:.0%} of patch vectors changed", fontsize=9)
+    axes[1, col].imshow(denormalize(x0[0]).permute(1, 2, 0))
+    axes[1, col].imshow(np.ma.masked_where(~flipped.numpy(), flipped.numpy()), cmap="autumn",
+                        extent=(-0.5, 31.5, 31.5, -0.5), interpolation="nearest", alpha=0.9)
+    axes[1, col].set_title(f"{1 - flipped.float().mean():.0%} of tokens unchanged", fontsize=9)
+for ax in axes.flat:
+    ax.set(xticks=[], yticks=[])
+plt.tight_layout(h_pad=2.0)
 plt.show()
 
 # %% [markdown]
-# As long as the noise is small compared with the distance from each vector to its cell
-# border, every token survives and the quantized attention does not move **at all**, while
-# the raw attention drifts from the smallest noise on. Beyond that, tokens start to flip and the quantized
-# attention moves too, in jumps: each flipped token swaps a whole row and column of scores.
-# This is why a VQ-VAE trains its encoder to *commit* to codes (the commitment loss of
-# lecture 5): the closer encoder outputs sit to their codes, the wider the margin before
-# a token flips.
+# At the smallest noise every patch vector has moved, yet the token grid, and therefore
+# anything a transformer computes from it, is unchanged. As the noise grows, tokens flip
+# first on the edges of the shapes and around their pinholes: a two-colour patch has
+# several similar two-tone codes nearby, so its cell borders are close. The plain
+# background, whose code has no close neighbour, holds out longest. A learned
+# encoder followed by a codebook behaves the same way, with cells drawn in feature space
+# instead of pixel space.
 
 # %% [markdown]
 # ## Summary
@@ -573,9 +695,24 @@ plt.show()
 #   permute back. Both classic bugs (no permute, argmax) run without any error message,
 #   so check against a case whose answer you know.
 # - A bigger codebook lowers the error; perplexity tells how many codes are really used.
-# - Snapped tokens do not change under perturbations that stay inside a cell, which shields
-#   attention from small noise; bigger perturbations flip tokens.
+# - Snapping costs a fixed distortion, and in exchange tokens do not change under
+#   perturbations that stay inside a cell: attention computed from them is then exactly
+#   the same. Bigger perturbations flip tokens, in jumps.
+#
+# ## Questions to think about
+#
+# 1. Section 1 showed that $\lVert z\rVert^2 - 2z\cdot e + \lVert e\rVert^2$ can come out slightly
+#    negative. Can that ever make `argmin` pick a code that is not the nearest? What would
+#    the two codes involved have to look like?
+# 2. With a codebook of $K$ codes, how many bits does one token carry at most? How many bits
+#    per token does a perplexity of 8 correspond to? For a $16 \times 16$ grid, compare
+#    this with the bits in the $32 \times 32 \times 3$ image of section 4 at 8 bits per value.
+# 3. The noise experiment of section 6 found a noise level beyond which raw vectors beat
+#    snapped ones. What would move that level to the left or to the right?
+# 4. The foreground perplexity was much higher than the all-positions one. If you trained a
+#    model to predict tokens, which of the two numbers tells you more about how hard its
+#    job is, and why?
 #
 # **Next:** exercise 1 in `exercises/` (the codebook exercise) asks you to write the
-# quantizer yourself and catch these bugs with tests. Lecture 2 turns to the probabilistic
+# nearest-code lookup and the perplexity yourself. Lecture 2 turns to the probabilistic
 # side: the ELBO that variational autoencoders maximise.

@@ -119,10 +119,57 @@ print("quick mode:", quick_mode())
 # - The ELBO contains only things we can compute: the decoder's log-likelihood, averaged over
 #   codes drawn from the encoder, and a KL between the encoder and the prior.
 # - $\log p(x)$ does not depend on the encoder, so raising the ELBO by changing $q$ *must* shrink the
-#   gap: it pulls $q(z\mid x)$ towards the true posterior. Raising it by changing $\theta$ pushes
-#   the evidence up. One objective trains both networks.
+#   gap: it pulls $q(z\mid x)$ towards the true posterior.
+# - Changing the decoder's weights $\theta$ is different: $\theta$ appears in *both* terms of step 5.
+#   A step that raises the ELBO raises $\log p_\theta(x)$, or shrinks the gap by moving the true
+#   posterior $p_\theta(z\mid x)$ towards $q$, or some of each. Nothing guarantees that the
+#   evidence goes up; the ELBO can even rise while $\log p_\theta(x)$ falls, when the decoder
+#   buys a smaller gap with a worse fit. What *is* guaranteed is a floor: the evidence is
+#   never below the ELBO, so pushing the ELBO up pushes up the least the evidence can be.
+#   One objective trains both networks, and the price of the shortcut is that a VAE's
+#   decoder tends to favour models whose posterior is easy for $q$ to match.
 # - The VAE loss is its negative, a **reconstruction** term plus a **KL** term (the lecture's Eq. 6):
 #   $\mathcal{L} = -\mathbb{E}_q[\log p(x\mid z)] + \mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)$.
+#
+# ### A second derivation: Jensen's inequality in one line
+#
+# The same bound also comes straight from the evidence, without naming the posterior. Multiply
+# and divide inside the integral by $q(z\mid x)$, which turns the integral into an expectation
+# under $q$, and move the logarithm inside it. Because $\log$ is concave, Jensen's inequality
+# says $\log \mathbb{E}[Y] \ge \mathbb{E}[\log Y]$:
+#
+# $$
+# \log p(x) = \log \int p(x\mid z)\,p(z)\,dz
+#   = \log \mathbb{E}_{q}\!\left[\frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right]
+#   \;\ge\; \mathbb{E}_{q}\!\left[\log \frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right]
+#   = \mathbb{E}_{q}\big[\log p(x\mid z)\big] - \mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big).
+# $$
+#
+# The right-hand side is the ELBO again. This route is shorter and shows at a glance why a
+# *bound* appears (a log of an average against an average of logs), but it hides the size of
+# the gap. The first route tells us exactly what is lost: the KL from $q$ to the true
+# posterior. Jensen's inequality is an equality when the averaged quantity
+# $p(x\mid z)p(z)/q(z\mid x)$ is the same for every $z$, i.e. when $q(z\mid x) \propto p(x\mid z)p(z)$:
+# the posterior again. Section 5 checks both statements numerically. The sampled ELBO of
+# section 5 (`elbo_sampled`) is exactly the average of the logarithm in the middle.
+#
+# ### Three slips in the slides
+#
+# The lecture's next slides turn this loss into code, and three of its equations contain
+# mistakes worth recognising (details on the course's [errata page](../docs/ERRATA.md)):
+#
+# - **Eq. 8** calls $\mathbb{E}_q[\log p(x\mid z)]$ the reconstruction *loss*. It is a
+#   log-likelihood, to be maximised; the loss term is its negative
+#   ([errata E2](../docs/ERRATA.md#e2)).
+# - **Eqs. 17 and 18** divide the squared error by $\sigma^d$. For a decoder
+#   $\mathcal{N}(\hat{x}, \sigma^2 I)$ the exponent is $-\lVert x - \hat x\rVert^2 / (2\sigma^2)$; the power
+#   $d$ belongs only to the normalising constant $(2\pi\sigma^2)^{-d/2}$
+#   ([errata E3](../docs/ERRATA.md#e3)). The function `log_likelihood` in section 5 is the
+#   correct form.
+# - **Eq. 20** substitutes the input image $x_{in}$ for the decoder's mean $\mu_{x\mid z}$. The mean
+#   is the decoder's *output* $\hat x(z)$; the $x$ being scored is the input. The right term is
+#   $\lVert x - \hat x(z)\rVert^2$, which is also what the slide's code computes
+#   ([errata E4](../docs/ERRATA.md#e4)).
 
 # %% [markdown]
 # ## 3. The KL term in closed form
@@ -192,7 +239,8 @@ zeros = torch.zeros(5, 3)
 print("package agrees:", torch.allclose(kl_divergence(mu_q, lv_q), kl_diag(mu_q, lv_q, zeros, zeros), atol=1e-5))
 
 # %% [markdown]
-# **A caution when reading the slides.** The lecture quotes the Gaussian KL (its Eq. 9) with the
+# **A caution when reading the slides** ([errata E1](../docs/ERRATA.md#e1)). The lecture quotes
+# the Gaussian KL (its Eq. 9) with the
 # two distributions' roles exchanged: $\Sigma_q^{-1}\Sigma_p$ where $\Sigma_p^{-1}\Sigma_q$ belongs.
 # Carried through to its Eq. 14, $-\tfrac12 + \tfrac12\log\sigma_q^2 + \frac{1 + \mu_q^2}{2\sigma_q^2}$,
 # that is $\mathrm{KL}\big(p(z)\,\|\,q\big)$, the divergence in the *other* direction. The line of PyTorch
@@ -274,7 +322,10 @@ plt.show()
 # ## 5. Checking the bound on a model with known answers
 #
 # For a neural decoder neither $\log p(x)$ nor the posterior can be computed, so the identity
-# of section 2 cannot be checked there. A **linear-Gaussian** model has both in closed form:
+# of section 2 cannot be checked there. A **linear-Gaussian** model has both in closed form.
+# It has a name: **probabilistic PCA** (Tipping and Bishop, 1999). Its maximum-likelihood
+# $W$ spans the leading principal components of the data, and it is the VAE whose
+# decoder is a single linear layer with fixed noise:
 #
 # $$
 # z \sim \mathcal{N}(0, I_d), \qquad x = W z + b + \varepsilon, \quad \varepsilon \sim \mathcal{N}(0, s^2 I_n).
@@ -558,13 +609,17 @@ axes[0].legend()
 axes[1].plot(steps_logged, mean_log_px - elbos)
 axes[1].set(yscale="log", xlabel="training step", ylabel="nats per example",
             title=r"gap $\log p(x) - $ELBO $=$ KL to the posterior")
-for j, marker in enumerate("os"):
-    axes[2].scatter(m_v[:, j], mu_v[:, j], s=8, marker=marker, label=f"$z_{j + 1}$")
+# Two latent dimensions, each on its own axis pair: side by side instead of on top of each
+# other, so that neither cloud of points hides the other.
 lim = m_v.abs().max().item() * 1.1
-axes[2].plot([-lim, lim], [-lim, lim], "k--", lw=1)
-axes[2].set(xlabel="true posterior mean", ylabel="encoder mean", title="encoder vs exact posterior",
-            aspect="equal")
-axes[2].legend()
+for j, colour in enumerate(["tab:blue", "tab:orange"]):
+    offset = j * 2.4 * lim                 # shift the second panel to the right
+    axes[2].scatter(m_v[:, j] + offset, mu_v[:, j], s=6, alpha=0.5, color=colour,
+                    label=f"$z_{j + 1}$ (posterior sd {S_v[j, j].sqrt():.2f})")
+    axes[2].plot([offset - lim, offset + lim], [-lim, lim], "k--", lw=1, zorder=3)
+axes[2].set_xticks([0, 2.4 * lim], ["$z_1$: true mean", "$z_2$: true mean"])
+axes[2].set(ylabel="encoder mean", title="encoder vs exact posterior (dashed: equal)")
+axes[2].legend(fontsize=8, loc="lower right")
 plt.tight_layout()
 plt.show()
 print(f"average gap log p(x) - ELBO after training: {final_gap:.4f} nats")
@@ -591,7 +646,23 @@ print("posterior variances, encoder:", [round(v, 4) for v in lv_v.exp().mean(0).
 # - Sampled estimates converge like $1/\sqrt{N}$, so use the closed form where there is one.
 # - The reparameterization $z = \mu + \sigma\odot\varepsilon$ makes sampling differentiable;
 #   with it, maximising the ELBO trained an encoder onto the exact posterior.
+# - The linear-Gaussian model is probabilistic PCA: the simplest VAE, and one where every
+#   quantity can be checked exactly.
+#
+# ## Questions to think about
+#
+# 1. Both derivations of section 2 give the same bound. Which one would you use to explain
+#    *why* a better encoder gives a tighter bound, and which to explain why there is a
+#    bound at all?
+# 2. The trained encoder of section 8 reached the exact posterior because the model was
+#    linear-Gaussian. Name one change to the model (decoder, prior or noise) after which a
+#    linear Gaussian encoder could no longer reach it. What would the gap curve then do?
+# 3. $\mathrm{KL}(q\,\|\,p)$ and $\mathrm{KL}(p\,\|\,q)$ differ (section 7). When $q$ is too narrow
+#    for the posterior, which of the two stays moderate, and what does that say about the
+#    kind of mistake a VAE's encoder tends to make?
+# 4. In section 5.3 the best diagonal $q$ had the right centre but was too narrow. Why too
+#    narrow rather than too wide?
 #
 # **Next:** exercise 2 in `exercises/` (the ELBO exercise) has you implement the Gaussian KL
-# and the sampled ELBO yourself and test them against exact answers. Lecture 3 builds the
-# plain autoencoder that the VAE extends.
+# in closed form and a Monte-Carlo estimate of it, and compare the two. Lecture 3 builds
+# the plain autoencoder that the VAE extends.

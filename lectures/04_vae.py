@@ -39,8 +39,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch.distributions import Normal
 
-from dlstudio_lite import (CHECKPOINTS, VAE, CheckpointError, ShapesDataset, kl_divergence, load_model,
-                           load_or_train, pick, psnr, quick_mode, reparameterize, seed_everything)
+from dlstudio_lite import (CHECKPOINTS, VAE, CheckpointError, ShapesDataset, bits_per_dim, kl_divergence,
+                           load_model, load_or_train, pick, psnr, quick_mode, reparameterize, seed_everything)
 from dlstudio_lite.plot import input_output_pairs, plot_history, show_images, show_side_by_side
 
 seed_everything(0)
@@ -160,6 +160,22 @@ print("closed form == dlstudio_lite.kl_divergence:", torch.allclose(closed_form,
 # $\mathcal L_\beta = \text{recon} + \beta\, \mathrm{KL}$. $\beta = 1$ is the ELBO;
 # smaller $\beta$ favours sharp reconstructions, larger $\beta$ a latent closer to the prior.
 #
+# **$\beta$ and the decoder's variance are the same knob.** With a decoder variance $s^2$ the
+# exact negative ELBO is, up to a constant, $\text{SE}/(2s^2) + \mathrm{KL}$, where SE is the
+# summed squared error. Take the lecture's loss, $\text{SE} + 0.1\,\mathrm{KL}$, and multiply it
+# by 10 (a constant factor moves the minimum nowhere):
+#
+# $$ 10\,\big(\text{SE} + 0.1\,\mathrm{KL}\big) = 10\,\text{SE} + \mathrm{KL}
+#    = \frac{\text{SE}}{2 \cdot 0.05} + \mathrm{KL}. $$
+#
+# So $\beta = 0.1$ with a summed squared error *is* the plain ELBO ($\beta = 1$) of a decoder
+# with variance $s^2 = 0.05$ (standard deviation $0.22$ on the $[-1, 1]$ pixel scale). In
+# general, $\beta$ with a summed squared error is the ELBO with $s^2 = \beta / 2$. A "small
+# $\beta$" is nothing exotic: it is a statement that the decoder's pixels are trusted to
+# within about $\pm 0.22$. (The lecture's derivation hides this factor: its Eqs. 17 and 18
+# divide by $\sigma^d$ instead of $\sigma^2$, see [errata E3](../docs/ERRATA.md#e3).)
+# Section 3 uses this to report the model's ELBO.
+#
 # ### Sum or mean? The hidden change of $\beta$
 #
 # Let $D_x = C H W$ be the number of pixel values and $D_z$ the number of latent values. Code
@@ -253,6 +269,36 @@ device = next(vae.parameters()).device
 print(f"trained for {history['train/loss'][-1][0]} steps;", vae.hparams)
 
 # %% [markdown]
+# **The ELBO of the trained model.** By section 2 the training loss is the exact negative
+# ELBO of a decoder with variance $s^2 = \beta / 2 = 0.05$, scaled by $\beta$. The package's
+# `VAE.elbo` computes the ELBO per image for the fixed decoder standard deviation stored in
+# `decoder_std`; set it to $\sqrt{0.05}$ to evaluate the model the training objective
+# describes, and convert with `dlstudio_lite.bits_per_dim` to bits per dimension, the unit
+# papers use (for 8-bit pixel values; lower is better, and 8 would mean "no better than
+# storing the raw bytes"). One sample of $z$ per image gives an unbiased estimate.
+
+# %%
+x_eval = test_set.tensors(pick(normal=200, quick=32)).to(device)
+trained_std = vae.decoder_std
+vae.decoder_std = math.sqrt(vae.beta / 2)        # the decoder variance the loss implies
+with torch.no_grad():
+    torch.manual_seed(0)
+    elbo_per_image = vae.elbo(x_eval)             # nats per image, (B,)
+    kl_eval = kl_divergence(*vae.encode(x_eval)).mean()
+vae.decoder_std = trained_std
+D_img = x_eval[0].numel()
+print(f"decoder std {math.sqrt(vae.beta / 2):.3f}: ELBO {elbo_per_image.mean():.0f} nats per image "
+      f"over {len(x_eval)} test images = {bits_per_dim(-elbo_per_image.mean(), D_img):.2f} bits per dimension")
+print(f"  of which the KL term (the cost of the latent): {kl_eval / (D_img * math.log(2)):.3f} bits per dimension")
+
+# %% [markdown]
+# Almost all of the bound is the reconstruction term. The decoder describes each pixel by
+# a bell with standard deviation 0.22, about 28 of the 256 intensity levels, and pays for
+# that width in every one of the $3 \cdot 64 \cdot 64$ values; the latent itself costs little.
+# Bits per dimension make models comparable across image sizes, but only under the same
+# assumed decoder variance: by section 2, choosing it is choosing $\beta$.
+
+# %% [markdown]
 # The two terms on their own scales. The reconstruction error (MSE per pixel) falls. The KL
 # (nats per image) is largest early on, when the encoder has just begun to pour information
 # into $z$ without regard for its cost, and then falls as the $\beta \cdot$KL term trims
@@ -327,7 +373,7 @@ plt.show()
 # Generating is what the prior is for: draw $z \sim \mathcal N(0, I)$ with the latent's shape
 # and decode it (`VAE.sample`).
 #
-# **Bug 3 of the lecture's code** (see `REFERENCE.md`): its "sample the standard normal" mode
+# **A bug in the lecture's code** ([errata B3](../docs/ERRATA.md#b3)): its "sample the standard normal" mode
 # sets `mu` to zeros and `logvar` to **ones**, then reparameterizes. But $\log\sigma^2 = 1$
 # means $\sigma^2 = e \approx 2.72$, so the latents come from $\mathcal N(0, e\, I)$, with a
 # standard deviation 1.65 times too large. The standard normal needs `logvar = 0`. Both side
@@ -499,6 +545,20 @@ if autoencoder is not None:
 #   collapses onto the prior and the decoder ignores its input.
 # - Generate by decoding $z \sim \mathcal N(0, I)$ (log-variance 0, not 1). Latent
 #   interpolation stays closer to the data than pixel blending.
+# - $\beta$ with a summed squared error is the exact ELBO of a decoder with variance
+#   $\beta / 2$: the lecture's $\beta = 0.1$ is $\beta = 1$ with $s^2 = 0.05$.
+#
+# ## Questions to think about
+#
+# 1. If $\beta$ and the decoder variance are one knob (section 2), what would it mean to
+#    *learn* the decoder variance along with the network? Which way would you expect it to
+#    move as the reconstructions improve, and what would that do to the effective $\beta$?
+# 2. The ELBO in bits per dimension depends on the decoder variance you assume. Why is it
+#    still fair to compare two models with it, and under which condition is it not?
+# 3. The samples of section 5 had the right colours but no whole shapes. Which of the two
+#    reasons given there would a larger $\beta$ help with, and which not at all?
+# 4. Posterior collapse drives the KL to zero. Is a KL of zero for *one* latent channel a
+#    problem, or can it be a sensible choice by the model?
 #
 # **Next:** exercise 4 in `exercises/` (the VAE exercise). Lecture 5 replaces the Gaussian
 # latent by a codebook: the VQ-VAE.

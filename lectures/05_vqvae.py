@@ -28,7 +28,8 @@
 # - dead codes, and how an EMA codebook with code restarts revives them;
 # - the lecture's claim, measured: the VQ-VAE keeps the tiny holes inside the shapes that
 #   the VAE smooths over;
-# - two bugs of the lecture's listings that run without any error, and their symptoms;
+# - two bugs from the course's sources (the lecture's listing, a student project) that run
+#   without any error, and their symptoms;
 # - images as grids of code indices.
 
 # %%
@@ -205,7 +206,13 @@ vqvae, vq_history = load_or_train(
     log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2))
 print({k: vqvae.hparams[k] for k in ("base_channels", "latent_size", "num_codes", "code_dim",
                                      "beta", "quantizer", "decay", "kmeans_init", "dead_code_steps")})
-print(f"{sum(p.numel() for p in vqvae.parameters()):,} parameters")
+n_params = sum(p.numel() for p in vqvae.parameters())
+n_buffers = sum(b.numel() for b in vqvae.buffers())
+print(f"{n_params:,} trainable parameters (what the optimizer updates)")
+if vqvae.hparams["quantizer"] == "ema":
+    print(f"+ {n_buffers:,} numbers in buffers, not counted above: the EMA codebook "
+          f"({vqvae.quantizer.codebook.numel():,} = {vqvae.num_codes} codes x {vqvae.code_dim}) and its "
+          f"running statistics, updated by averaging rather than by gradients")
 
 # %% [markdown]
 # The trainer logs the reconstruction MSE, the VQ loss (for the EMA codebook: $\beta$ times
@@ -257,6 +264,41 @@ plt.show()
 # Perplexity well below $K$ even when every code is in use means uneven use: a few codes
 # carry a large share of the latent pixels. That is the data, not a failure: most of every
 # image is black background, and the codes for "background" win a large share.
+#
+# **Two perplexities.** The training curve above reads lower than the number in this
+# histogram's title, for the same model. They are not the same measurement. The curve is
+# the perplexity of *one training batch* (32 images), averaged between log points; the
+# histogram pools the codes of the whole test set. Perplexity is not an average over
+# images: a larger sample holds more images with their own shapes, colours and, as
+# section 3 shows, their own background codes, so its code histogram is spread over more
+# codes. The same model's perplexity, computed on growing pools of test images:
+
+# %%
+pool_sizes = [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 200) if n <= len(indices)]
+
+
+def pooled_perplexity(idx):
+    p = torch.bincount(idx.flatten(), minlength=vqvae.num_codes).float()
+    p = p / p.sum()
+    return float(torch.exp(-torch.special.xlogy(p, p).sum()))
+
+
+fig, ax = plt.subplots(figsize=(6, 3.3))
+ax.plot(pool_sizes, [pooled_perplexity(indices[:n]) for n in pool_sizes], "o-")
+ax.axvline(pick(normal=32, quick=16), color="grey", ls=":", label="training batch size")
+ax.axhline(vq_history["train/perplexity"][-1][1], color="tab:red", ls="--",
+           label="training curve, last value (per batch)")
+ax.set(xscale="log", xlabel="test images pooled", ylabel="perplexity",
+       title="perplexity grows with the sample it is computed on")
+ax.set_xticks(pool_sizes, [str(n) for n in pool_sizes])
+ax.minorticks_off()
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# At the training batch size the pooled test perplexity is close to the training curve's
+# level; over all test images it reaches the histogram's value. Compare perplexities only
+# when they were computed over samples of the same size (and say which).
 #
 # ## 3. An image is a grid of code indices
 #
@@ -362,8 +404,9 @@ plt.show()
 # - **EMA + restart** revives the idle codes on real encoder vectors within a few dozen steps
 #   and reaches the highest perplexity.
 #
-# (The EMA initialisation bug of REFERENCE item 8, cluster sizes starting at 0, produces the
-# same flat curve from a *good* codebook; the package starts them at 1.)
+# (A common EMA initialisation bug, cluster sizes starting at 0, produces the same flat
+# curve from a *good* codebook; the package starts them at 1. See
+# [errata B9](../docs/ERRATA.md#b9).)
 #
 # ## 5. The lecture's claim: the VQ-VAE keeps the holes
 #
@@ -490,9 +533,11 @@ plt.show()
 #
 # ## 6. Spot the bug
 #
-# Two bugs from the lecture's listings (REFERENCE items 1 and 12). Both give tensors of the
-# right shape and no error; only the results show them. To see the symptoms clearly we plug
-# each buggy quantizer into the *trained* VQ-VAE above.
+# Two bugs from the course's sources: one in the lecture's quantizer listing
+# ([errata B1](../docs/ERRATA.md#b1)), one that a student project reports from its own first
+# VQ-VAE ([errata B2](../docs/ERRATA.md#b2)). Both give tensors of the right shape and no error;
+# only the results show them. To see the symptoms clearly we plug each buggy quantizer into
+# the *trained* VQ-VAE above.
 #
 # **Bug A.** The lecture's `VectorQuantizer` listing picks the code index with
 
@@ -540,12 +585,14 @@ for label, fn in {"package": package_quantize, "listing A": quantize_listing_a}.
 # the few codes at the edge of the codebook. The fix is `argmin`. During training this bug
 # does not crash either: the loss just refuses to fall and the perplexity sits near 1.
 #
-# **Bug B.** A quantizer that flattens the encoder output directly:
+# **Bug B.** The student slides describe a VQ-VAE whose first version reconstructed badly
+# until they fixed one step of its quantizer. (The lecture's own listing gets this line
+# right.) Here is a quantizer with the same kind of mistake. Can you find the line?
 
 # %%
 def quantize_listing_b(z_e, codebook):
     b, d, h, w = z_e.shape
-    flat = z_e.reshape(-1, d)                                   # (B*h*w, D) ... or is it?
+    flat = z_e.reshape(-1, d)
     idx = torch.cdist(flat, codebook).argmin(dim=1)
     return codebook[idx].view(b, h, w, d).permute(0, 3, 1, 2), idx
 
@@ -597,6 +644,21 @@ print("package indices == per-pixel argmin:",
 #   in section 5).
 # - `argmax` instead of `argmin`, and flattening without moving channels last, both run
 #   silently; check a quantizer against a case whose answer you know.
+# - A perplexity depends on how many images it pools: per batch it is lower than over the
+#   test set. The parameter count leaves out an EMA codebook, which lives in buffers.
+#
+# ## Questions to think about
+#
+# 1. The straight-through estimator copies the decoder's gradient from $z_q$ to $z_e$ as if
+#    quantizing were the identity. When is that a good approximation, and what does the
+#    commitment term do to make it better?
+# 2. An EMA codebook is not trained by the optimizer at all. What would go wrong if you
+#    also gave it to the optimizer *and* kept the EMA update?
+# 3. The VQ-VAE kept the pinholes that the VAE smoothed away. Name one thing about this
+#    dataset that made this easy for a codebook, and one kind of image detail that a
+#    codebook of 512 codes would struggle with.
+# 4. Two VQ-VAEs report perplexities of 170 and 260. What do you need to know before you
+#    conclude that the second uses its codebook better?
 #
 # **Next:** exercise 5 in `exercises/` asks you to implement the VQ-VAE loss and the
 # straight-through estimator and to verify with autograd which parameters each term trains.

@@ -411,10 +411,10 @@ for name, (fd, rate) in recon_quality.items():
 #
 # by next-token cross-entropy: the input is a start token followed by $c_1 \dots c_{63}$, the
 # target is $c_1 \dots c_{64}$, and a causal mask keeps position $t$ from looking ahead.
-# Two details the lecture's listing got wrong (REFERENCE item 5) and `TransformerPrior`
-# gets right: the start token is $K$, outside the range of real codes; the attention
-# scores are divided by $\sqrt{d}$ *before* the softmax (inside
-# `F.scaled_dot_product_attention`), and there are learned position embeddings.
+# Three details the lecture's code got wrong ([errata B6](../docs/ERRATA.md#b6)) and
+# `TransformerPrior` gets right: the start token is $K$, outside the range of real codes;
+# the attention scores are divided by $\sqrt{d}$ *before* the softmax (inside
+# `F.scaled_dot_product_attention`); and there are learned position embeddings.
 #
 # The shift, on the first row of a real code grid:
 
@@ -426,9 +426,31 @@ start = vqgan.num_codes                                       # the start token
 print("code grid:\n", grid.numpy())
 print("inputs :", [start] + codes[:7].tolist(), "...")
 print("targets:", codes[:8].tolist(), "...")
-h = grid.shape[0]
-mask = torch.tril(torch.ones(6, 6, dtype=torch.bool))
-print("causal mask for 6 positions (row t may attend to the columns marked 1):\n", mask.int().numpy())
+
+# %% [markdown]
+# **Is the model really causal?** A mask is easy to get wrong and impossible to see in a
+# loss curve: a model that peeks at the token it should predict trains *beautifully* and
+# then samples garbage. The check is a perturbation: change one input token and see which
+# output positions change. With a causal model the logits at every position before the
+# changed one stay exactly as they were. (This uses a freshly initialised prior; causality
+# is a property of the architecture, not of training.)
+
+# %%
+probe = TransformerPrior(vqgan.num_codes, tuple(grid.shape), n_layer=2, n_head=4, n_embd=32).eval()
+tokens = torch.cat([torch.tensor([start]), codes[:-1]])[None]         # (1, L): start + codes
+changed_at = tokens.shape[1] // 2
+perturbed = tokens.clone()
+perturbed[0, changed_at] = (perturbed[0, changed_at] + 1) % vqgan.num_codes
+with torch.no_grad():
+    change = (probe(perturbed) - probe(tokens)).abs().amax(dim=-1)[0]   # (L,) largest logit change
+fig, ax = plt.subplots(figsize=(8, 2.8))
+ax.bar(range(len(change)), change.numpy(), color=["tab:blue" if t < changed_at else "tab:red"
+                                                   for t in range(len(change))])
+ax.axvline(changed_at - 0.5, color="k", ls=":", lw=1)
+ax.set(xlabel="position", ylabel="largest change of a logit",
+       title=f"input token {changed_at} changed; largest change at positions 0-{changed_at - 1}: "
+             f"{change[:changed_at].max().item():.1g}")
+plt.show()
 
 # %% [markdown]
 # Training data: the code grids of the training images, computed once with the frozen
@@ -459,6 +481,9 @@ freq = freq[freq > 0] / freq.sum()
 context_free = float(-(freq * freq.log2()).sum())
 ax = plot_history(prior_history, keys=[k for k in ("train/bits_per_code", "test/bits_per_code")
                                        if k in prior_history], title="prior: bits per code")
+for line in ax.get_lines():
+    if len(line.get_xdata()) == 1:
+        line.set(marker="o", linestyle="none")  # a single test point
 ax.axhline(context_free, color="grey", linestyle=":", label="context-free entropy")
 ax.legend()
 plt.show()
@@ -515,6 +540,21 @@ plt.show()
 #   learned to reconstruct.
 # - Stage 2 turns images into short sequences of code indices and trains a GPT-style
 #   transformer on them; temperature and top-k trade variety for quality when sampling.
+#   A perturbation check shows that the prior is causal: changing a token leaves every
+#   earlier prediction exactly as it was.
+#
+# ## Questions to think about
+#
+# 1. The adaptive $\lambda$ makes the GAN gradient as large as the reconstruction gradient
+#    at the decoder's last layer. Why measure it there, and not at the encoder?
+# 2. The prior reads the code grid row by row. What does a code at the start of a row know
+#    about the code directly above it, and what does it *not* know that a human drawing
+#    the image would?
+# 3. A prior whose test cross-entropy is far below the context-free entropy can still give
+#    poor pictures (section 8). How would you find out whether the prior or the decoder is
+#    to blame?
+# 4. If the causality check had shown a change at an earlier position, which parts of the
+#    model would you inspect first?
 #
 # **Next:** exercise 6 in `exercises/` asks you to implement the hinge losses and the
 # adaptive $\lambda$, and to sample from a prior with top-k.
