@@ -132,6 +132,14 @@ def _bind_roots() -> list[str]:
 def _bwrap_args(job_file: str, limits: Limits) -> list[str]:
     args = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--disable-userns", "--uid", "1000", "--gid", "1000"]
+    # The scratch tmpfs folders come first: a later tmpfs on /tmp would hide a virtual
+    # environment or a checkout that lives under /tmp (CI clones there), so the read-only
+    # binds of the Python installation are mounted on top of them, not under them.
+    size = str(limits.scratch_bytes)
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", size, "--tmpfs", "/dev/shm",
+             "--size", size, "--tmpfs", "/tmp",
+             "--size", size, "--tmpfs", HOME]
     for p in _bind_roots():
         args += ["--ro-bind", p, p]
     for link in ("/lib", "/lib64", "/bin", "/sbin"):  # merged-/usr systems: keep the symlinks
@@ -141,11 +149,7 @@ def _bwrap_args(job_file: str, limits: Limits) -> list[str]:
     exe = os.path.realpath(sys.executable)
     if not any(exe.startswith(p.rstrip("/") + "/") for p in _bind_roots()):
         args += ["--ro-bind", exe, exe]
-    size = str(limits.scratch_bytes)
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", size, "--tmpfs", "/dev/shm",
-             "--size", size, "--tmpfs", "/tmp",
-             "--size", size, "--tmpfs", HOME,
+    args += [
              "--ro-bind", str(RUNNER), f"{RUN_DIR}/runner.py",
              "--ro-bind", str(PACKAGE_DIR), f"{RUN_DIR}/pkg/{PACKAGE_DIR.name}",
              "--ro-bind", job_file, f"{RUN_DIR}/job.pt",
