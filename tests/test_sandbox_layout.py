@@ -24,7 +24,6 @@ def test_scratch_tmpfs_is_mounted_before_the_python_installation(monkeypatch):
         args = sandbox._bwrap_args("/tmp/job.pt", sandbox.Limits())
     finally:
         shutil.rmtree(clone)
-    args = sandbox._bwrap_args("/tmp/job.pt", sandbox.Limits())
     tmpfs_at = {args[i + 1]: i for i, a in enumerate(args) if a == "--tmpfs"}
     binds_at = {args[i + 2]: i for i, a in enumerate(args) if a == "--ro-bind"}
     assert str(venv) in binds_at, "the virtual environment is bound read-only"
