@@ -30,7 +30,8 @@ EXTRAS = "course"
 # The student's copy of the course, and what goes into it.
 WORKSPACE = ROOT / "my-work"
 START_PAGE = "START_HERE.md"
-STUDENT_FILES = [START_PAGE, "lectures/*.ipynb", "exercises/*.ipynb"]
+# docs/ERRATA.md: the lectures link to it relatively, so it sits beside them in the copy too.
+STUDENT_FILES = [START_PAGE, "lectures/*.ipynb", "exercises/*.ipynb", "docs/ERRATA.md"]
 # Where the workspace remembers which course version each copy started from.
 MANIFEST = ".course-versions.json"
 # JupyterLab settings of the course: no news pop-up, Markdown opens rendered, full names.

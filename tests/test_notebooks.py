@@ -242,3 +242,28 @@ def test_workspace_takes_course_updates_without_losing_a_students_edits(tmp_path
     assert first_cell("02_elbo.ipynb") == "# my notes\n"
     assert first_cell("02_elbo (course update).ipynb") == "# Lecture, revised\n"
     assert course.sync_workspace(root, workspace) == []
+
+
+def test_relative_links_resolve_in_the_course_and_in_the_students_copy(tmp_path):
+    """A link like ``../docs/ERRATA.md#b2`` in a lecture must open from lectures/ and from
+    the student's my-work/lectures/ alike."""
+    import re
+    workspace = tmp_path / "work"
+    course.sync_workspace(ROOT, workspace)
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+    checked = 0
+    for base in (ROOT, workspace):
+        pages = [base / course.START_PAGE] + sorted((base / "lectures").glob("*.ipynb")) + \
+            sorted((base / "exercises").glob("*.ipynb"))
+        for page in pages:
+            if page.suffix == ".ipynb":
+                text = "\n".join(c.source for c in nbformat.read(page, as_version=4).cells
+                                 if c.cell_type == "markdown")
+            else:
+                text = page.read_text(encoding="utf-8")
+            for target in link.findall(text):
+                if "://" in target or target.startswith("mailto:"):
+                    continue
+                checked += 1
+                assert (page.parent / target).exists(), f"{page.relative_to(base)} links to missing {target}"
+    assert checked > 10
