@@ -38,6 +38,18 @@ import torch.nn.functional as F
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (3 points): the two VQ losses
 #
@@ -71,6 +83,11 @@ z_q.grad = None
 commitment_loss.backward()
 assert z_q.grad is None, "the commitment loss sends a gradient to the codes z_q: it must not (stop-gradient on z_q)"
 assert z_e.grad is not None, "the commitment loss sends no gradient to the encoder output z_e"
+# The total moves the codes by the codebook term alone and the encoder by beta * commitment.
+z_e.grad = z_q.grad = None
+vq_losses(z_e, z_q, beta=0.5)[2].backward()
+expect_close("d total / d z_q (codebook term only, weight 1)", z_q.grad, 2 * (z_q - z_e).detach() / z_q.numel())
+expect_close("d total / d z_e (beta * commitment term, beta = 0.5)", z_e.grad, 0.5 * 2 * (z_e - z_q).detach() / z_e.numel())
 print("vq_losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="vq_losses" points=3
@@ -94,11 +111,20 @@ def verdict(r):
     (g_enc,) = r.grad(3)
     assert g_enc is not None and torch.allclose(g_enc, 2 * (z_e.detach() - z_q_value) / z_e.numel(), atol=1e-6), \
         "the commitment gradient on z_e is wrong"
+    t_codes, t_enc = r.grad(4)
+    assert t_codes is not None and torch.allclose(t_codes, g_codes_ref, atol=1e-6), \
+        "the gradient of total on the codebook is not the codebook loss's alone (weight 1, no beta)"
+    assert t_enc is not None and torch.allclose(t_enc, 0.3 * 2 * (z_e.detach() - z_q_value) / z_e.numel(), atol=1e-6), \
+        "the gradient of total on z_e is not beta times the commitment loss's"
+    assert r.grad_after_call(z_e) is None and r.grad_after_call(codes) is None, "vq_losses left .grad on its inputs"
 
 
+codes_ref = codes.detach().clone().requires_grad_()
+g_codes_ref = torch.autograd.grad(((codes_ref[idx].permute(0, 3, 1, 2) - z_e.detach()) ** 2).mean(), codes_ref)[0]
 check(Call("vq_losses", z_e, z_q, beta=0.3,
            grads=[Grad([(Out(0), None)], wrt=[codes]), Grad([(Out(0), None)], wrt=[z_e]),
-                  Grad([(Out(1), None)], wrt=[codes]), Grad([(Out(1), None)], wrt=[z_e])]), verdict)
+                  Grad([(Out(1), None)], wrt=[codes]), Grad([(Out(1), None)], wrt=[z_e]),
+                  Grad([(Out(2), None)], wrt=[codes, z_e])]), verdict)
 
 # %% [markdown]
 # ## Question 2 (2 points): the straight-through estimator
@@ -188,6 +214,17 @@ z_q, loss, idx = vector_quantize(z_e, codebook)
 assert tuple(idx.shape) == (1, 2, 3), f"indices: expected shape (1, 2, 3), got {tuple(idx.shape)}"
 assert torch.equal(idx, wanted), f"indices: expected\n{wanted}\ngot\n{idx}"
 assert torch.allclose(z_q, codebook[wanted].permute(0, 3, 1, 2)), "z_q does not hold the chosen codes"
+# Gradients: straight through to z_e; the loss moves the codes by the codebook term (weight 1).
+z_e.requires_grad_()
+codebook.requires_grad_()
+z_q, loss, idx = vector_quantize(z_e, codebook, beta=0.25)
+z_q.sum().backward(retain_graph=True)
+expect_close("d z_q.sum() / d z_e (straight-through: ones)", z_e.grad, torch.ones_like(z_e))
+codebook.grad = None
+loss.backward()
+chosen = codebook.detach()[wanted].permute(0, 3, 1, 2)
+expected = torch.zeros(3, 2).index_add_(0, wanted.reshape(-1), (2 * (chosen - z_e.detach()) / z_e.numel()).permute(0, 2, 3, 1).reshape(-1, 2))
+expect_close("d loss / d codebook (the codebook term, without beta)", codebook.grad, expected)
 print("vector_quantize: the check passed")
 
 # %% tags=["hidden-tests"] question="fix_quantizer" points=3
@@ -207,8 +244,14 @@ def verdict(r, shape, K, z_e, codebook, upstream):
     assert torch.allclose(loss.detach(), 1.4 * mse, rtol=1e-4), f"input {shape}: loss should be (1 + beta) * mse here"
     (g_enc,) = r.grad(0)
     assert g_enc is not None and torch.allclose(g_enc, upstream), "the straight-through gradient does not reach z_e unchanged"
-    (g_codes,) = r.grad(1)
+    g_codes, g_enc_loss = r.grad(1)
     assert g_codes is not None and g_codes.abs().sum() > 0, "the loss does not train the codebook"
+    cb = codebook.detach().clone().requires_grad_()
+    want = torch.autograd.grad(((cb[ref_idx].permute(0, 3, 1, 2) - z_e.detach()) ** 2).mean(), cb)[0]
+    assert torch.allclose(g_codes, want, atol=1e-6), \
+        f"input {shape}: the loss's gradient on the codebook is not the codebook term's (weight 1, beta on the commitment term)"
+    assert g_enc_loss is not None and torch.allclose(g_enc_loss, 0.4 * 2 * (z_e.detach() - ref_q) / z_e.numel(), atol=1e-6), \
+        f"input {shape}: the loss's gradient on z_e is not beta times the commitment term's"
 
 
 for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
@@ -216,6 +259,6 @@ for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
     codebook = torch.randn(K, shape[1], generator=g, requires_grad=True)
     upstream = torch.randn(*shape, generator=g)
     call = Call("vector_quantize", z_e, codebook, beta=0.4,
-                grads=[Grad([(Out(0), upstream)], wrt=[z_e]), Grad([(Out(1), None)], wrt=[codebook])])
+                grads=[Grad([(Out(0), upstream)], wrt=[z_e]), Grad([(Out(1), None)], wrt=[codebook, z_e])])
     check(call, verdict, shape=shape, K=K, z_e=z_e, codebook=codebook, upstream=upstream)
 
