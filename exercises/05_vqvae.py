@@ -163,3 +163,39 @@ chosen = codebook.detach()[wanted].permute(0, 3, 1, 2)
 expected = torch.zeros(3, 2).index_add_(0, wanted.reshape(-1), (2 * (chosen - z_e.detach()) / z_e.numel()).permute(0, 2, 3, 1).reshape(-1, 2))
 expect_close("d loss / d codebook (the codebook term, without beta)", codebook.grad, expected)
 print("vector_quantize: the check passed")
+
+
+# %% [markdown]
+# ## Question 4 (2 points): a known-answer test
+#
+# Both bugs of question 3 run silently, so test a quantizer on a case whose answer you
+# know: every codebook vector, fed back in as an encoder output, must come back as its own
+# index, `0, 1, ..., K-1`. Write `codebook_as_encoder_output(codebook)`: from a `(K, D)`
+# codebook build the encoder output `(1, D, 1, K)` (one image, a `1 x K` grid) whose
+# position `(0, :, 0, k)` holds code `k`. Mind the same trap as in question 3: the `D`
+# numbers of one code must end up along dimension 1.
+
+# %%
+def codebook_as_encoder_output(codebook):
+    """The K codes as a (1, D, 1, K) encoder output: position (0, :, 0, k) holds code k."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["raises-exception"]
+codebook = torch.randn(6, 3)
+grid = codebook_as_encoder_output(codebook)
+assert tuple(grid.shape) == (1, 3, 1, 6), f"a (6, 3) codebook: expected shape (1, 3, 1, 6), got {tuple(grid.shape)}"
+for k in (0, 4):
+    expect_close(f"grid[0, :, 0, {k}] (code {k})", grid[0, :, 0, k], codebook[k])
+print("codebook_as_encoder_output: the check passed")
+
+# %% [markdown]
+# Now the test itself, on your quantizer and on the listing: the buggy one fails it.
+
+# %% tags=["raises-exception"]
+codebook = torch.randn(6, 3)
+grid = codebook_as_encoder_output(codebook)
+for label, quantize in (("your vector_quantize", vector_quantize), ("buggy_vector_quantize", buggy_vector_quantize)):
+    idx = quantize(grid, codebook)[2].flatten().tolist()
+    print(f"{label:22s} returns {idx}: {'passes' if idx == list(range(6)) else 'FAILS'} the known-answer test")

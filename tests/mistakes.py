@@ -98,6 +98,12 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         ("beta on the codebook term", [("permute(0, 3, 1, 2)\n    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())",
                                         "permute(0, 3, 1, 2)\n    loss = beta * F.mse_loss(z_q, z_e.detach()) + F.mse_loss(z_e, z_q.detach())")]),
     ]),
+    "known_answer": ("05_vqvae", [
+        ("reshape without transposing", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.reshape(1, D, 1, K)")]),
+        ("codes along the channel axis", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.reshape(1, K, 1, D)")]),
+        ("a K x 1 grid instead of 1 x K", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.t().reshape(1, D, K, 1)")]),
+        ("no batch dimension", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.t().unsqueeze(1)")]),
+    ]),
     "adaptive_lambda": ("06_vqgan", [
         ("graph freed (no retain_graph)", [("rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]",
                                             "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight)[0]")]),

@@ -278,6 +278,10 @@ def graded(tmp_path_factory):
     (batch_dir / WEIRD_ID).mkdir()
     nbformat.write(_notebook("solutions"), batch_dir / WEIRD_ID / f"{EX}.ipynb")
     expected[(WEIRD_ID, EX)] = 5
+    # A jupytext .py submission inside a student's folder is graded like a notebook.
+    (batch_dir / "py_in_folder").mkdir()
+    (batch_dir / "py_in_folder" / "my_answers.py").write_text((REPO_ROOT / "solutions" / f"{EX}.py").read_text())
+    expected[("py_in_folder", EX)] = 5
     # Not notebooks, or not this student's: rejected with a note, never graded.
     (batch_dir / "mallory").mkdir()
     os.symlink(REPO_ROOT / "solutions" / f"{EX}.ipynb", batch_dir / "mallory" / f"{EX}.ipynb")
@@ -346,7 +350,7 @@ def test_every_catalogued_mistake_loses_its_question_and_most_are_caught_visibly
             if q.points or "not tested" in q.message:
                 kept.append(f"{name} {q.id}: {applied[q.id]!r} scored {q.points}/{q.max_points} ({q.message})")
             lines.append(f"{'visible' if seen else 'hidden only':11s}  {q.id:18s} {applied[q.id]}")
-    print("\n" + "\n".join(lines))
+    print("\n" + "\n".join(sorted(lines)))
     print(f"mistake catalogue: {total} mistakes in {len(graded['mistakes'])} notebooks; hidden checks catch "
           f"{total - len(kept)}, visible checks {visible} ({visible / total:.0%})")
     assert total == sum(len(m) for _, m in MISTAKES.values())

@@ -153,8 +153,8 @@ def verdict(r, w):
     loss, recon, kl = r.outputs(3)
     for name, value in (("loss", loss), ("recon", recon), ("kl", kl)):
         assert torch.is_tensor(value) and value.dim() == 0, f"{name} should be a scalar tensor"
-    assert torch.allclose(recon, recon_ref, rtol=1e-4), f"recon: expected {float(recon_ref):.4f}, got {float(recon):.4f}"
-    assert torch.allclose(kl, kl_ref, rtol=1e-4), f"kl: expected {float(kl_ref):.4f}, got {float(kl):.4f}"
+    assert torch.allclose(recon, recon_ref, rtol=1e-4), f"recon: expected {float(recon_ref):.6g}, got {float(recon):.6g} (relative error {abs(float(recon) / float(recon_ref) - 1):.2g})"
+    assert torch.allclose(kl, kl_ref, rtol=1e-4), f"kl: expected {float(kl_ref):.6g}, got {float(kl):.6g} (relative error {abs(float(kl) / float(kl_ref) - 1):.2g})"
     assert torch.allclose(loss, recon_ref + w * kl_ref, rtol=1e-4), \
         f"loss with kl_weight={w}: expected {float(recon_ref + w * kl_ref):.4f}, got {float(loss):.4f}"
 

@@ -262,3 +262,56 @@ for shape, K in (((2, 3, 4, 5), 8), ((1, 6, 2, 3), 4)):
                 grads=[Grad([(Out(0), upstream)], wrt=[z_e]), Grad([(Out(1), None)], wrt=[codebook, z_e])])
     check(call, verdict, shape=shape, K=K, z_e=z_e, codebook=codebook, upstream=upstream)
 
+# %% [markdown]
+# ## Question 4 (2 points): a known-answer test
+#
+# Both bugs of question 3 run silently, so test a quantizer on a case whose answer you
+# know: every codebook vector, fed back in as an encoder output, must come back as its own
+# index, `0, 1, ..., K-1`. Write `codebook_as_encoder_output(codebook)`: from a `(K, D)`
+# codebook build the encoder output `(1, D, 1, K)` (one image, a `1 x K` grid) whose
+# position `(0, :, 0, k)` holds code `k`. Mind the same trap as in question 3: the `D`
+# numbers of one code must end up along dimension 1.
+
+# %%
+def codebook_as_encoder_output(codebook):
+    """The K codes as a (1, D, 1, K) encoder output: position (0, :, 0, k) holds code k."""
+    ### BEGIN SOLUTION
+    K, D = codebook.shape
+    return codebook.t().reshape(1, D, 1, K)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+codebook = torch.randn(6, 3)
+grid = codebook_as_encoder_output(codebook)
+assert tuple(grid.shape) == (1, 3, 1, 6), f"a (6, 3) codebook: expected shape (1, 3, 1, 6), got {tuple(grid.shape)}"
+for k in (0, 4):
+    expect_close(f"grid[0, :, 0, {k}] (code {k})", grid[0, :, 0, k], codebook[k])
+print("codebook_as_encoder_output: the check passed")
+
+# %% [markdown]
+# Now the test itself, on your quantizer and on the listing: the buggy one fails it.
+
+# %% tags=["uses-answers"]
+codebook = torch.randn(6, 3)
+grid = codebook_as_encoder_output(codebook)
+for label, quantize in (("your vector_quantize", vector_quantize), ("buggy_vector_quantize", buggy_vector_quantize)):
+    idx = quantize(grid, codebook)[2].flatten().tolist()
+    print(f"{label:22s} returns {idx}: {'passes' if idx == list(range(6)) else 'FAILS'} the known-answer test")
+
+# %% tags=["hidden-tests"] question="known_answer" points=2
+g = torch.Generator().manual_seed(23)
+
+
+def verdict(r, codebook):
+    K, D = codebook.shape
+    grid = r.tensor()
+    assert tuple(grid.shape) == (1, D, 1, K), f"a ({K}, {D}) codebook: expected shape {(1, D, 1, K)}, got {tuple(grid.shape)}"
+    for k in range(K):
+        assert torch.equal(grid[0, :, 0, k], codebook[k]), f"a ({K}, {D}) codebook: position (0, :, 0, {k}) does not hold code {k}"
+    assert torch.equal(r.after(codebook), codebook), "codebook_as_encoder_output changed the codebook"
+
+
+for K, D in ((5, 3), (4, 4), (1, 2), (7, 1)):
+    codebook = torch.randn(K, D, generator=g)
+    check(Call("codebook_as_encoder_output", codebook), verdict, codebook=codebook)

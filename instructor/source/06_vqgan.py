@@ -104,7 +104,7 @@ def verdict(r, delta, cap):
     lam = r.value
     expected = (g_rec.norm() / (g_gan.norm() + delta)).clamp(0, cap)
     assert torch.is_tensor(lam) and lam.numel() == 1, "lambda should be a scalar tensor"
-    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.4g}, got {float(lam):.4g}"
+    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.6g}, got {float(lam):.6g} (relative error {abs(float(lam) / float(expected) - 1):.2g})"
     assert not lam.requires_grad, "lambda is not detached"
     assert not isinstance(r.grads[0], str) and r.grads[0][0] is not None, \
         "after adaptive_lambda the generator can no longer backpropagate its loss"
