@@ -164,7 +164,7 @@ def test_release_has_no_solutions_or_hidden_checks(tmp_path):
     files = release.release_files()
     assert files and not any(f.startswith(("solutions/", "instructor/", "benchmarks/")) for f in files)
     assert "exercises/01_codebook.ipynb" in files and "dlstudio_lite/__init__.py" in files
-    assert not any(f in release.INSTRUCTOR_TESTS for f in files)
+    assert not any(f in release.INSTRUCTOR_TESTS for f in files) and "tests/mistakes.py" not in files
     out = tmp_path / "release"
     release.build_release(out)
     assert release.check_release(out) == []
