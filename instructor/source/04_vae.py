@@ -83,23 +83,28 @@ print("reparameterize: the checks passed")
 
 # %% tags=["hidden-tests"] question="reparameterize" points=2
 g = torch.Generator().manual_seed(9)
-mu = torch.randn(4, 6, generator=g).requires_grad_()
-logvar = torch.randn(4, 6, generator=g).requires_grad_()
-eps = torch.randn(4, 6, generator=torch.Generator().manual_seed(21))
-expected = mu.detach() + (0.5 * logvar.detach()).exp() * eps
 
 
-def verdict(r):
+def verdict(r, mu, logvar, eps):
+    shape = tuple(mu.shape)
+    expected = mu.detach() + (0.5 * logvar.detach()).exp() * eps
     z = r.tensor()
-    assert tuple(z.shape) == (4, 6), f"inputs (4, 6): expected shape (4, 6), got {tuple(z.shape)}"
-    assert torch.allclose(z.detach(), expected, atol=1e-5), "with the prescribed noise, z differs from mu + sigma * eps"
+    assert tuple(z.shape) == shape, f"inputs {shape}: expected shape {shape}, got {tuple(z.shape)}"
+    assert torch.allclose(z.detach(), expected, atol=1e-5), \
+        f"inputs {shape}: with the given generator, z differs from mu + sigma * eps (max error {float((z.detach() - expected).abs().max()):.3g})"
     g_mu, g_logvar = r.grad(0)
-    assert g_mu is not None and torch.allclose(g_mu, torch.ones(4, 6)), "the gradient with respect to mu is wrong or missing"
+    assert g_mu is not None and torch.allclose(g_mu, torch.ones(shape)), f"inputs {shape}: the gradient with respect to mu is wrong or missing"
     assert g_logvar is not None and torch.allclose(g_logvar, 0.5 * (0.5 * logvar.detach()).exp() * eps, atol=1e-5), \
-        "the gradient with respect to logvar is wrong or missing"
+        f"inputs {shape}: the gradient with respect to logvar is wrong or missing"
+    assert torch.equal(r.after(mu), mu.detach()) and torch.equal(r.after(logvar), logvar.detach()), "reparameterize changed its inputs"
 
 
-check(Call("reparameterize", mu, logvar, Gen(21), grads=[Grad([(Out(), torch.ones(4, 6))], wrt=[mu, logvar])]), verdict)
+for shape, seed in (((4, 6), 21), ((1, 3), 22)):
+    mu = torch.randn(*shape, generator=g).requires_grad_()
+    logvar = torch.randn(*shape, generator=g).requires_grad_()
+    eps = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    check(Call("reparameterize", mu, logvar, Gen(seed), grads=[Grad([(Out(), torch.ones(shape))], wrt=[mu, logvar])]),
+          verdict, mu=mu, logvar=logvar, eps=eps)
 
 # %% [markdown]
 # ## Question 2 (3 points): the VAE loss
@@ -143,13 +148,9 @@ print("vae_loss: the checks passed")
 
 # %% tags=["hidden-tests"] question="vae_loss" points=3
 g = torch.Generator().manual_seed(12)
-x, x_hat = torch.randn(5, 3, 4, 4, generator=g), torch.randn(5, 3, 4, 4, generator=g)
-mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
-recon_ref = ((x_hat - x) ** 2).sum() / 5
-kl_ref = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum() / 5
 
 
-def verdict(r, w):
+def verdict(r, w, recon_ref, kl_ref):
     loss, recon, kl = r.outputs(3)
     for name, value in (("loss", loss), ("recon", recon), ("kl", kl)):
         assert torch.is_tensor(value) and value.dim() == 0, f"{name} should be a scalar tensor"
@@ -159,8 +160,12 @@ def verdict(r, w):
         f"loss with kl_weight={w}: expected {float(recon_ref + w * kl_ref):.4f}, got {float(loss):.4f}"
 
 
-for w in (1.0, 0.1):
-    check(Call("vae_loss", x, x_hat, mu, logvar, kl_weight=w), verdict, w=w)
+for (B, C, H, W, d), w in (((5, 3, 4, 4, 7), 1.0), ((5, 3, 4, 4, 7), 0.1), ((1, 2, 3, 5, 2), 0.5)):   # a batch of one, non-square
+    x, x_hat = torch.randn(B, C, H, W, generator=g), torch.randn(B, C, H, W, generator=g)
+    mu, logvar = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
+    recon_ref = ((x_hat - x) ** 2).sum() / B
+    kl_ref = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum() / B
+    check(Call("vae_loss", x, x_hat, mu, logvar, kl_weight=w), verdict, w=w, recon_ref=recon_ref, kl_ref=kl_ref)
 
 # %% [markdown]
 # ## A VAE in two dimensions

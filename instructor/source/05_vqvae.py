@@ -154,21 +154,27 @@ print("straight_through: the checks passed")
 
 # %% tags=["hidden-tests"] question="straight_through" points=2
 g = torch.Generator().manual_seed(2)
-z_e = torch.randn(2, 3, 4, 1, generator=g, requires_grad=True)
-z_q = torch.randn(2, 3, 4, 1, generator=g, requires_grad=True)
-upstream = torch.randn(2, 3, 4, 1, generator=g)
 
 
-def verdict(r):
+def verdict(r, z_e, z_q, upstream):
+    shape = tuple(z_e.shape)
     out = r.tensor()
-    assert tuple(out.shape) == (2, 3, 4, 1), f"expected shape (2, 3, 4, 1), got {tuple(out.shape)}"
-    assert torch.allclose(out, z_q.detach(), atol=1e-6), "the value is not z_q"
+    assert tuple(out.shape) == shape, f"input {shape}: expected shape {shape}, got {tuple(out.shape)}"
+    assert out.dtype == z_e.dtype, f"input {shape}: expected dtype {z_e.dtype}, got {out.dtype}"
+    assert torch.allclose(out, z_q.detach(), atol=1e-6), f"input {shape}: the value is not z_q"
     g_enc, g_codes = r.grad(0)
-    assert g_enc is not None and torch.allclose(g_enc, upstream), "the gradient does not reach z_e unchanged"
-    assert g_codes is None or g_codes.abs().sum() == 0, "a gradient reaches z_q"
+    assert g_enc is not None and torch.allclose(g_enc, upstream), f"input {shape}: the gradient does not reach z_e unchanged"
+    assert g_codes is None or g_codes.abs().sum() == 0, f"input {shape}: a gradient reaches z_q"
+    assert torch.equal(r.after(z_e), z_e.detach()) and torch.equal(r.after(z_q), z_q.detach()), "straight_through changed its inputs"
+    assert r.grad_after_call(z_e) is None and r.grad_after_call(z_q) is None, "straight_through left .grad on its inputs"
 
 
-check(Call("straight_through", z_e, z_q, grads=[Grad([(Out(), upstream)], wrt=[z_e, z_q])]), verdict)
+for shape in ((2, 3, 4, 1), (1, 2, 3, 5)):
+    z_e = torch.randn(*shape, generator=g, requires_grad=True)
+    z_q = torch.randn(*shape, generator=g, requires_grad=True)
+    upstream = torch.randn(*shape, generator=g)
+    check(Call("straight_through", z_e, z_q, grads=[Grad([(Out(), upstream)], wrt=[z_e, z_q])]), verdict,
+          z_e=z_e, z_q=z_q, upstream=upstream)
 
 # %% [markdown]
 # ## Question 3 (3 points): find the bugs

@@ -155,23 +155,26 @@ print("hinge losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="hinge_losses" points=2
 g = torch.Generator().manual_seed(14)
-real, fake = torch.randn(2, 1, 5, 5, generator=g) * 2, torch.randn(2, 1, 5, 5, generator=g) * 2
-expected = 0.5 * (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean())
 
 
-def d_verdict(r):
+def d_verdict(r, expected, shape):
     got = r.tensor()
-    assert got.dim() == 0, "the discriminator loss should be a scalar"
-    assert torch.allclose(got, expected, atol=1e-6), f"discriminator loss on random logits: expected {float(expected):.4f}, got {float(got):.4f}"
+    assert got.dim() == 0, f"logits {shape}: the discriminator loss should be a scalar, got shape {tuple(got.shape)}"
+    assert torch.allclose(got, expected, atol=1e-6), \
+        f"discriminator loss on random logits {shape}: expected {float(expected):.6g}, got {float(got):.6g}"
 
 
-def g_verdict(r):
+def g_verdict(r, expected, shape):
     got = r.tensor()
-    assert got.dim() == 0 and torch.allclose(got, -fake.mean(), atol=1e-6), "the generator loss is wrong"
+    assert got.dim() == 0, f"logits {shape}: the generator loss should be a scalar, got shape {tuple(got.shape)}"
+    assert torch.allclose(got, expected, atol=1e-6), f"generator loss on logits {shape}: expected {float(expected):.6g}, got {float(got):.6g}"
 
 
-check(Call("hinge_d_loss", real, fake), d_verdict)
-check(Call("hinge_g_loss", fake), g_verdict)
+for shape in ((2, 1, 5, 5), (1, 1, 3, 7)):
+    real, fake = torch.randn(*shape, generator=g) * 2, torch.randn(*shape, generator=g) * 2
+    expected = 0.5 * (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean())
+    check(Call("hinge_d_loss", real, fake), d_verdict, expected=expected, shape=shape)
+    check(Call("hinge_g_loss", fake), g_verdict, expected=-fake.mean(), shape=shape)
 
 # %% [markdown]
 # ## Question 3 (3 points): top-k sampling
