@@ -142,23 +142,23 @@ print(f"Monte-Carlo {float(estimate):.4f} vs closed form {float(exact):.4f}: the
 
 # %% tags=["hidden-tests"] question="kl_monte_carlo" points=2
 g = torch.Generator().manual_seed(8)
-mu_q, mu_p = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
-logvar_q, logvar_p = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
 
 
-def verdict(r, S, expected):
+def verdict(r, S, B, d, expected):
     got = r.tensor()
-    assert tuple(got.shape) == (3,), f"inputs of shape (3, 5): expected output shape (3,), got {tuple(got.shape)}"
+    assert tuple(got.shape) == (B,), f"inputs of shape {(B, d)}: expected output shape {(B,)}, got {tuple(got.shape)}"
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), \
-        f"{S} samples: the estimate differs from the average of log q(z) - log p(z) over the prescribed draws"
+        f"{S} samples, inputs {(B, d)}: the estimate differs from the average of log q(z) - log p(z) over the draws of the given generator"
 
 
-for S, seed in ((1, 0), (7, 1), (500, 2)):
-    eps = torch.randn(S, 3, 5, generator=torch.Generator().manual_seed(seed))
+for (B, d), S, seed in (((3, 5), 1, 0), ((3, 5), 7, 1), ((3, 5), 500, 2), ((1, 2), 9, 3)):   # the last: a batch of one
+    mu_q, mu_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
+    logvar_q, logvar_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
+    eps = torch.randn(S, B, d, generator=torch.Generator().manual_seed(seed))
     z = mu_q + (0.5 * logvar_q).exp() * eps
     lq = -0.5 * (math.log(2 * math.pi) + logvar_q + (z - mu_q) ** 2 / logvar_q.exp()).sum(-1)
     lp = -0.5 * (math.log(2 * math.pi) + logvar_p + (z - mu_p) ** 2 / logvar_p.exp()).sum(-1)
-    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, Gen(seed)), verdict, S=S, expected=(lq - lp).mean(0))
+    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, Gen(seed)), verdict, S=S, B=B, d=d, expected=(lq - lp).mean(0))
 
 # %% [markdown]
 # ## How fast does the estimate settle?

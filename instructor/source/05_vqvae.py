@@ -92,25 +92,24 @@ print("vq_losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="vq_losses" points=3
 g = torch.Generator().manual_seed(31)
-z_e = torch.randn(3, 4, 2, 5, generator=g, requires_grad=True)
-codes = torch.randn(6, 4, generator=g, requires_grad=True)
-idx = torch.randint(0, 6, (3, 2, 5), generator=g)
-z_q = Op("permute", Op("embedding", idx, codes), (0, 3, 1, 2))   # built in the sandbox, so it depends on codes
-z_q_value = z_q.value().detach()
-mse = ((z_e.detach() - z_q_value) ** 2).mean()
 
 
-def verdict(r):
+def verdict(r, z_e, codes, z_q_value, g_codes_ref):
+    shape = tuple(z_e.shape)
+    mse = ((z_e.detach() - z_q_value) ** 2).mean()
     cb, cm, total = r.outputs(3)
-    assert torch.allclose(cb, mse) and torch.allclose(cm, mse), "the losses are not the mean squared error between z_e and z_q"
-    assert torch.allclose(total, 1.3 * mse), "total is not codebook_loss + beta * commitment_loss"
+    for name, value in (("codebook_loss", cb), ("commitment_loss", cm), ("total", total)):
+        assert value.dim() == 0, f"input {shape}: {name} should be a scalar, got shape {tuple(value.shape)}"
+    assert torch.allclose(cb, mse) and torch.allclose(cm, mse), \
+        f"input {shape}: the losses are not the mean squared error between z_e and z_q (expected {float(mse):.6g}, got {float(cb):.6g} and {float(cm):.6g})"
+    assert torch.allclose(total, 1.3 * mse), f"input {shape}: total is not codebook_loss + beta * commitment_loss"
     (g_codes,) = r.grad(0)
     assert g_codes is not None and g_codes.abs().sum() > 0, "the codebook loss does not train the codebook"
     assert r.grad(1)[0] is None, "the codebook loss trains the encoder"
     assert r.grad(2)[0] is None, "the commitment loss trains the codebook"
     (g_enc,) = r.grad(3)
     assert g_enc is not None and torch.allclose(g_enc, 2 * (z_e.detach() - z_q_value) / z_e.numel(), atol=1e-6), \
-        "the commitment gradient on z_e is wrong"
+        f"input {shape}: the commitment gradient on z_e is wrong"
     t_codes, t_enc = r.grad(4)
     assert t_codes is not None and torch.allclose(t_codes, g_codes_ref, atol=1e-6), \
         "the gradient of total on the codebook is not the codebook loss's alone (weight 1, no beta)"
@@ -119,12 +118,18 @@ def verdict(r):
     assert r.grad_after_call(z_e) is None and r.grad_after_call(codes) is None, "vq_losses left .grad on its inputs"
 
 
-codes_ref = codes.detach().clone().requires_grad_()
-g_codes_ref = torch.autograd.grad(((codes_ref[idx].permute(0, 3, 1, 2) - z_e.detach()) ** 2).mean(), codes_ref)[0]
-check(Call("vq_losses", z_e, z_q, beta=0.3,
-           grads=[Grad([(Out(0), None)], wrt=[codes]), Grad([(Out(0), None)], wrt=[z_e]),
-                  Grad([(Out(1), None)], wrt=[codes]), Grad([(Out(1), None)], wrt=[z_e]),
-                  Grad([(Out(2), None)], wrt=[codes, z_e])]), verdict)
+for B, D, h, w in ((3, 4, 2, 5), (1, 2, 3, 1)):   # the second: a batch of one, non-square
+    z_e = torch.randn(B, D, h, w, generator=g, requires_grad=True)
+    codes = torch.randn(6, D, generator=g, requires_grad=True)
+    idx = torch.randint(0, 6, (B, h, w), generator=g)
+    z_q = Op("permute", Op("embedding", idx, codes), (0, 3, 1, 2))   # built in the sandbox, so it depends on codes
+    codes_ref = codes.detach().clone().requires_grad_()
+    g_codes_ref = torch.autograd.grad(((codes_ref[idx].permute(0, 3, 1, 2) - z_e.detach()) ** 2).mean(), codes_ref)[0]
+    check(Call("vq_losses", z_e, z_q, beta=0.3,
+               grads=[Grad([(Out(0), None)], wrt=[codes]), Grad([(Out(0), None)], wrt=[z_e]),
+                      Grad([(Out(1), None)], wrt=[codes]), Grad([(Out(1), None)], wrt=[z_e]),
+                      Grad([(Out(2), None)], wrt=[codes, z_e])]),
+          verdict, z_e=z_e, codes=codes, z_q_value=z_q.value().detach(), g_codes_ref=g_codes_ref)
 
 # %% [markdown]
 # ## Question 2 (2 points): the straight-through estimator
