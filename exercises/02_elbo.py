@@ -39,6 +39,18 @@ import torch
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (3 points): the closed form
 #
@@ -97,6 +109,9 @@ exact = 0.5 * (-logvar_q + logvar_q.exp() + mu_q**2 - 1).sum(dim=1)
 assert tuple(estimate.shape) == (1,), f"expected shape (1,), got {tuple(estimate.shape)}"
 assert abs(float(estimate) - float(exact)) < 0.05, \
     f"expected about {float(exact):.3f} (the closed form), got {float(estimate):.3f}"
+# The generator makes the estimate reproducible: the same seed twice gives the same number.
+again = kl_monte_carlo(mu_q, logvar_q, mu_p, logvar_p, 20_000, torch.Generator().manual_seed(0))
+expect_close("the same generator seed twice", again, estimate, rtol=0, atol=0)
 print(f"Monte-Carlo {float(estimate):.4f} vs closed form {float(exact):.4f}: the check passed")
 
 # %% [markdown]

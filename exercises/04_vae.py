@@ -26,11 +26,25 @@
 # the *reparameterization trick*.
 
 # %%
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 torch.manual_seed(0)
+
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
 
 # %% [markdown]
 # ## Question 1 (2 points): `reparameterize`
@@ -60,6 +74,10 @@ assert logvar.grad is not None and logvar.grad.abs().sum() > 0, "no gradient rea
 z = reparameterize(torch.full((20_000, 1), 2.0), torch.full((20_000, 1), 0.25).log())
 assert abs(float(z.mean()) - 2.0) < 0.02 and abs(float(z.std()) - 0.5) < 0.02, \
     f"N(2, variance 0.25): expected mean 2.0 and std 0.5, got mean {float(z.mean()):.3f} and std {float(z.std()):.3f}"
+# The generator makes the sample reproducible: the same seed twice gives the same z.
+mu, logvar = torch.randn(1, 5), torch.randn(1, 5)
+first = reparameterize(mu, logvar, torch.Generator().manual_seed(4))
+expect_close("the same generator seed twice", reparameterize(mu, logvar, torch.Generator().manual_seed(4)), first, rtol=0, atol=0)
 print("reparameterize: the checks passed")
 
 
@@ -92,6 +110,11 @@ assert abs(float(recon) - 4.0) < 1e-6, f"4 pixels off by 1 per image: expected r
 assert abs(float(kl)) < 1e-6, f"q = N(0, I): expected kl 0.0, got {float(kl)}"
 _, _, kl = vae_loss(x, x_hat, torch.ones(2, 3), logvar)
 assert abs(float(kl) - 1.5) < 1e-6, f"mu = 1 in 3 dimensions: expected kl 1.5, got {float(kl)} (KL must be >= 0)"
+# Variance 2 (logvar = log 2) in 3 dimensions, and kl_weight = 0.5 on the KL term only.
+loss, recon, kl = vae_loss(x, x_hat, torch.zeros(2, 3), torch.full((2, 3), math.log(2.0)), kl_weight=0.5)
+expected_kl = 3 * 0.5 * (2.0 - 1.0 - math.log(2.0))
+expect_close("kl with logvar = log 2", kl, expected_kl)
+expect_close("loss = recon + 0.5 * kl", loss, 4.0 + 0.5 * expected_kl)
 print("vae_loss: the checks passed")
 
 # %% [markdown]

@@ -39,6 +39,18 @@ import torch.nn.functional as F
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (3 points): the two VQ losses
 #
@@ -69,6 +81,11 @@ z_q.grad = None
 commitment_loss.backward()
 assert z_q.grad is None, "the commitment loss sends a gradient to the codes z_q: it must not (stop-gradient on z_q)"
 assert z_e.grad is not None, "the commitment loss sends no gradient to the encoder output z_e"
+# The total moves the codes by the codebook term alone and the encoder by beta * commitment.
+z_e.grad = z_q.grad = None
+vq_losses(z_e, z_q, beta=0.5)[2].backward()
+expect_close("d total / d z_q (codebook term only, weight 1)", z_q.grad, 2 * (z_q - z_e).detach() / z_q.numel())
+expect_close("d total / d z_e (beta * commitment term, beta = 0.5)", z_e.grad, 0.5 * 2 * (z_e - z_q).detach() / z_e.numel())
 print("vq_losses: the checks passed")
 
 
@@ -134,4 +151,51 @@ z_q, loss, idx = vector_quantize(z_e, codebook)
 assert tuple(idx.shape) == (1, 2, 3), f"indices: expected shape (1, 2, 3), got {tuple(idx.shape)}"
 assert torch.equal(idx, wanted), f"indices: expected\n{wanted}\ngot\n{idx}"
 assert torch.allclose(z_q, codebook[wanted].permute(0, 3, 1, 2)), "z_q does not hold the chosen codes"
+# Gradients: straight through to z_e; the loss moves the codes by the codebook term (weight 1).
+z_e.requires_grad_()
+codebook.requires_grad_()
+z_q, loss, idx = vector_quantize(z_e, codebook, beta=0.25)
+z_q.sum().backward(retain_graph=True)
+expect_close("d z_q.sum() / d z_e (straight-through: ones)", z_e.grad, torch.ones_like(z_e))
+codebook.grad = None
+loss.backward()
+chosen = codebook.detach()[wanted].permute(0, 3, 1, 2)
+expected = torch.zeros(3, 2).index_add_(0, wanted.reshape(-1), (2 * (chosen - z_e.detach()) / z_e.numel()).permute(0, 2, 3, 1).reshape(-1, 2))
+expect_close("d loss / d codebook (the codebook term, without beta)", codebook.grad, expected)
 print("vector_quantize: the check passed")
+
+
+# %% [markdown]
+# ## Question 4 (2 points): a known-answer test
+#
+# Both bugs of question 3 run silently, so test a quantizer on a case whose answer you
+# know: every codebook vector, fed back in as an encoder output, must come back as its own
+# index, `0, 1, ..., K-1`. Write `codebook_as_encoder_output(codebook)`: from a `(K, D)`
+# codebook build the encoder output `(1, D, 1, K)` (one image, a `1 x K` grid) whose
+# position `(0, :, 0, k)` holds code `k`. Mind the same trap as in question 3: the `D`
+# numbers of one code must end up along dimension 1.
+
+# %%
+def codebook_as_encoder_output(codebook):
+    """The K codes as a (1, D, 1, K) encoder output: position (0, :, 0, k) holds code k."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["raises-exception"]
+codebook = torch.randn(6, 3)
+grid = codebook_as_encoder_output(codebook)
+assert tuple(grid.shape) == (1, 3, 1, 6), f"a (6, 3) codebook: expected shape (1, 3, 1, 6), got {tuple(grid.shape)}"
+for k in (0, 4):
+    expect_close(f"grid[0, :, 0, {k}] (code {k})", grid[0, :, 0, k], codebook[k])
+print("codebook_as_encoder_output: the check passed")
+
+# %% [markdown]
+# Now the test itself, on your quantizer and on the listing: the buggy one fails it.
+
+# %% tags=["raises-exception"]
+codebook = torch.randn(6, 3)
+grid = codebook_as_encoder_output(codebook)
+for label, quantize in (("your vector_quantize", vector_quantize), ("buggy_vector_quantize", buggy_vector_quantize)):
+    idx = quantize(grid, codebook)[2].flatten().tolist()
+    print(f"{label:22s} returns {idx}: {'passes' if idx == list(range(6)) else 'FAILS'} the known-answer test")

@@ -33,6 +33,18 @@ import torch.nn.functional as F
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (3 points): the adaptive weight lambda
 #
@@ -60,8 +72,11 @@ g_rec = torch.autograd.grad(rec, layer.weight, retain_graph=True)[0]
 g_gan = torch.autograd.grad(gan, layer.weight, retain_graph=True)[0]
 expected = g_rec.norm() / (g_gan.norm() + 1e-4)
 assert torch.is_tensor(lam) and lam.dim() == 0, f"expected a scalar tensor, got {lam!r}"
-assert torch.allclose(lam, expected, rtol=1e-4), f"expected {float(expected):.4f}, got {float(lam):.4f}"
+expect_close("lambda", lam, expected, rtol=1e-4)
 assert not lam.requires_grad, "lambda should be detached"
+for name, p in layer.named_parameters():
+    assert p.grad is None, f"adaptive_lambda left a .grad on layer.{name}: use torch.autograd.grad, not .backward()"
+expect_close("lambda with max_value=0.1 (clamped)", adaptive_lambda(rec, gan, layer.weight, max_value=0.1), min(float(expected), 0.1))
 (rec + lam * gan).backward()   # fails if adaptive_lambda freed the graph
 print("adaptive_lambda: the check passed")
 
@@ -127,8 +142,18 @@ draws = torch.stack([top_k_sample(logits, 2, generator=torch.Generator().manual_
 assert tuple(draws.shape) == (200, 2), f"expected one index per row, shape (2,) per call, got {tuple(draws.shape[1:])}"
 assert set(draws[:, 0].tolist()) <= {1, 3} and set(draws[:, 1].tolist()) <= {0, 2}, \
     "an index outside the top 2 was drawn"
+assert set(draws[:, 0].tolist()) == {1, 3}, f"k=2: both of the two largest logits (1 and 3) should be drawn in 200 tries, got {set(draws[:, 0].tolist())}"
 greedy = top_k_sample(logits, 1)
 assert torch.equal(greedy, torch.tensor([1, 0])), f"k=1 must return the argmax (1, 0), got {greedy}"
+one = top_k_sample(logits[:1], 2)
+assert tuple(one.shape) == (1,), f"a batch of one, logits (1, 4): expected shape (1,), got {tuple(one.shape)}"
+many = logits[:1].expand(64, 4)
+a, b = (top_k_sample(many, 4, generator=torch.Generator().manual_seed(3)) for _ in range(2))
+assert torch.equal(a, b), "two calls with generators seeded alike gave different draws: pass generator= to torch.multinomial"
+# Temperature 0.5 sharpens: the frequencies must follow softmax(logits / 0.5).
+row = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
+draws = top_k_sample(row.expand(4000, 4), 4, temperature=0.5, generator=torch.Generator().manual_seed(0))
+expect_close("frequencies with temperature 0.5", torch.bincount(draws, minlength=4) / 4000., torch.softmax(row[0] / 0.5, 0), rtol=0, atol=0.03)
 print("top_k_sample: the check passed")
 
 # %% [markdown]

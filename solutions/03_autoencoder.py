@@ -32,6 +32,18 @@ import torch.nn.functional as F
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (2 points): encoder and decoder shape arithmetic
 #
@@ -61,6 +73,9 @@ for args, expected in (((64, 3, 1, 1), 64), ((64, 1, 2, 0), 32), ((64, 4, 2, 1),
 # A 4x4 transposed convolution with stride 2 and padding 1 doubles the side: 8 -> 16.
 got = conv_transpose_output_size(8, 4, 2, 1)
 assert got == 16 and isinstance(got, int), f"conv_transpose_output_size(8, 4, 2, 1): expected 16 (an int), got {got!r}"
+# output_padding adds the one row a stride-2 convolution dropped: 7 -> 14, not 13.
+got = conv_transpose_output_size(7, 3, 2, 1, 1)
+assert got == 14, f"conv_transpose_output_size(7, 3, 2, 1, output_padding=1): expected 14, got {got!r}"
 print("shape arithmetic: the checks passed")
 
 # %% [markdown]
@@ -121,6 +136,13 @@ with torch.no_grad():
         conv.bias.zero_()
 y = block(x)
 assert torch.allclose(y, x, atol=1e-6), f"main path off: expected the input back, max difference {float((y - x).abs().max()):.3g} (is the shortcut added?)"
+# Check 3: a block that halves the grid and doubles the channels, step by step as specified.
+block = SkipBlockDown(8, 16, downsample=True)
+x = torch.randn(1, 8, 6, 10)                                       # one image, not square
+with torch.no_grad():
+    main = block.down(F.relu(block.norm2(block.conv2(F.relu(block.norm1(block.conv1(x)))))))
+    shortcut = block.down_identity(x)
+    expect_close("SkipBlockDown(8, 16, downsample=True) on (1, 8, 6, 10)", block(x), main + torch.cat([shortcut, shortcut], dim=1))
 print("SkipBlockDown: the checks passed")
 
 # %% [markdown]

@@ -62,7 +62,7 @@ def test_report_writes_long_csv_gradebook_and_feedback_exclusively(tmp_path):
     assert [r["student"] for r in book] == ["'=evil()", "bob"]
     assert book[1] == {"student": "bob", "01_codebook": "2", "02_elbo": "3", "total": "5"}
     md = (paths["feedback"] / "01_codebook" / (report.safe_name("bob") + ".md")).read_text()
-    assert "Total: 2 / 5" in md and "1. nearest_code | 0 / 3 | wrong index" in md
+    assert "Total: 2 / 5" in md and "## Question 1: nearest_code (0 / 3 points)\n\nwrong index\n" in md
     with pytest.raises(FileExistsError):  # an existing folder (or a planted symlink) is never written into
         report.write_report(batch, tmp_path / "out")
     os.symlink(tmp_path / "elsewhere", tmp_path / "link")
@@ -164,7 +164,7 @@ def test_release_has_no_solutions_or_hidden_checks(tmp_path):
     files = release.release_files()
     assert files and not any(f.startswith(("solutions/", "instructor/", "benchmarks/")) for f in files)
     assert "exercises/01_codebook.ipynb" in files and "dlstudio_lite/__init__.py" in files
-    assert not any(f in release.INSTRUCTOR_TESTS for f in files)
+    assert not any(f in release.INSTRUCTOR_TESTS for f in files) and "tests/mistakes.py" not in files
     out = tmp_path / "release"
     release.build_release(out)
     assert release.check_release(out) == []
@@ -181,3 +181,20 @@ def test_trust_submissions_grades_without_a_sandbox(monkeypatch, tmp_path):
     nbformat.write(nbformat.read(REPO_ROOT / "solutions" / "01_codebook.ipynb", as_version=4), nb)
     batch = grader.grade_submissions([nb], trust_submissions=True, limits=sandbox.Limits(notebook_s=60))
     assert [(r.student, r.total, r.max_total) for r in batch.results] == [("alice", 5, 5)]
+
+
+def test_feedback_names_questions_by_title_and_puts_numbers_in_a_code_block():
+    r = _result("carol", points=(0, 2))
+    r.questions[0] = checks.QuestionResult("nearest_code", 0, 3, "indices: expected\ntensor([[1, 2]])\ngot\ntensor([[2, 1]])",
+                                           "Question 1: nearest-code lookup")
+    md = report.feedback_markdown(r)
+    assert "## Question 1: nearest-code lookup (0 / 3 points)\n\nindices: expected\n\n```text\ntensor([[1, 2]])\ngot\n" in md
+    assert md.count("```") == 2
+
+
+def test_a_failed_gradient_is_explained_without_autograd_wording():
+    from dlstudio_lite.grading.probes import _gradient_failure
+
+    text = _gradient_failure("straight_through", "RuntimeError: One of the differentiated Tensors appears to not have "
+                                                 "been used in the graph. Set allow_unused=True if this is the desired behavior.")
+    assert "no gradient flows from what straight_through returned" in text and "allow_unused" not in text

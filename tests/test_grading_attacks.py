@@ -4,8 +4,9 @@ Each entry is a notebook of exercise 01 (the blank or the solution) with attack 
 and the score an honest grader gives it. For every entry the test asserts the honest score,
 that its feedback leaks nothing of the grader (hidden checks, environment, repository path),
 and, for the whole batch: neighbours untouched (files and scores), every notebook graded,
-no process left behind. Controls: every solution full marks, every blank zero, and one
-wrong answer per question loses that question.
+no process left behind. Controls: every solution full marks, every blank zero. The same
+batch grades the mistake catalogue of ``tests/mistakes.py`` (a few notebooks per exercise,
+each with one wrong answer to every question): every mistake must lose its question.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 from dlstudio_lite.grading import grader, report, sandbox
 from dlstudio_lite.grading.exercises import REPO_ROOT
+from mistakes import MISTAKES, check_cells, count, mistake_notebook
 
 pytestmark = pytest.mark.skipif(sandbox.bwrap_problem() is not None,
                                 reason=f"no sandbox here: {sandbox.bwrap_problem()}")
@@ -38,43 +40,9 @@ WEIRD_ID = "=1+1 " + "é" * 115 + ".."
 LIMITS = sandbox.Limits(notebook_s=20, cell_s=8, probe_s=10, memory_bytes=4 * 2**30,
                         output_bytes=200_000, output_chars=20_000, processes=48, scratch_bytes=32 * 2**20)
 
-# One plausible wrong answer per question: (exercise, text in the solution, replacement).
-MUTANTS = {
-    "nearest_code": ("01_codebook", "torch.cdist(flat, codebook).argmin(dim=1)", "torch.cdist(flat, codebook).argmax(dim=1)"),
-    "perplexity": ("01_codebook", "probs = counts / counts.sum()", "probs = counts / indices.shape[0]"),
-    "kl_closed_form": ("02_elbo", "terms = logvar_p - logvar_q + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0",
-                       "terms = logvar_q - logvar_p + (var_p + (mu_q - mu_p) ** 2) / var_q - 1.0"),
-    "kl_monte_carlo": ("02_elbo", "z = mu_q + torch.exp(0.5 * logvar_q) * eps", "z = mu_q + torch.exp(logvar_q) * eps"),
-    "conv_output_size": ("03_autoencoder", "return (size + 2 * padding - kernel_size) // stride + 1",
-                         "return (size + 2 * padding - kernel_size) // stride"),
-    "skip_block": ("03_autoencoder", "return out + identity", "return out"),
-    "reparameterize": ("04_vae", "return mu + torch.exp(0.5 * logvar) * eps", "return mu + torch.exp(logvar) * eps"),
-    "vae_loss": ("04_vae", "kl = -0.5 * torch.sum(", "kl = 0.5 * torch.sum("),
-    "vq_losses": ("05_vqvae", "codebook_loss = F.mse_loss(z_q, z_e.detach())", "codebook_loss = F.mse_loss(z_q, z_e)"),
-    "straight_through": ("05_vqvae", "return z_e + (z_q - z_e).detach()", "return z_e + (z_q - z_e)"),
-    "fix_quantizer": ("05_vqvae", "indices = distances.argmin(dim=1)", "indices = distances.argmax(dim=1)"),
-    "adaptive_lambda": ("06_vqgan", "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]",
-                        "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight)[0]"),
-    "hinge_losses": ("06_vqgan", "F.relu(1.0 + logits_fake)", "F.relu(1.0 - logits_fake)"),
-    "top_k_sampling": ("06_vqgan", "logits = logits / temperature", "logits = logits * temperature"),
-}
-
-
 def _notebook(kind: str, name: str = EX, *extra: str) -> nbformat.NotebookNode:
     nb = nbformat.read(REPO_ROOT / kind / f"{name}.ipynb", as_version=4)
     nb.cells += [nbformat.v4.new_code_cell(textwrap.dedent(s).strip()) for s in extra]
-    return nb
-
-
-def _all_mutants(name: str) -> nbformat.NotebookNode:
-    """The solution of ``name`` with every question's wrong answer: each question must lose."""
-    nb = _notebook("solutions", name)
-    for qid, (ex, old, new) in MUTANTS.items():
-        if ex != name:
-            continue
-        hits = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
-        assert len(hits) == 1, f"mutant of {qid}: {old!r} must occur in exactly one cell"
-        hits[0].source = hits[0].source.replace(old, new)
     return nb
 
 
@@ -289,15 +257,19 @@ def graded(tmp_path_factory):
     batch_dir, out_dir = root / "submissions", root / "out"
     entries = _catalogue(batch_dir, out_dir)
     expected: dict[tuple[str, str], int] = {}
+    mistakes: dict[tuple[str, str], dict[str, str]] = {}
     for name in NAMES:
-        for kind in ("solution", "blank", "mutants"):
-            nb = {"solution": lambda: _notebook("solutions", name), "blank": lambda: _notebook("exercises", name),
-                  "mutants": lambda: _all_mutants(name)}[kind]()
+        points = {q["id"]: q["points"] for q in json.loads((HIDDEN / f"{name}.json").read_text())["questions"]}
+        notebooks = {"solution": (_notebook("solutions", name), sum(points.values())), "blank": (_notebook("exercises", name), 0)}
+        for k in range(count(name)):
+            nb, applied = mistake_notebook(name, k)
+            notebooks[f"mistakes{k}"] = (nb, sum(v for q, v in points.items() if q not in applied))
+            mistakes[(f"mistakes{k}_{name}", name)] = applied
+        for kind, (nb, score) in notebooks.items():
             folder = batch_dir / f"{kind}_{name}"
             folder.mkdir(parents=True)
             nbformat.write(nb, folder / f"{name}.ipynb")
-            points = sum(q["points"] for q in json.loads((HIDDEN / f"{name}.json").read_text())["questions"])
-            expected[(f"{kind}_{name}", name)] = points if kind == "solution" else 0
+            expected[(f"{kind}_{name}", name)] = score
     for attack, (nb, score) in entries.items():
         (batch_dir / attack).mkdir()
         nbformat.write(nb, batch_dir / attack / f"{EX}.ipynb")
@@ -306,6 +278,10 @@ def graded(tmp_path_factory):
     (batch_dir / WEIRD_ID).mkdir()
     nbformat.write(_notebook("solutions"), batch_dir / WEIRD_ID / f"{EX}.ipynb")
     expected[(WEIRD_ID, EX)] = 5
+    # A jupytext .py submission inside a student's folder is graded like a notebook.
+    (batch_dir / "py_in_folder").mkdir()
+    (batch_dir / "py_in_folder" / "my_answers.py").write_text((REPO_ROOT / "solutions" / f"{EX}.py").read_text())
+    expected[("py_in_folder", EX)] = 5
     # Not notebooks, or not this student's: rejected with a note, never graded.
     (batch_dir / "mallory").mkdir()
     os.symlink(REPO_ROOT / "solutions" / f"{EX}.ipynb", batch_dir / "mallory" / f"{EX}.ipynb")
@@ -327,7 +303,7 @@ def graded(tmp_path_factory):
         os.environ["PATH"] = path
     seconds = time.monotonic() - start
     time.sleep(1.0)  # a daemon that outlived its sandbox would have written by now
-    return {"batch": batch, "expected": expected, "entries": entries, "out": out_dir, "seconds": seconds,
+    return {"batch": batch, "expected": expected, "entries": entries, "mistakes": mistakes, "out": out_dir, "seconds": seconds,
             "before": before, "after": _fingerprint(batch_dir), "batch_dir": batch_dir}
 
 
@@ -352,14 +328,34 @@ def test_attack_is_contained(graded, attack):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_controls_solutions_full_blanks_zero_mutants_lose_every_question(graded, name):
-    for kind in ("solution", "blank", "mutants"):
+def test_controls_solutions_full_blanks_zero(graded, name):
+    for kind in ("solution", "blank"):
         r = _result(graded, f"{kind}_{name}", name)
         assert r.total == graded["expected"][(f"{kind}_{name}", name)], \
             f"{kind} of {name}: {r.total}/{r.max_total}: {[(q.id, q.message) for q in r.questions]}"
-    wrong = _result(graded, f"mutants_{name}", name)
-    assert all(q.points == 0 and "not tested" not in q.message for q in wrong.questions), \
-        [(q.id, q.message) for q in wrong.questions]
+
+
+def test_every_catalogued_mistake_loses_its_question_and_most_are_caught_visibly(graded):
+    """Hidden layer: every mistake loses its points. Visible layer: the question's check cell raised."""
+    lines, kept, visible, total = [], [], 0, 0
+    for (student, name), applied in sorted(graded["mistakes"].items()):
+        r = _result(graded, student, name)
+        cells = check_cells(name)
+        for q in r.questions:
+            if q.id not in applied:
+                continue
+            total += 1
+            seen = r.cells[cells[q.id]]["error"] is not None
+            visible += seen
+            if q.points or "not tested" in q.message:
+                kept.append(f"{name} {q.id}: {applied[q.id]!r} scored {q.points}/{q.max_points} ({q.message})")
+            lines.append(f"{'visible' if seen else 'hidden only':11s}  {q.id:18s} {applied[q.id]}")
+    print("\n" + "\n".join(sorted(lines)))
+    print(f"mistake catalogue: {total} mistakes in {len(graded['mistakes'])} notebooks; hidden checks catch "
+          f"{total - len(kept)}, visible checks {visible} ({visible / total:.0%})")
+    assert total == sum(len(m) for _, m in MISTAKES.values())
+    assert not kept, "mistakes that kept their points:\n" + "\n".join(kept)
+    assert visible * 3 >= 2 * total, f"the visible checks catch only {visible} of {total} mistakes"
 
 
 def test_batch_completes_and_neighbours_are_untouched(graded):

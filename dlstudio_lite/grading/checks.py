@@ -30,6 +30,7 @@ class QuestionResult:
     points: int
     max_points: int
     message: str  # "passed", or why not
+    title: str = ""  # "Question 1: nearest-code lookup"
 
     @property
     def passed(self) -> bool:
@@ -57,7 +58,7 @@ class HiddenChecks:
             raise ValueError(f"{path}: expected format {FORMAT!r}, got {data.get('format')!r}; "
                              f"run `dlstudio-lite exercises build`")
         return cls(data["exercise"], data.get("title", data["exercise"]),
-                   [Question(q["id"], int(q["points"]), q["code"]) for q in data["questions"]],
+                   [Question(q["id"], int(q["points"]), q["code"], str(q.get("title") or q["id"])) for q in data["questions"]],
                    data.get("reference", ""))
 
     def probes(self) -> dict[str, list[P.Probe]]:

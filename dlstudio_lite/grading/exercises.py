@@ -56,6 +56,10 @@ _JUPYTEXT_META = {
 _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
+# "## Question 2 (3 points): the straight-through estimator" names the question in feedback.
+_HEADING = re.compile(r"^#+\s*Question\s+(?P<n>\d+)\s*(?:\([^)]*\))?\s*:\s*(?P<title>.+)$", re.MULTILINE)
+
+
 @dataclass
 class Question:
     """One graded question: its id, its points and the hidden check's code (grader-only)."""
@@ -63,6 +67,7 @@ class Question:
     id: str
     points: int
     code: str
+    title: str = ""   # "Question 2: the straight-through estimator", from the markdown heading above
 
 
 @dataclass
@@ -83,7 +88,7 @@ class BuiltExercise:
             "exercise": self.name,
             "title": self.title,
             "reference": self.reference,
-            "questions": [{"id": q.id, "points": q.points, "code": q.code}
+            "questions": [{"id": q.id, "title": q.title, "points": q.points, "code": q.code}
                           for q in self.questions],
         }
 
@@ -174,15 +179,21 @@ def build_exercise(source_path: str | Path) -> BuiltExercise:
     title = meta.get("title") or name
 
     ex_cells, sol_cells, questions, reference = [], [], [], []
+    heading = ""
     for i, cell in enumerate(nb.cells):
         where = f"{source_path.name} cell {i}"
         tags = cell.metadata.get("tags", [])
         if HIDDEN_TAG in tags:
             if cell.cell_type != "code":
                 raise ValueError(f"{where}: only code cells can hold hidden tests")
-            questions.append(_question(cell, where))
+            question = _question(cell, where)
+            question.title = heading or question.id
+            questions.append(question)
             continue
         if cell.cell_type != "code":
+            found = _HEADING.search(cell.source)
+            if found:
+                heading = f"Question {found['n']}: {found['title'].strip()}"
             if SOLUTION_BEGIN in cell.source:
                 raise ValueError(f"{where}: solution regions belong in code cells")
             ex_cells.append(_clean_cell(cell, f"c{len(ex_cells):02d}", []))

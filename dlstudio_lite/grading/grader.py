@@ -197,7 +197,7 @@ def _grade_one(path: Path, student: str, cells: list[str], exam: Exam, limits: L
     why_missing = run.problems[0] if run.problems else "the notebook stopped before this question was tested"
     for q in checks.questions:
         if q.id not in answers:
-            result.questions.append(QuestionResult(q.id, 0, q.points, f"not tested: {why_missing}"))
+            result.questions.append(QuestionResult(q.id, 0, q.points, f"not tested: {why_missing}", q.title))
             continue
         records, tensors = answers[q.id]
         try:
@@ -205,7 +205,7 @@ def _grade_one(path: Path, student: str, cells: list[str], exam: Exam, limits: L
         except Exception as err:  # a verdict bug must not stop the batch; the student keeps a note
             verdict = f"not tested: the check failed ({type(err).__name__})"
         points = q.points if verdict == "passed" else 0
-        result.questions.append(QuestionResult(q.id, points, q.points, verdict))
+        result.questions.append(QuestionResult(q.id, points, q.points, verdict, q.title))
     result.seconds = time.monotonic() - start
     return result
 
@@ -280,7 +280,7 @@ def grade_submissions(paths: list[str | Path], *, exercise: str | None = None,
         except Exception as err:  # the grader's own failure on one submission stays with it
             r = GradeResult(student, name, str(path), title=known[name].title)
             r.notes.append(f"grading failed ({type(err).__name__}: {str(err)[:300]})")
-            r.questions = [QuestionResult(q.id, 0, q.points, "not tested: grading failed")
+            r.questions = [QuestionResult(q.id, 0, q.points, "not tested: grading failed", q.title)
                            for q in known[name].questions]
             return r
 

@@ -309,8 +309,20 @@ class Result:
         """The gradients of request ``i`` (``None`` where unused), or a failed check with the error."""
         g = self.grads[i] if i < len(self.grads) else "no gradients came back"
         if isinstance(g, str):
-            raise CheckFailed(f"the gradients of {self.call.name}'s result could not be computed ({g})")
+            raise CheckFailed(_gradient_failure(self.call.name, g))
         return g
+
+
+def _gradient_failure(name: str, error: str) -> str:
+    """One sentence for the student; autograd's own wording about the checker's graph says nothing to them."""
+    if "does not require grad" in error or "not have been used in the graph" in error or "no grad_fn" in error:
+        return (f"no gradient flows from what {name} returned back to its inputs "
+                f"(a .detach(), .item() or a new tensor built from the values cuts the graph)")
+    if "backward through the graph a second time" in error:
+        return (f"after {name} the graph was freed, so the rest of the training step cannot backpropagate "
+                f"(keep it with retain_graph=True)")
+    first = error.splitlines()[0] if error else "unknown error"
+    return f"the gradients of {name}'s result could not be computed ({first[:200]})"
 
 
 def json_spec(spec: dict) -> dict:

@@ -100,11 +100,17 @@ def gradebook_rows(results: list[GradeResult]) -> list[list]:
 def feedback_markdown(r: GradeResult) -> str:
     """The text a student receives: per question passed or why not; the cells that raised."""
     lines = [f"# {r.title or r.exercise}", "", f"Student: {r.student}", "",
-             f"Total: {r.total} / {r.max_total} points", "",
-             "| question | points | result |", "| --- | --- | --- |"]
+             f"Total: {r.total} / {r.max_total} points", ""]
     for i, q in enumerate(r.questions, 1):
-        result = q.message.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {i}. {q.id} | {q.points} / {q.max_points} | {result} |")
+        lines += [f"## {q.title or f'Question {i}: {q.id}'} ({q.points} / {q.max_points} points)", ""]
+        if q.passed:
+            lines += ["Passed.", ""]
+            continue
+        # One sentence, then the numbers (tensors keep their layout in a code block).
+        sentence, _, numbers = q.message.strip().partition("\n")
+        lines += [sentence, ""]
+        if numbers.strip():
+            lines += ["```text", numbers.strip().replace("```", "'''"), "```", ""]
     if r.notes:
         lines += ["", "## While running your notebook", ""]
         lines += ["- " + note.replace("\n", " ") for note in r.notes]

@@ -142,7 +142,7 @@ def verdict(r, shape, K, expected):
     got = r.value
     assert torch.is_tensor(got) and got.dim() == 0, f"expected a scalar tensor, got {type(got).__name__}"
     assert math.isfinite(float(got)), f"indices of shape {shape} with {K} codes (some unused): got {float(got)}"
-    assert abs(float(got) - expected) < 1e-3 * expected, f"indices of shape {shape} with {K} codes: expected {expected:.4f}, got {float(got):.4f}"
+    assert abs(float(got) - expected) < 1e-3 * expected, f"indices of shape {shape} with {K} codes: expected {expected:.6g}, got {float(got):.6g} (relative error {abs(float(got) / expected - 1):.2g})"
 
 
 for shape, K in (((4, 3, 5), 16), ((2, 8, 8), 6), ((5, 2, 3), 64)):

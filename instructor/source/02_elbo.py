@@ -38,6 +38,18 @@ import torch
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (3 points): the closed form
 #
@@ -123,27 +135,30 @@ exact = 0.5 * (-logvar_q + logvar_q.exp() + mu_q**2 - 1).sum(dim=1)
 assert tuple(estimate.shape) == (1,), f"expected shape (1,), got {tuple(estimate.shape)}"
 assert abs(float(estimate) - float(exact)) < 0.05, \
     f"expected about {float(exact):.3f} (the closed form), got {float(estimate):.3f}"
+# The generator makes the estimate reproducible: the same seed twice gives the same number.
+again = kl_monte_carlo(mu_q, logvar_q, mu_p, logvar_p, 20_000, torch.Generator().manual_seed(0))
+expect_close("the same generator seed twice", again, estimate, rtol=0, atol=0)
 print(f"Monte-Carlo {float(estimate):.4f} vs closed form {float(exact):.4f}: the check passed")
 
 # %% tags=["hidden-tests"] question="kl_monte_carlo" points=2
 g = torch.Generator().manual_seed(8)
-mu_q, mu_p = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
-logvar_q, logvar_p = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
 
 
-def verdict(r, S, expected):
+def verdict(r, S, B, d, expected):
     got = r.tensor()
-    assert tuple(got.shape) == (3,), f"inputs of shape (3, 5): expected output shape (3,), got {tuple(got.shape)}"
+    assert tuple(got.shape) == (B,), f"inputs of shape {(B, d)}: expected output shape {(B,)}, got {tuple(got.shape)}"
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), \
-        f"{S} samples: the estimate differs from the average of log q(z) - log p(z) over the prescribed draws"
+        f"{S} samples, inputs {(B, d)}: the estimate differs from the average of log q(z) - log p(z) over the draws of the given generator"
 
 
-for S, seed in ((1, 0), (7, 1), (500, 2)):
-    eps = torch.randn(S, 3, 5, generator=torch.Generator().manual_seed(seed))
+for (B, d), S, seed in (((3, 5), 1, 0), ((3, 5), 7, 1), ((3, 5), 500, 2), ((1, 2), 9, 3)):   # the last: a batch of one
+    mu_q, mu_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
+    logvar_q, logvar_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
+    eps = torch.randn(S, B, d, generator=torch.Generator().manual_seed(seed))
     z = mu_q + (0.5 * logvar_q).exp() * eps
     lq = -0.5 * (math.log(2 * math.pi) + logvar_q + (z - mu_q) ** 2 / logvar_q.exp()).sum(-1)
     lp = -0.5 * (math.log(2 * math.pi) + logvar_p + (z - mu_p) ** 2 / logvar_p.exp()).sum(-1)
-    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, Gen(seed)), verdict, S=S, expected=(lq - lp).mean(0))
+    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, Gen(seed)), verdict, S=S, B=B, d=d, expected=(lq - lp).mean(0))
 
 # %% [markdown]
 # ## How fast does the estimate settle?

@@ -25,11 +25,25 @@
 # the *reparameterization trick*.
 
 # %%
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 torch.manual_seed(0)
+
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
 
 # %% [markdown]
 # ## Question 1 (2 points): `reparameterize`
@@ -61,27 +75,36 @@ assert logvar.grad is not None and logvar.grad.abs().sum() > 0, "no gradient rea
 z = reparameterize(torch.full((20_000, 1), 2.0), torch.full((20_000, 1), 0.25).log())
 assert abs(float(z.mean()) - 2.0) < 0.02 and abs(float(z.std()) - 0.5) < 0.02, \
     f"N(2, variance 0.25): expected mean 2.0 and std 0.5, got mean {float(z.mean()):.3f} and std {float(z.std()):.3f}"
+# The generator makes the sample reproducible: the same seed twice gives the same z.
+mu, logvar = torch.randn(1, 5), torch.randn(1, 5)
+first = reparameterize(mu, logvar, torch.Generator().manual_seed(4))
+expect_close("the same generator seed twice", reparameterize(mu, logvar, torch.Generator().manual_seed(4)), first, rtol=0, atol=0)
 print("reparameterize: the checks passed")
 
 # %% tags=["hidden-tests"] question="reparameterize" points=2
 g = torch.Generator().manual_seed(9)
-mu = torch.randn(4, 6, generator=g).requires_grad_()
-logvar = torch.randn(4, 6, generator=g).requires_grad_()
-eps = torch.randn(4, 6, generator=torch.Generator().manual_seed(21))
-expected = mu.detach() + (0.5 * logvar.detach()).exp() * eps
 
 
-def verdict(r):
+def verdict(r, mu, logvar, eps):
+    shape = tuple(mu.shape)
+    expected = mu.detach() + (0.5 * logvar.detach()).exp() * eps
     z = r.tensor()
-    assert tuple(z.shape) == (4, 6), f"inputs (4, 6): expected shape (4, 6), got {tuple(z.shape)}"
-    assert torch.allclose(z.detach(), expected, atol=1e-5), "with the prescribed noise, z differs from mu + sigma * eps"
+    assert tuple(z.shape) == shape, f"inputs {shape}: expected shape {shape}, got {tuple(z.shape)}"
+    assert torch.allclose(z.detach(), expected, atol=1e-5), \
+        f"inputs {shape}: with the given generator, z differs from mu + sigma * eps (max error {float((z.detach() - expected).abs().max()):.3g})"
     g_mu, g_logvar = r.grad(0)
-    assert g_mu is not None and torch.allclose(g_mu, torch.ones(4, 6)), "the gradient with respect to mu is wrong or missing"
+    assert g_mu is not None and torch.allclose(g_mu, torch.ones(shape)), f"inputs {shape}: the gradient with respect to mu is wrong or missing"
     assert g_logvar is not None and torch.allclose(g_logvar, 0.5 * (0.5 * logvar.detach()).exp() * eps, atol=1e-5), \
-        "the gradient with respect to logvar is wrong or missing"
+        f"inputs {shape}: the gradient with respect to logvar is wrong or missing"
+    assert torch.equal(r.after(mu), mu.detach()) and torch.equal(r.after(logvar), logvar.detach()), "reparameterize changed its inputs"
 
 
-check(Call("reparameterize", mu, logvar, Gen(21), grads=[Grad([(Out(), torch.ones(4, 6))], wrt=[mu, logvar])]), verdict)
+for shape, seed in (((4, 6), 21), ((1, 3), 22)):
+    mu = torch.randn(*shape, generator=g).requires_grad_()
+    logvar = torch.randn(*shape, generator=g).requires_grad_()
+    eps = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    check(Call("reparameterize", mu, logvar, Gen(seed), grads=[Grad([(Out(), torch.ones(shape))], wrt=[mu, logvar])]),
+          verdict, mu=mu, logvar=logvar, eps=eps)
 
 # %% [markdown]
 # ## Question 2 (3 points): the VAE loss
@@ -116,28 +139,33 @@ assert abs(float(recon) - 4.0) < 1e-6, f"4 pixels off by 1 per image: expected r
 assert abs(float(kl)) < 1e-6, f"q = N(0, I): expected kl 0.0, got {float(kl)}"
 _, _, kl = vae_loss(x, x_hat, torch.ones(2, 3), logvar)
 assert abs(float(kl) - 1.5) < 1e-6, f"mu = 1 in 3 dimensions: expected kl 1.5, got {float(kl)} (KL must be >= 0)"
+# Variance 2 (logvar = log 2) in 3 dimensions, and kl_weight = 0.5 on the KL term only.
+loss, recon, kl = vae_loss(x, x_hat, torch.zeros(2, 3), torch.full((2, 3), math.log(2.0)), kl_weight=0.5)
+expected_kl = 3 * 0.5 * (2.0 - 1.0 - math.log(2.0))
+expect_close("kl with logvar = log 2", kl, expected_kl)
+expect_close("loss = recon + 0.5 * kl", loss, 4.0 + 0.5 * expected_kl)
 print("vae_loss: the checks passed")
 
 # %% tags=["hidden-tests"] question="vae_loss" points=3
 g = torch.Generator().manual_seed(12)
-x, x_hat = torch.randn(5, 3, 4, 4, generator=g), torch.randn(5, 3, 4, 4, generator=g)
-mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
-recon_ref = ((x_hat - x) ** 2).sum() / 5
-kl_ref = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum() / 5
 
 
-def verdict(r, w):
+def verdict(r, w, recon_ref, kl_ref):
     loss, recon, kl = r.outputs(3)
     for name, value in (("loss", loss), ("recon", recon), ("kl", kl)):
         assert torch.is_tensor(value) and value.dim() == 0, f"{name} should be a scalar tensor"
-    assert torch.allclose(recon, recon_ref, rtol=1e-4), f"recon: expected {float(recon_ref):.4f}, got {float(recon):.4f}"
-    assert torch.allclose(kl, kl_ref, rtol=1e-4), f"kl: expected {float(kl_ref):.4f}, got {float(kl):.4f}"
+    assert torch.allclose(recon, recon_ref, rtol=1e-4), f"recon: expected {float(recon_ref):.6g}, got {float(recon):.6g} (relative error {abs(float(recon) / float(recon_ref) - 1):.2g})"
+    assert torch.allclose(kl, kl_ref, rtol=1e-4), f"kl: expected {float(kl_ref):.6g}, got {float(kl):.6g} (relative error {abs(float(kl) / float(kl_ref) - 1):.2g})"
     assert torch.allclose(loss, recon_ref + w * kl_ref, rtol=1e-4), \
         f"loss with kl_weight={w}: expected {float(recon_ref + w * kl_ref):.4f}, got {float(loss):.4f}"
 
 
-for w in (1.0, 0.1):
-    check(Call("vae_loss", x, x_hat, mu, logvar, kl_weight=w), verdict, w=w)
+for (B, C, H, W, d), w in (((5, 3, 4, 4, 7), 1.0), ((5, 3, 4, 4, 7), 0.1), ((1, 2, 3, 5, 2), 0.5)):   # a batch of one, non-square
+    x, x_hat = torch.randn(B, C, H, W, generator=g), torch.randn(B, C, H, W, generator=g)
+    mu, logvar = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
+    recon_ref = ((x_hat - x) ** 2).sum() / B
+    kl_ref = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum() / B
+    check(Call("vae_loss", x, x_hat, mu, logvar, kl_weight=w), verdict, w=w, recon_ref=recon_ref, kl_ref=kl_ref)
 
 # %% [markdown]
 # ## A VAE in two dimensions

@@ -32,6 +32,18 @@ import torch.nn.functional as F
 
 torch.manual_seed(0)
 
+def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
+    """Visible checks: fail with both values, to six digits, and their relative error."""
+    if got is None:
+        raise AssertionError(f"{what}: expected {expected}, got None")
+    got, expected = torch.as_tensor(got).detach().double(), torch.as_tensor(expected).detach().double()
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+        show = lambda t: f"{t.item():.6g}" if t.dim() == 0 else f"\n{t.numpy().round(6)}\n"  # noqa: E731
+        raise AssertionError(f"{what}: expected {show(expected)} got {show(got)} (relative error {rel:.2g})")
+
 # %% [markdown]
 # ## Question 1 (3 points): the adaptive weight lambda
 #
@@ -63,8 +75,11 @@ g_rec = torch.autograd.grad(rec, layer.weight, retain_graph=True)[0]
 g_gan = torch.autograd.grad(gan, layer.weight, retain_graph=True)[0]
 expected = g_rec.norm() / (g_gan.norm() + 1e-4)
 assert torch.is_tensor(lam) and lam.dim() == 0, f"expected a scalar tensor, got {lam!r}"
-assert torch.allclose(lam, expected, rtol=1e-4), f"expected {float(expected):.4f}, got {float(lam):.4f}"
+expect_close("lambda", lam, expected, rtol=1e-4)
 assert not lam.requires_grad, "lambda should be detached"
+for name, p in layer.named_parameters():
+    assert p.grad is None, f"adaptive_lambda left a .grad on layer.{name}: use torch.autograd.grad, not .backward()"
+expect_close("lambda with max_value=0.1 (clamped)", adaptive_lambda(rec, gan, layer.weight, max_value=0.1), min(float(expected), 0.1))
 (rec + lam * gan).backward()   # fails if adaptive_lambda freed the graph
 print("adaptive_lambda: the check passed")
 
@@ -89,10 +104,13 @@ def verdict(r, delta, cap):
     lam = r.value
     expected = (g_rec.norm() / (g_gan.norm() + delta)).clamp(0, cap)
     assert torch.is_tensor(lam) and lam.numel() == 1, "lambda should be a scalar tensor"
-    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.4g}, got {float(lam):.4g}"
+    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.6g}, got {float(lam):.6g} (relative error {abs(float(lam) / float(expected) - 1):.2g})"
     assert not lam.requires_grad, "lambda is not detached"
     assert not isinstance(r.grads[0], str) and r.grads[0][0] is not None, \
         "after adaptive_lambda the generator can no longer backpropagate its loss"
+    for name, t in (("the decoder's first weight", W1), ("its first bias", b1), ("its last bias", b2),
+                    ("the last weight", W2), ("the discriminator's weight", Wd)):
+        assert r.grad_after_call(t) is None, f"adaptive_lambda left a .grad on {name}: use torch.autograd.grad, not .backward()"
 
 
 for delta, cap in ((1e-4, 1e4), (1e-6, 0.05)):
@@ -137,23 +155,26 @@ print("hinge losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="hinge_losses" points=2
 g = torch.Generator().manual_seed(14)
-real, fake = torch.randn(2, 1, 5, 5, generator=g) * 2, torch.randn(2, 1, 5, 5, generator=g) * 2
-expected = 0.5 * (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean())
 
 
-def d_verdict(r):
+def d_verdict(r, expected, shape):
     got = r.tensor()
-    assert got.dim() == 0, "the discriminator loss should be a scalar"
-    assert torch.allclose(got, expected, atol=1e-6), f"discriminator loss on random logits: expected {float(expected):.4f}, got {float(got):.4f}"
+    assert got.dim() == 0, f"logits {shape}: the discriminator loss should be a scalar, got shape {tuple(got.shape)}"
+    assert torch.allclose(got, expected, atol=1e-6), \
+        f"discriminator loss on random logits {shape}: expected {float(expected):.6g}, got {float(got):.6g}"
 
 
-def g_verdict(r):
+def g_verdict(r, expected, shape):
     got = r.tensor()
-    assert got.dim() == 0 and torch.allclose(got, -fake.mean(), atol=1e-6), "the generator loss is wrong"
+    assert got.dim() == 0, f"logits {shape}: the generator loss should be a scalar, got shape {tuple(got.shape)}"
+    assert torch.allclose(got, expected, atol=1e-6), f"generator loss on logits {shape}: expected {float(expected):.6g}, got {float(got):.6g}"
 
 
-check(Call("hinge_d_loss", real, fake), d_verdict)
-check(Call("hinge_g_loss", fake), g_verdict)
+for shape in ((2, 1, 5, 5), (1, 1, 3, 7)):
+    real, fake = torch.randn(*shape, generator=g) * 2, torch.randn(*shape, generator=g) * 2
+    expected = 0.5 * (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean())
+    check(Call("hinge_d_loss", real, fake), d_verdict, expected=expected, shape=shape)
+    check(Call("hinge_g_loss", fake), g_verdict, expected=-fake.mean(), shape=shape)
 
 # %% [markdown]
 # ## Question 3 (3 points): top-k sampling
@@ -186,8 +207,18 @@ draws = torch.stack([top_k_sample(logits, 2, generator=torch.Generator().manual_
 assert tuple(draws.shape) == (200, 2), f"expected one index per row, shape (2,) per call, got {tuple(draws.shape[1:])}"
 assert set(draws[:, 0].tolist()) <= {1, 3} and set(draws[:, 1].tolist()) <= {0, 2}, \
     "an index outside the top 2 was drawn"
+assert set(draws[:, 0].tolist()) == {1, 3}, f"k=2: both of the two largest logits (1 and 3) should be drawn in 200 tries, got {set(draws[:, 0].tolist())}"
 greedy = top_k_sample(logits, 1)
 assert torch.equal(greedy, torch.tensor([1, 0])), f"k=1 must return the argmax (1, 0), got {greedy}"
+one = top_k_sample(logits[:1], 2)
+assert tuple(one.shape) == (1,), f"a batch of one, logits (1, 4): expected shape (1,), got {tuple(one.shape)}"
+many = logits[:1].expand(64, 4)
+a, b = (top_k_sample(many, 4, generator=torch.Generator().manual_seed(3)) for _ in range(2))
+assert torch.equal(a, b), "two calls with generators seeded alike gave different draws: pass generator= to torch.multinomial"
+# Temperature 0.5 sharpens: the frequencies must follow softmax(logits / 0.5).
+row = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
+draws = top_k_sample(row.expand(4000, 4), 4, temperature=0.5, generator=torch.Generator().manual_seed(0))
+expect_close("frequencies with temperature 0.5", torch.bincount(draws, minlength=4) / 4000., torch.softmax(row[0] / 0.5, 0), rtol=0, atol=0.03)
 print("top_k_sample: the check passed")
 
 # %% tags=["hidden-tests"] question="top_k_sampling" points=3
@@ -206,6 +237,30 @@ for k in (1, 3):
     allowed = torch.topk(logits, k, dim=1).indices
     for s in range(100):
         check(Call("top_k_sample", logits, k, generator=Gen(s)), allowed_verdict, k=k, allowed=allowed)
+
+def batch_of_one_verdict(r):
+    idx = r.tensor()
+    assert tuple(idx.shape) == (1,) and idx.dtype == torch.long, \
+        f"logits (1, 10): expected long indices of shape (1,), got {idx.dtype} of shape {tuple(idx.shape)}"
+
+
+check(Call("top_k_sample", logits[:1], 3, generator=Gen(0)), batch_of_one_verdict)
+
+# The generator decides the draws. The sandbox seeds torch's global generator with 0 before
+# every call, so an answer that ignores `generator` draws exactly what the global one gives.
+flat = torch.zeros(64, 10)
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    unseeded = torch.multinomial(torch.full((64, 10), 0.1), 1).squeeze(1)
+
+
+def generator_verdict(r):
+    draws = r.tensor()
+    assert tuple(draws.shape) == (64,), f"logits (64, 10): expected shape (64,), got {tuple(draws.shape)}"
+    assert not torch.equal(draws, unseeded), "the draws ignore the generator argument: pass generator= to torch.multinomial"
+
+
+check(Call("top_k_sample", flat, 10, generator=Gen(1)), generator_verdict)
 
 # With temperature 0.5 and k = V the draws must follow softmax(logits / 0.5).
 row = torch.tensor([[1.0, 0.5, 0.0, -0.5]])

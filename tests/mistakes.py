@@ -1,0 +1,168 @@
+"""The mistake catalogue: plausible wrong answers to every exercise question.
+
+Each entry edits the solution notebook (``old`` -> ``new`` in the question's code cell).
+Questions are scored independently, so notebook ``k`` of an exercise carries mistake ``k``
+of *every* question at once (:func:`mistake_notebook`): a handful of notebooks per
+exercise grade the whole catalogue in the one sandboxed batch of
+``tests/test_grading_attacks.py``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# question id -> (exercise, [(mistake, [(old, new), ...]), ...])
+MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
+    "nearest_code": ("01_codebook", [
+        ("argmax for argmin", [("torch.cdist(flat, codebook).argmin(dim=1)", "torch.cdist(flat, codebook).argmax(dim=1)")]),
+        ("flattens BCHW without moving channels last", [("flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)", "flat = z_e.reshape(-1, D)")]),
+        ("z_q reshaped to BCHW without permuting back",
+         [("z_q = codebook[indices].reshape(B, h, w, D).permute(0, 3, 1, 2)", "z_q = codebook[indices].reshape(B, D, h, w)")]),
+        (".squeeze() loses a batch of one", [("return indices.reshape(B, h, w), z_q", "return indices.reshape(B, h, w).squeeze(), z_q")]),
+    ]),
+    "perplexity": ("01_codebook", [
+        ("divides by the batch size", [("probs = counts / counts.sum()", "probs = counts / indices.shape[0]")]),
+        ("0 * log 0 gives NaN", [("entropy = -torch.special.xlogy(probs, probs).sum()", "entropy = -(probs * probs.log()).sum()")]),
+        ("returns the entropy, not its exponential", [("return torch.exp(entropy)", "return entropy")]),
+        ("log base 2 with exp", [("entropy = -torch.special.xlogy(probs, probs).sum()",
+                                  "entropy = -(probs * torch.log2(probs.clamp_min(1e-12))).sum()")]),
+    ]),
+    "kl_closed_form": ("02_elbo", [
+        ("KL direction swapped", [("terms = logvar_p - logvar_q + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0",
+                                   "terms = logvar_q - logvar_p + (var_p + (mu_q - mu_p) ** 2) / var_q - 1.0")]),
+        ("missing the factor 1/2", [("return 0.5 * terms.sum(dim=-1)", "return terms.sum(dim=-1)")]),
+        ("mean over latent dimensions instead of sum", [("return 0.5 * terms.sum(dim=-1)", "return 0.5 * terms.mean(dim=-1)")]),
+        ("logvar used as a log standard deviation",
+         [("var_q, var_p = logvar_q.exp(), logvar_p.exp()", "var_q, var_p = (2 * logvar_q).exp(), (2 * logvar_p).exp()")]),
+    ]),
+    "kl_monte_carlo": ("02_elbo", [
+        ("exp(logvar) used as the standard deviation", [("z = mu_q + torch.exp(0.5 * logvar_q) * eps", "z = mu_q + torch.exp(logvar_q) * eps")]),
+        ("ignores the generator", [("eps = torch.randn(num_samples, *mu_q.shape, generator=generator)",
+                                    "eps = torch.randn(num_samples, *mu_q.shape)")]),
+        ("sum over samples instead of mean", [(".mean(dim=0)", ".sum(dim=0)")]),
+        ("log p - log q (sign)", [("(log_normal(z, mu_q, logvar_q) - log_normal(z, mu_p, logvar_p))",
+                                   "(log_normal(z, mu_p, logvar_p) - log_normal(z, mu_q, logvar_q))")]),
+    ]),
+    "conv_output_size": ("03_autoencoder", [
+        ("missing + 1", [("return (size + 2 * padding - kernel_size) // stride + 1", "return (size + 2 * padding - kernel_size) // stride")]),
+        ("true division gives a float", [("return (size + 2 * padding - kernel_size) // stride + 1",
+                                          "return (size + 2 * padding - kernel_size) / stride + 1")]),
+        ("padding on one side only", [("return (size + 2 * padding - kernel_size) // stride + 1",
+                                       "return (size + padding - kernel_size) // stride + 1")]),
+        ("output_padding ignored", [("+ kernel_size + output_padding", "+ kernel_size")]),
+    ]),
+    "skip_block": ("03_autoencoder", [
+        ("no shortcut", [("return out + identity", "return out")]),
+        ("second ReLU missing", [("out = F.relu(self.norm2(self.conv2(out)))", "out = self.norm2(self.conv2(out))")]),
+        ("ReLU after the addition", [("out = F.relu(self.norm2(self.conv2(out)))", "out = self.norm2(self.conv2(out))"),
+                                     ("return out + identity", "return F.relu(out + identity)")]),
+        ("channels repeated instead of concatenated", [("torch.cat([identity, identity], dim=1)", "identity.repeat_interleave(2, dim=1)")]),
+    ]),
+    "reparameterize": ("04_vae", [
+        ("exp(logvar) used as the standard deviation", [("return mu + torch.exp(0.5 * logvar) * eps", "return mu + torch.exp(logvar) * eps")]),
+        ("ignores the generator", [("eps = torch.randn(mu.shape, generator=generator)", "eps = torch.randn_like(mu)")]),
+        ("logvar used as the standard deviation", [("return mu + torch.exp(0.5 * logvar) * eps", "return mu + logvar * eps")]),
+        ("no gradient to logvar", [("return mu + torch.exp(0.5 * logvar) * eps", "return mu + torch.exp(0.5 * logvar.detach()) * eps")]),
+    ]),
+    "vae_loss": ("04_vae", [
+        ("KL with the wrong sign", [("kl = -0.5 * torch.sum(", "kl = 0.5 * torch.sum(")]),
+        ("mean over pixels instead of sum", [('recon = F.mse_loss(x_hat, x, reduction="sum") / B', "recon = F.mse_loss(x_hat, x)")]),
+        ("kl_weight on the wrong term", [("return recon + kl_weight * kl, recon, kl", "return kl_weight * recon + kl, recon, kl")]),
+        ("logvar used as a log standard deviation", [("1 + logvar - mu**2 - logvar.exp()", "1 + 2 * logvar - mu**2 - (2 * logvar).exp()")]),
+    ]),
+    "vq_losses": ("05_vqvae", [
+        ("no stop-gradient on the codebook loss", [("codebook_loss = F.mse_loss(z_q, z_e.detach())", "codebook_loss = F.mse_loss(z_q, z_e)")]),
+        ("beta on the codebook term", [("return codebook_loss, commitment_loss, codebook_loss + beta * commitment_loss",
+                                        "return codebook_loss, commitment_loss, beta * codebook_loss + commitment_loss")]),
+        ("detaches swapped", [("codebook_loss = F.mse_loss(z_q, z_e.detach())", "codebook_loss = F.mse_loss(z_q.detach(), z_e)"),
+                              ("commitment_loss = F.mse_loss(z_e, z_q.detach())", "commitment_loss = F.mse_loss(z_e.detach(), z_q)")]),
+        ("total (1 + beta) * mse without stop-gradients",
+         [("return codebook_loss, commitment_loss, codebook_loss + beta * commitment_loss",
+           "return codebook_loss, commitment_loss, (1 + beta) * F.mse_loss(z_e, z_q)")]),
+    ]),
+    "straight_through": ("05_vqvae", [
+        ("no detach", [("return z_e + (z_q - z_e).detach()", "return z_e + (z_q - z_e)")]),
+        ("returns z_q", [("return z_e + (z_q - z_e).detach()", "return z_q")]),
+        ("the wrong way round", [("return z_e + (z_q - z_e).detach()", "return z_q + (z_e - z_q).detach()")]),
+        ("detach on the wrong term", [("return z_e + (z_q - z_e).detach()", "return z_e.detach() + (z_q - z_e)")]),
+    ]),
+    "fix_quantizer": ("05_vqvae", [
+        ("argmax kept", [("indices = distances.argmin(dim=1)", "indices = distances.argmax(dim=1)")]),
+        ("flattening bug kept", [("flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)", "flat = z_e.reshape(-1, D)")]),
+        ("no straight-through", [("permute(0, 3, 1, 2)\n    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())\n    z_q = z_e + (z_q - z_e).detach()",
+                                  "permute(0, 3, 1, 2)\n    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())")]),
+        ("beta on the codebook term", [("permute(0, 3, 1, 2)\n    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())",
+                                        "permute(0, 3, 1, 2)\n    loss = beta * F.mse_loss(z_q, z_e.detach()) + F.mse_loss(z_e, z_q.detach())")]),
+    ]),
+    "known_answer": ("05_vqvae", [
+        ("reshape without transposing", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.reshape(1, D, 1, K)")]),
+        ("codes along the channel axis", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.reshape(1, K, 1, D)")]),
+        ("a K x 1 grid instead of 1 x K", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.t().reshape(1, D, K, 1)")]),
+        ("no batch dimension", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.t().unsqueeze(1)")]),
+    ]),
+    "adaptive_lambda": ("06_vqgan", [
+        ("graph freed (no retain_graph)", [("rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]",
+                                            "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight)[0]")]),
+        (".backward() and .grad", [("rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]\n"
+                                    "    gan_grad = torch.autograd.grad(gan_loss, last_layer_weight, retain_graph=True)[0]",
+                                    "rec_loss.backward(retain_graph=True)\n    rec_grad = last_layer_weight.grad.clone()\n"
+                                    "    last_layer_weight.grad = None\n    gan_loss.backward(retain_graph=True)\n"
+                                    "    gan_grad = last_layer_weight.grad.clone()\n    last_layer_weight.grad = None")]),
+        ("missing clamp", [("return lam.clamp(0.0, max_value).detach()", "return lam.detach()")]),
+        ("ratio inverted", [("lam = rec_grad.norm() / (gan_grad.norm() + delta)", "lam = gan_grad.norm() / (rec_grad.norm() + delta)")]),
+    ]),
+    "hinge_losses": ("06_vqgan", [
+        ("sign of the fake term", [("F.relu(1.0 + logits_fake)", "F.relu(1.0 - logits_fake)")]),
+        ("no hinge (missing relu)", [("F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()",
+                                      "(1.0 - logits_real).mean() + (1.0 + logits_fake).mean()")]),
+        ("missing the factor 1/2", [("return 0.5 * (F.relu", "return (F.relu")]),
+        ("generator loss with the wrong sign", [("return -logits_fake.mean()", "return logits_fake.mean()")]),
+    ]),
+    "top_k_sampling": ("06_vqgan", [
+        ("multiplies by the temperature", [("logits = logits / temperature", "logits = logits * temperature")]),
+        (".squeeze() loses a batch of one", [("generator=generator).squeeze(1)", "generator=generator).squeeze()")]),
+        ("ignores the generator", [("torch.multinomial(probs, 1, generator=generator)", "torch.multinomial(probs, 1)")]),
+        ("keeps only the largest logit", [("torch.topk(logits, k, dim=-1).values[:, -1:]", "torch.topk(logits, k, dim=-1).values[:, :1]")]),
+    ]),
+}
+
+
+def exercises() -> list[str]:
+    return sorted({ex for ex, _ in MISTAKES.values()})
+
+
+def count(exercise: str) -> int:
+    """How many mistake notebooks ``exercise`` needs: the longest list among its questions."""
+    return max(len(m) for ex, m in MISTAKES.values() if ex == exercise)
+
+
+def mistake_notebook(exercise: str, k: int) -> tuple[nbformat.NotebookNode, dict[str, str]]:
+    """The solution of ``exercise`` with mistake ``k`` of every question: (notebook, {question: mistake})."""
+    nb = nbformat.read(REPO_ROOT / "solutions" / f"{exercise}.ipynb", as_version=4)
+    applied = {}
+    for qid, (ex, mistakes) in MISTAKES.items():
+        if ex != exercise or k >= len(mistakes):
+            continue
+        name, edits = mistakes[k]
+        for old, new in edits:
+            hits = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
+            assert len(hits) == 1, f"{qid} / {name}: {old!r} must occur in exactly one cell, found {len(hits)}"
+            hits[0].source = hits[0].source.replace(old, new, 1)
+        applied[qid] = name
+    return nb, applied
+
+
+def check_cells(exercise: str) -> dict[str, int]:
+    """Question id -> index (among code cells) of its visible check cell: the i-th check cell is question i's."""
+    import jupytext
+
+    source = jupytext.read(REPO_ROOT / "instructor" / "source" / f"{exercise}.py")
+    code = [c for c in source.cells if c.cell_type == "code" and "hidden-tests" not in c.metadata.get("tags", [])]
+    checks = [i for i, c in enumerate(code) if "check" in c.metadata.get("tags", [])]
+    ids = [q["id"] for q in json.loads((REPO_ROOT / "instructor" / "hidden_tests" / f"{exercise}.json").read_text())["questions"]]
+    assert len(checks) == len(ids), f"{exercise}: {len(checks)} check cells for {len(ids)} questions"
+    return dict(zip(ids, checks))
