@@ -539,6 +539,12 @@ plt.show()
 # only the results show them. To see the symptoms clearly we plug each buggy quantizer into
 # the *trained* VQ-VAE above.
 #
+# Your job is to **fix** each one, not only to spot it: for each listing, write down the line
+# you would change before you read on. [Exercise 5](../exercises/05_vqvae.ipynb), Question 3,
+# hands you a quantizer with both bugs to repair (graded), and Question 4 builds a
+# known-answer test that catches both: feed the K codebook vectors themselves in as an
+# encoder output and a correct quantizer must return the indices 0, 1, ..., K-1.
+#
 # **Bug A.** The lecture's `VectorQuantizer` listing picks the code index with
 
 # %%
@@ -553,8 +559,8 @@ def quantize_listing_a(z_e, codebook):
 
 
 # %% [markdown]
-# Can you see it before running the next cell? The cell decodes the test images with this
-# quantizer and with the package's.
+# Can you see it, and fix it, before running the next cell? The cell decodes the test images
+# with this quantizer and with the package's.
 
 # %%
 @torch.no_grad()
