@@ -59,9 +59,17 @@ def setup() -> Path:
     if not python.exists():
         print(f"Creating the virtual environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    run([python, "-m", "pip", "install", "--upgrade", "pip"])
-    # torch and torchvision come from ranges in pyproject.toml, so pip picks a matching pair.
-    run([python, "-m", "pip", "install", "-e", f".[{EXTRAS}]"], cwd=ROOT)
+    # torch and torchvision come from ranges in pyproject.toml, so the resolver picks a matching
+    # pair. uv (from PyPI) installs them in about half of pip's time: it downloads the CUDA wheels
+    # in parallel and compiles the bytecode on every core (compiled here, because the grading
+    # sandbox mounts the environment read-only). Plain pip is the fallback.
+    try:
+        run([python, "-m", "pip", "install", "-q", "uv"])
+        run([python, "-m", "uv", "pip", "install", "--python", python, "--compile-bytecode",
+             "-e", f".[{EXTRAS}]"], cwd=ROOT)
+    except subprocess.CalledProcessError:
+        print("uv could not install the environment; falling back to pip.", flush=True)
+        run([python, "-m", "pip", "install", "-e", f".[{EXTRAS}]"], cwd=ROOT)
     STAMP.write_text(wanted)
     print(f"Set-up finished in {time.perf_counter() - start:.0f} s.", flush=True)
     return python
