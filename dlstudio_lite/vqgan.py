@@ -251,6 +251,8 @@ class VQGAN(VQVAE):
     disc_start: step at which the discriminator and the GAN term switch on.
     disc_weight: factor on the adaptive lambda (0.8 in the reference config).
     gan_loss: "hinge" (reference) or "non_saturating" (the lecture's BCE, Eq. 24).
+    recon_loss: "l1" (the reference recipe's pixel term) or "mse" (the lecture's). The logged
+        "recon" is the MSE either way, so runs compare.
     perceptual_weight: weight of the optional VGG perceptual loss (0 = off; needs weights,
         from torchvision's cache or ``perceptual_weights_path``).
     delta: the small constant in lambda's denominator.
@@ -260,10 +262,12 @@ class VQGAN(VQVAE):
     def __init__(self, latent_size: int = 8, num_codes: int = 256,
                  disc_channels: int | None = None, disc_layers: int | None = None,
                  disc_start: int = 1000, disc_weight: float = 0.8, gan_loss: str = "hinge",
-                 perceptual_weight: float = 0.0, perceptual_weights_path: str | None = None,
+                 recon_loss: str = "mse", perceptual_weight: float = 0.0, perceptual_weights_path: str | None = None,
                  delta: float = 1e-6, **vqvae_kwargs):
         if gan_loss not in GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {gan_loss!r}: expected one of {', '.join(GAN_LOSSES)}")
+        if recon_loss not in ("l1", "mse"):
+            raise ValueError(f"unknown recon_loss {recon_loss!r}: expected 'l1' or 'mse'")
         if disc_start < 0 or disc_weight < 0 or perceptual_weight < 0 or delta <= 0:
             raise ValueError(f"expected disc_start >= 0, disc_weight >= 0, perceptual_weight >= 0 "
                              f"and delta > 0, got {disc_start}, {disc_weight}, {perceptual_weight}, {delta}")
@@ -276,6 +280,7 @@ class VQGAN(VQVAE):
         self.discriminator = PatchDiscriminator(g["in_channels"], disc_channels, disc_layers,
                                                 g["image_size"])
         self.disc_start, self.disc_weight, self.gan_loss = int(disc_start), float(disc_weight), gan_loss
+        self.recon_loss = recon_loss
         self.perceptual_weight, self.delta = float(perceptual_weight), float(delta)
         self.perceptual = PerceptualLoss(perceptual_weights_path) if perceptual_weight > 0 else None
         # Checkpoints written when the generator was a VQVAE attribute name its weights
@@ -313,10 +318,11 @@ class VQGAN(VQVAE):
         """Shared by training and evaluation: x_hat, reconstruction loss, VQ output, logs."""
         x_hat, vq = self(x)
         recon = F.mse_loss(x_hat, x)
-        rec_loss = recon
+        rec_loss = F.l1_loss(x_hat, x) if self.recon_loss == "l1" else recon
         if self.perceptual is not None:
             rec_loss = rec_loss + self.perceptual_weight * self.perceptual(x_hat, x)
         return x_hat, rec_loss, vq, vq_logs(recon, vq)
+
     def compute_loss(self, x: torch.Tensor):
         """Evaluation loss (no adversarial term): reconstruction (+ perceptual) + VQ loss."""
         _, rec_loss, vq, logs = self._vq_terms(x)

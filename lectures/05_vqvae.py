@@ -176,8 +176,8 @@ print("forward value:", z_q.detach().tolist(), " gradient reaching z:", z.grad.t
 # As in lecture 4 the widths are a quarter of the lecture's (`base_channels=16`), and
 # $K = 512$ codes of dimension 64. The codebook starts from k-means on the first batch's
 # encoder vectors (`kmeans_init`) and restarts codes left idle for 20 steps
-# (`dead_code_steps`); section 4 shows why. (Without them, a first run ended with 27 of the
-# 512 codes in use and grey, colourless shapes.)
+# (`dead_code_steps`): both are the package's defaults, and section 4 shows why. (Without
+# them, a first run ended with 27 of the 512 codes in use and grey, colourless shapes.)
 #
 # One departure from the lecture's example: the grid of codes is $32 \times 32$ (one code per
 # $2 \times 2$ patch) instead of $16 \times 16$. A few minutes of CPU training are far from the
@@ -346,8 +346,11 @@ print("the first image's grid, top-left corner:\n", indices[0, :5, :8].numpy())
 #   random encoder vector of the current batch, where it will be chosen.
 #
 # The experiment: a small VQ-VAE whose 64 codes all start in a tight cluster far from the
-# encoder outputs, trained three ways, with the same seed and data. (32 x 32 images and a
-# narrow model keep this section fast; the effect does not depend on the size.)
+# encoder outputs, trained three ways, with the same seed and data. The k-means start is
+# switched off here (`kmeans_init=False`; on the command line `--no-kmeans-init
+# --dead-code-steps 0` turns off both remedies), or it would simply overwrite the bad start.
+# (32 x 32 images and a narrow model keep this section fast; the effect does not depend on
+# the size.)
 
 # %%
 small_train = ShapesDataset("train", image_size=32, num_images=1024)
@@ -364,7 +367,7 @@ def set_codebook(quantizer, codes):
 def dead_code_run(quantizer, dead_code_steps):
     seed_everything(0)
     model = VQVAE(image_size=32, latent_size=8, base_channels=8, code_dim=16, num_codes=64,
-                  quantizer=quantizer, dead_code_steps=dead_code_steps)
+                  quantizer=quantizer, kmeans_init=False, dead_code_steps=dead_code_steps)
     bad = 2.0 + 0.01 * torch.randn(64, 16)   # all codes in one small, far-away cluster
     set_codebook(model.quantizer, bad)
     trainer = Trainer(model, small_train, steps=pick(normal=300, quick=12), batch_size=32,

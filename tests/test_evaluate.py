@@ -94,3 +94,26 @@ def test_latent_rate_is_kl_in_bits_for_a_vae_and_code_entropy_times_grid_for_a_v
     from dlstudio_lite.autoencoder import Autoencoder
     with pytest.raises(TypeError, match="encode_to_indices"):   # no distribution, no rate
         latent_rate(Autoencoder(image_size=16, latent_size=4, base_channels=8), ds)
+
+
+def test_edge_sharpness_and_shape_colour_error():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from dlstudio_lite import ShapesDataset
+    from dlstudio_lite.metrics import edge_sharpness, shape_colour_error
+
+    x = ShapesDataset("test", image_size=32, num_images=300).tensors(16)
+    assert edge_sharpness(x, x) == pytest.approx(1.0)
+    blurred = gaussian_blur(x, [5, 5], [1.0, 1.0])
+    assert edge_sharpness(blurred, x) < 0.8
+    exact = shape_colour_error(x, x)
+    assert len(exact["error"]) >= 16 and float(exact["error"].max()) < 1e-3
+    # A colour cast of +0.2 in the red channel is +25.5 in 0-255 units on every shape
+    # (less where red is already near its top and the clamp cuts it).
+    cast = x.clone()
+    cast[:, 0] = (cast[:, 0] + 0.2).clamp(-1, 1)
+    shifted = shape_colour_error(cast, x)
+    assert 10 < float(shifted["bias"][:, 0].mean()) <= 25.6
+    assert float(shifted["bias"][:, 1:].abs().max()) < 1e-3
+    with pytest.raises(ValueError, match="no shape"):
+        shape_colour_error(torch.full_like(x, -1.0), torch.full_like(x, -1.0))

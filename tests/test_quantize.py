@@ -9,6 +9,9 @@ from dlstudio_lite.quantize import (DEFAULT_MAINTENANCE, QUANTIZERS, EMAVectorQu
                                     VectorQuantizer, VQOutput, code_usage, kmeans, nearest_codes,
                                     perplexity)
 
+# The mechanics tests set codebooks by hand: no k-means start or restart may move them.
+PLAIN = dict(kmeans_init=False, dead_code_steps=0)
+
 
 def brute_force(z, codebook):
     """Nearest code by explicit float64 distances, the slow obvious way."""
@@ -43,7 +46,7 @@ def test_distances_are_computed_in_bounded_chunks(monkeypatch):
 
 def test_forward_indices_match_brute_force_with_chunking_forced():
     torch.manual_seed(0)
-    vq = VectorQuantizer(40, 6, chunk_elements=40 * 7)  # 7 rows per chunk, many chunks
+    vq = VectorQuantizer(40, 6, chunk_elements=40 * 7, **PLAIN)  # 7 rows per chunk, many chunks
     with torch.no_grad():
         vq.codebook.normal_()
     z_e = torch.randn(3, 6, 5, 4)
@@ -59,7 +62,7 @@ def test_quantizes_channel_vectors_not_memory_rows():
     # Pixel 0 holds (10, 10), pixel 1 holds (0, 0). Flattening BCHW without moving channels
     # last would give rows (10, 0) and (10, 0), both nearest to code 2.
     z_e = torch.tensor([[[[10.0, 0.0]], [[10.0, 0.0]]]])  # (B=1, D=2, h=1, w=2)
-    vq = VectorQuantizer(3, 2)
+    vq = VectorQuantizer(3, 2, **PLAIN)
     with torch.no_grad():
         vq.codebook.copy_(torch.tensor([[10.0, 10.0], [0.0, 0.0], [10.0, 0.0]]))
     assert vq(z_e).indices.tolist() == [[[0, 1]]]
@@ -70,7 +73,7 @@ def test_gradients_follow_eq22():
     encoder output from reconstruction (straight-through copy) plus beta * commitment."""
     torch.manual_seed(0)
     beta = 0.7  # not 1, so swapping beta onto the codebook term (taming "legacy") shows
-    vq = VectorQuantizer(16, 4, beta=beta)
+    vq = VectorQuantizer(16, 4, beta=beta, **PLAIN)
     with torch.no_grad():
         vq.codebook.normal_()
     decoder = torch.nn.Conv2d(4, 3, 1)
@@ -106,7 +109,7 @@ def test_autocast_bf16_picks_the_same_codes_as_fp32():
     # Vectors far from the origin and close to each other: distances computed in bf16 pick
     # the wrong code for almost every vector here (checked: about 9 in 10).
     g = torch.Generator().manual_seed(0)
-    vq = VectorQuantizer(64, 16)
+    vq = VectorQuantizer(64, 16, **PLAIN)
     with torch.no_grad():
         vq.codebook.copy_(10 + 0.5 * torch.randn(64, 16, generator=g))
     z_e = (10 + 0.5 * torch.randn(4, 16, 8, 8, generator=g)).bfloat16()
@@ -127,7 +130,7 @@ def test_perplexity_extremes():
 
 
 def test_output_perplexity_and_usage():
-    vq = VectorQuantizer(4, 2).eval()
+    vq = VectorQuantizer(4, 2, **PLAIN).eval()
     with torch.no_grad():
         vq.codebook.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]))
     z_e = vq.codebook.detach()[torch.tensor([0, 1, 2, 3])].T.reshape(1, 2, 2, 2)
@@ -140,7 +143,7 @@ def test_output_perplexity_and_usage():
 
 
 def test_shape_errors_are_clear():
-    vq = VectorQuantizer(16, 8)
+    vq = VectorQuantizer(16, 8, **PLAIN)
     with pytest.raises(ValueError, match=r"\(B, 8, h, w\).*\(2, 4, 3, 3\)"):
         vq(torch.randn(2, 4, 3, 3))
     with pytest.raises(ValueError, match="got"):
@@ -151,7 +154,7 @@ def test_shape_errors_are_clear():
 
 def test_ema_update_matches_hand_computation():
     decay, eps = 0.9, 1e-5
-    vq = EMAVectorQuantizer(3, 2, beta=0.25, decay=decay, eps=eps)
+    vq = EMAVectorQuantizer(3, 2, beta=0.25, decay=decay, eps=eps, **PLAIN)
     init = torch.tensor([[0.0, 0.0], [5.0, 5.0], [-5.0, 5.0]])
     vq.codebook.copy_(init)
     vq.embed_sum.copy_(init)
@@ -176,7 +179,7 @@ def test_ema_update_matches_hand_computation():
 
 def test_ema_loss_is_commitment_only_and_eval_does_not_update():
     torch.manual_seed(0)
-    vq = EMAVectorQuantizer(8, 4, beta=0.25)
+    vq = EMAVectorQuantizer(8, 4, beta=0.25, **PLAIN)
     z_e = torch.randn(2, 4, 3, 3, requires_grad=True)
     out = vq.eval()(z_e)
     e = vq.codebook[out.indices.flatten()]
@@ -192,7 +195,7 @@ def test_ema_codes_stay_bounded_in_first_steps():
     # Data that uses only a few codes: with the common bad initialisation (cluster sizes 0,
     # random sums) unused codes are divided by ~eps and jump to norms near 1e5.
     torch.manual_seed(0)
-    vq = EMAVectorQuantizer(64, 8, decay=0.99).train()
+    vq = EMAVectorQuantizer(64, 8, decay=0.99, **PLAIN).train()
     with torch.no_grad():
         vq.codebook.normal_()
         vq.embed_sum.copy_(vq.codebook)
@@ -209,7 +212,7 @@ def test_ema_codes_stay_bounded_in_first_steps():
 @pytest.mark.parametrize("cls", [VectorQuantizer, EMAVectorQuantizer])
 def test_dead_code_restart_moves_unused_codes(cls):
     torch.manual_seed(0)
-    vq = cls(4, 2, dead_code_steps=2).train()
+    vq = cls(4, 2, dead_code_steps=2, kmeans_init=False).train()
     far = torch.tensor([[0.0, 0.0], [1.0, 1.0], [100.0, 100.0], [-100.0, 100.0]])
     with torch.no_grad():
         vq.codebook.copy_(far)
@@ -229,7 +232,7 @@ def test_dead_code_restart_moves_unused_codes(cls):
 
 
 def test_no_restart_when_disabled():
-    vq = VectorQuantizer(4, 2).train()
+    vq = VectorQuantizer(4, 2, **PLAIN).train()
     with torch.no_grad():
         vq.codebook.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [100.0, 100.0], [-9.0, 9.0]]))
     before = vq.codebook.detach().clone()
@@ -243,7 +246,7 @@ def test_kmeans_init_finds_the_clusters(cls):
     torch.manual_seed(0)
     centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]])
     rows = centres.repeat(64, 1) + 0.05 * torch.randn(256, 2)
-    vq = cls(4, 2, kmeans_init=True, kmeans_iters=10).train()
+    vq = cls(4, 2, kmeans_init=True, kmeans_iters=10, dead_code_steps=0).train()
     assert not bool(vq.initialized)
     out = vq(rows.T.reshape(1, 2, 16, 16))
     assert bool(vq.initialized)
@@ -257,7 +260,7 @@ def test_kmeans_init_finds_the_clusters(cls):
 
 def test_lookup_inverts_indices():
     torch.manual_seed(0)
-    vq = VectorQuantizer(10, 3).eval()
+    vq = VectorQuantizer(10, 3, **PLAIN).eval()
     z_e = torch.randn(2, 3, 4, 5)
     out = vq(z_e)
     # z_e + (e - z_e) equals e only up to rounding, hence the tolerance
@@ -268,7 +271,7 @@ def test_lookup_inverts_indices():
 def test_straight_through_value_and_large_codebook_runs():
     # K * N = 2^26 would be a 256 MiB one-hot; chunked distances keep it small and fast.
     torch.manual_seed(0)
-    vq = VectorQuantizer(4096, 8, chunk_elements=2 ** 22)
+    vq = VectorQuantizer(4096, 8, chunk_elements=2 ** 22, **PLAIN)
     z_e = torch.randn(4, 8, 64, 64, requires_grad=True)
     out = vq(z_e)
     out.quantized.sum().backward()
@@ -282,7 +285,7 @@ def _ddp_worker(rank, world, init_file, out_dir):
                             world_size=world)
     try:
         torch.manual_seed(0)  # same initial codebook on both ranks
-        vq = EMAVectorQuantizer(8, 2, decay=0.5, dead_code_steps=1).train()
+        vq = EMAVectorQuantizer(8, 2, decay=0.5, dead_code_steps=1, kmeans_init=False).train()
         rows = torch.randn(2, 32, 2, generator=torch.Generator().manual_seed(1))[rank]
         vq(rows.T.reshape(1, 2, 4, 8))
         torch.save(vq.state_dict(), f"{out_dir}/rank{rank}.pt")
@@ -302,7 +305,7 @@ def test_ema_statistics_are_shared_across_ddp_ranks(tmp_path):
     a, b = results[0], results[1]
     assert all(torch.equal(a[k], b[k]) for k in a)
     torch.manual_seed(0)
-    single = EMAVectorQuantizer(8, 2, decay=0.5).train()
+    single = EMAVectorQuantizer(8, 2, decay=0.5, **PLAIN).train()
     rows = torch.randn(2, 32, 2, generator=torch.Generator().manual_seed(1)).reshape(64, 2)
     out = single(rows.T.reshape(1, 2, 8, 8))
     used = torch.bincount(out.indices.flatten(), minlength=8) > 0
@@ -379,3 +382,53 @@ def test_a_new_quantizer_is_one_class_and_one_registry_line(monkeypatch, tmp_pat
     trained = load_model(tmp_path / "run" / "checkpoint.pt")
     assert isinstance(trained.quantizer, FrozenQuantizer)
     assert list(trained.quantizer.parameters()) == []  # nothing for the optimizer
+
+
+# --- collapse-free defaults (k-means start + dead-code restart) ------------------------------
+
+def _textures(n: int, size: int = 16) -> torch.Tensor:
+    """Smooth random colour fields: no background at all, unlike the shapes."""
+    low = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
+
+
+def _usage_after_training(images: torch.Tensor, **upkeep):
+    from torch.utils.data import TensorDataset
+
+    from dlstudio_lite import Trainer, VQVAE, seed_everything
+    from dlstudio_lite.quantize import code_counts, code_usage
+
+    seed_everything(0)
+    model = VQVAE(image_size=16, latent_size=4, base_channels=8, code_dim=32, num_codes=128, **upkeep)
+    Trainer(model, TensorDataset(images), steps=30, batch_size=32, lr=2e-3, log_every=30,
+            progress=False).fit()
+    with torch.no_grad():
+        indices = model.eval().quantize(model.encode(images)).indices
+    return code_usage(code_counts(indices, 128))
+
+
+@pytest.mark.parametrize("kind", ["shapes (mostly black background)", "smooth colour textures"])
+def test_default_codebook_upkeep_prevents_collapse(kind):
+    from dlstudio_lite import ShapesDataset
+
+    images = (ShapesDataset("train", image_size=16, num_images=300).tensors(256) if kind.startswith("shapes")
+              else _textures(256))
+    default = _usage_after_training(images)
+    plain = _usage_after_training(images, kmeans_init=False, dead_code_steps=0)
+    # Without upkeep most of the codebook is never chosen; with the defaults most of it is.
+    assert plain.usage < 0.35 and default.usage > 0.7, (plain, default)
+    assert default.perplexity > 3 * plain.perplexity, (plain, default)
+
+
+def test_upkeep_is_on_by_default_and_the_command_line_turns_it_off():
+    from dlstudio_lite import VQGAN, VQVAE
+    from dlstudio_lite.cli import build_parser
+
+    for model in (VQVAE(image_size=16, latent_size=4, base_channels=8, code_dim=8, num_codes=16),
+                  VQGAN(image_size=16, latent_size=4, base_channels=8, code_dim=8, num_codes=16)):
+        assert model.quantizer.maintenance.kmeans_init and model.quantizer.maintenance.dead_code_steps > 0
+    parser = build_parser()
+    on = parser.parse_args(["train", "vqvae", "--out", "x"])
+    off = parser.parse_args(["train", "vqvae", "--out", "x", "--no-kmeans-init", "--dead-code-steps", "0"])
+    assert on.kmeans_init is True and on.dead_code_steps > 0
+    assert off.kmeans_init is False and off.dead_code_steps == 0

@@ -317,7 +317,7 @@ def test_cli_help_lists_the_models_and_main_flags(capsys):
     for flag in ("--image-size", "--base-channels", "--steps", "--epochs", "--lr", "--optimizer",
                  "--scheduler", "--batch-size", "--seed", "--device", "--amp", "--compile",
                  "--resume", "--num-codes", "--beta", "--quantizer", "--decay",
-                 "--kmeans-init", "--dead-code-steps"):
+                 "--no-kmeans-init", "--dead-code-steps"):
         assert flag in text, flag
 
 

@@ -17,8 +17,8 @@ START = 2  # disc_start of the tiny model
 def tiny_vqgan(**kw) -> VQGAN:
     torch.manual_seed(0)
     args = dict(image_size=16, latent_size=4, base_channels=8, num_codes=16, code_dim=8,
-                disc_channels=8, disc_start=START)
-    args.update(kw)
+                disc_channels=8, disc_start=START, kmeans_init=False, dead_code_steps=0)
+    args.update(kw)  # (no k-means start: these tests compare a model with its deep copy)
     return VQGAN(**args)
 
 
