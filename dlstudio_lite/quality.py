@@ -142,7 +142,7 @@ def judge_shapes(images, features: ShapeFeatureNet | None = None, batch_size: in
 
     Returns a dict of ``(N,)`` tensors: ``count`` (most likely number of shapes; 6 means
     more than 5), ``damage`` (most likely index into ``DAMAGE_CLASSES``: 0 clean, 1 blur,
-    2 noise, 3 colour, 4 erase, 5 blobs), ``severity`` (0 clean to 1 badly damaged),
+    2 noise, 3 colour, 4 erase, 5 blobs, 6 grey), ``severity`` (0 clean to 1 badly damaged),
     ``p_clean``, ``p_one_to_five`` (probability of 1 to 5 shapes) and ``valid`` (bool:
     ``p_clean`` and ``p_one_to_five`` both above 0.5).
     """
@@ -177,3 +177,17 @@ def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict[
     with the feature network loaded once; tensors, not iterables (they are read twice)."""
     net = features if features is not None else load_feature_net()
     return {"fd": frechet_distance(real, fake, net), "valid_shape_rate": valid_shape_rate(fake, net)}
+
+
+def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str) -> dict:
+    """The numbers a run records in its ``metrics.json``: ``{prefix}_fd``,
+    ``{prefix}_valid_shape_rate`` and ``quality_split`` (which real images were used).
+
+    ``test_images (N, 3, S, S)``: the shapes test split; ``images``: the run's
+    reconstructions of them (``prefix="recon"``) or its samples (``prefix="sample"``).
+    """
+    report = quality_report(test_images, images)
+    n, _, h, w = test_images.shape
+    return {f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
+            "quality_split": f"shapes test split: {n} images of {h}x{w}; {len(images)} {prefix} images; "
+                             "shape features (dlstudio_lite.quality), not ImageNet FID"}

@@ -187,6 +187,7 @@ def test_train_prior_and_sample_commands(vq_checkpoint, tmp_path):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["latent_shape"] == [4, 4] and metrics["num_codes"] == K
+    assert metrics["sample_fd"] >= 0 and 0 <= metrics["sample_valid_shape_rate"] <= 1
     assert metrics["train_sequences"] == 52 and metrics["test_sequences"] == 12
     assert 0 <= metrics["context_free_bits_per_code"] <= math.log2(K)
     prior = load_prior(out / "checkpoint.pt")

@@ -286,6 +286,9 @@ def test_cli_main_job_writes_all_its_files(tmp_path, quick, model):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["step"] == 3 and metrics["mse"] > 0 and 0 < metrics["psnr"] < 60
+    # On the shapes data every run records the quality of its reconstructions (issue 10).
+    assert metrics["recon_fd"] >= 0 and 0 <= metrics["recon_valid_shape_rate"] <= 1
+    assert "16x16" in metrics["quality_split"]
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == model and config["hparams"]["image_size"] == 16
     if model == "vqvae":

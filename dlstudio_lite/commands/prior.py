@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..checkpoint import load_model
 from ..config import TrainConfig, preset, quick_mode
-from ..data import DataConfig
+from ..data import DataConfig, images_of
 from ..device import get_device, seed_everything
 from ..prior import TransformerPrior
 from . import options
@@ -101,8 +101,8 @@ def _cli_train_prior(args) -> int:
                              num_images=args.num_images or recorded.get("num_images")
                              or preset().data.get("num_images"))
     start = time.perf_counter()
-    train_idx, test_idx = (encode_dataset(vq, d, batch_size=128, device=device)
-                           for d in data.splits())
+    splits = data.splits()
+    train_idx, test_idx = (encode_dataset(vq, d, batch_size=128, device=device) for d in splits)
     encode_s = time.perf_counter() - start
     prior = TransformerPrior(vq.num_codes, tuple(train_idx.shape[1:]), n_layer=args.n_layer,
                              n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
@@ -125,6 +125,11 @@ def _cli_train_prior(args) -> int:
         "train_sequences_per_second": trainer.images_per_second, "quick_mode": quick_mode(),
         "hparams": prior.hparams, "train": config.to_dict(),
     }
+    if data.dataset == "shapes":
+        from ..quality import shapes_quality
+        real = torch.stack([images_of(splits[1][i]) for i in range(len(splits[1]))])
+        samples = sample_images(prior.to(device), vq, len(real), seed=args.seed).cpu()
+        metrics.update(shapes_quality(real, samples, "sample"), sample_settings="temperature 1.0, no top-k")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_loss_curves(history, out / "loss_curves.png")
     if args.n_samples > 0:

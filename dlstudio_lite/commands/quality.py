@@ -29,7 +29,7 @@ def add_cli(sub) -> None:
                         epilog="the shipped copy: dlstudio-lite quality train --out data/checkpoints/shape_features")
     t.add_argument("--out", required=True, type=Path, help="output folder (created)")
     t.add_argument("--steps", type=int, default=pick(2000, 20))
-    t.add_argument("--batch-size", type=int, default=pick(64, 16), help="64x64 images per step (plus a quarter as many 32x32)")
+    t.add_argument("--batch-size", type=int, default=pick(64, 16), help="64x64 images per step (plus half as many 32x32)")
     t.add_argument("--num-images", type=int, default=pick(20_000, 456),
                    help="64x64 shapes images to draw from (the last 200 held out)")
     t.add_argument("--lr", type=float, default=2e-3)
@@ -51,6 +51,10 @@ def add_cli(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--features", type=Path, default=None, help="feature network (default: the shipped one)")
     s.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    s.add_argument("--update-metrics", action="store_true",
+                   help="merge recon_fd / sample_fd, the valid-shape rate and the split used into the "
+                        "metrics.json beside the checkpoint (--prior: beside the prior); `train` and "
+                        "`train prior` record them themselves on the shapes data")
     s.set_defaults(func=_cli_score)
 
 
@@ -66,7 +70,7 @@ def _cli_train(args) -> int:
     # every kind of damage must push the distance up and the valid-shape rate down.
     splits = shape_splits(args.num_images)
     test, train = splits["test64"][0], splits["train64"][0][:len(splits["test64"][0])]
-    levels = {"blur": 1.0, "noise": 0.2, "colour": 0.3, "erase": 0.3, "blobs": 1.0}
+    levels = {"blur": 1.0, "noise": 0.2, "colour": 0.3, "erase": 0.3, "blobs": 1.0, "grey": 0.7}
     sanity = {"n_images": len(test), "fd_train_vs_test": frechet_distance(train, test, net),
               "valid_shape_rate_test": valid_shape_rate(test, net)}
     for kind in DAMAGES:
@@ -116,5 +120,17 @@ def _cli_score(args) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.update_metrics:
+        from ..paths import atomic_write
+        prefix = "sample" if args.prior is not None else "recon"
+        path = (args.prior if args.prior is not None else args.checkpoint).parent / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.exists() else {}
+        metrics.update({f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
+                        "quality_split": f"{report['real']}; {len(fake)} {prefix} images; shape features "
+                                         "(dlstudio_lite.quality), not ImageNet FID"})
+        if args.prior is not None:
+            metrics["sample_settings"] = f"temperature {args.temperature}, top-k {args.top_k}"
+        text = (json.dumps(metrics, indent=2) + "\n").encode()
+        atomic_write(path, lambda f: f.write(text))
     return 0
 

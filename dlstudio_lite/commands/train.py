@@ -134,6 +134,21 @@ def write_outputs(trainer, data: DataConfig, hparams: dict) -> None:
                     "train_images_per_second": trainer.images_per_second})
     metrics["final_train_logs"] = {k.split("/", 1)[1]: v[-1][1] for k, v in trainer.history.items()
                                    if k.startswith("train/") and v}
+    if data.dataset == "shapes" and hasattr(trainer.model, "reconstruct"):
+        metrics.update(recon_quality(trainer.model, trainer.test_data, trainer.device))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     trainer.save_reconstructions(out / "reconstructions.png")
     save_loss_curves(trainer.history, out / "loss_curves.png")
+
+
+def recon_quality(model, test_data, device) -> dict:
+    """Frechet distance and valid-shape rate of the reconstructions of the shapes test split."""
+    import torch
+
+    from ..data import images_of
+    from ..evaluate import evaluating
+    from ..quality import shapes_quality
+    x = torch.stack([images_of(test_data[i]) for i in range(len(test_data))])
+    with evaluating(model), torch.no_grad():
+        rec = torch.cat([model.reconstruct(b.to(device)).float().cpu() for b in x.split(100)])
+    return shapes_quality(x, rec.clamp(-1, 1), "recon")
