@@ -128,6 +128,38 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         ("ignores the generator", [("torch.multinomial(probs, 1, generator=generator)", "torch.multinomial(probs, 1)")]),
         ("keeps only the largest logit", [("torch.topk(logits, k, dim=-1).values[:, -1:]", "torch.topk(logits, k, dim=-1).values[:, :1]")]),
     ]),
+    "causal_mask": ("07_pixelcnn", [
+        ("types A and B swapped", [('if mask_type == "B":', 'if mask_type == "A":')]),
+        ("off by one row: the centre row fully open", [("mask[:c, :] = 1.0", "mask[:c + 1, :] = 1.0")]),
+        ("column order (the mask transposed)", [("mask[:c, :] = 1.0", "mask[:, :c] = 1.0"), ("mask[c, :c] = 1.0", "mask[:c, c] = 1.0")]),
+        ("rows above only up to the centre column", [("mask[:c, :] = 1.0", "mask[:c, :c + 1] = 1.0")]),
+    ]),
+    "masked_conv2d": ("07_pixelcnn", [
+        ("no padding", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)", "return F.conv2d(x, weight * mask, bias)")]),
+        ("masks the weights in place through .data", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)",
+                                                       "weight.data.mul_(mask)\n    return F.conv2d(x, weight, bias, padding=k // 2)")]),
+        ("mask flipped (as if conv2d flipped the kernel)", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)",
+                                                            "return F.conv2d(x, weight * mask.flip(0, 1), bias, padding=k // 2)")]),
+        ("bias ignored", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)", "return F.conv2d(x, weight * mask, padding=k // 2)")]),
+    ]),
+    "receptive_field": ("07_pixelcnn", [
+        ("forward from a one-hot input: the outputs it reaches, not the inputs it reads",
+         [("x = torch.ones(1, 1, H, W, requires_grad=True)", "x = torch.zeros(1, 1, H, W)\n    x[0, 0, position[0], position[1]] = 1.0"),
+          ("h[0, 0, row, col].backward()               # one output position: d out[row, col] / d x\n    return x.grad[0, 0] != 0",
+           "return h[0, 0] != 0")]),
+        ("gradient of the whole output's sum", [("h[0, 0, row, col].backward()", "h.sum().backward()")]),
+        ("position read as (x, y)", [("row, col = position\n    h[0, 0, row, col]", "col, row = position\n    h[0, 0, row, col]")]),
+        ("random kernels with a ReLU: dead units hide part of the field",
+         [("h = F.conv2d(h, mask.reshape(1, 1, k, k), padding=k // 2)",
+           "h = F.relu(F.conv2d(h, torch.randn(1, 1, k, k) * mask, padding=k // 2))")]),
+    ]),
+    "blind_spot": ("07_pixelcnn", [
+        ("the position itself counted as earlier", [("((rows == row) & (cols < col))       # earlier", "((rows == row) & (cols <= col))       # earlier")]),
+        ("column-major order", [("before = (rows < row) | ((rows == row) & (cols < col))       # earlier",
+                                 "before = (cols < col) | ((cols == col) & (rows < row))       # earlier")]),
+        ("full_field ignored: beyond the reach counted as blind", [("return before & full_field & ~field", "return before & ~field")]),
+        ("raster order ignored: later positions counted as blind", [("return before & full_field & ~field", "return full_field & ~field")]),
+    ]),
 }
 
 

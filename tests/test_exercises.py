@@ -16,8 +16,9 @@ SOURCES = sorted(ex.SOURCE_DIR.glob("*.py"))
 NAMES = [p.stem for p in SOURCES]
 
 
-def test_course_has_six_exercises_in_lecture_order():
-    assert NAMES == ["01_codebook", "02_elbo", "03_autoencoder", "04_vae", "05_vqvae", "06_vqgan"]
+def test_course_has_its_exercises_in_order():
+    """One exercise per lecture 01-06, then the appendix's (07: PixelCNN's masked convolution)."""
+    assert NAMES == ["01_codebook", "02_elbo", "03_autoencoder", "04_vae", "05_vqvae", "06_vqgan", "07_pixelcnn"]
 
 
 def test_generated_files_are_up_to_date(tmp_path):
