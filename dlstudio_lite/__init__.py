@@ -40,6 +40,8 @@ _EXPORTS = {  # module -> public names it provides
               "discriminator_gan_loss", "generator_gan_loss"],
     "prior": ["TransformerPrior", "decode_samples", "encode_dataset", "load_prior",
               "sample_images"],
+    "vqvae2": ["VQVAE2"],
+    "pixelcnn": ["MaskedConv2d", "PixelCNN", "causal_mask", "input_dependence", "sample_vqvae2"],
     "quality": ["frechet_distance", "judge_shapes", "load_feature_net", "quality_report",
                 "valid_shape_rate"],
 }

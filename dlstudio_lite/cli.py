@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     # --- register: prior / sample ---
     from .commands import prior
     prior.add_cli(sub, train_sub)
+    # --- register: train pixelcnn (VQ-VAE-2 priors) ---
+    from .commands import pixelcnn
+    pixelcnn.add_cli(train_sub)
     # --- register: exercises / grade (instructor tooling, its own subpackage) ---
     from .grading import commands as grading
     grading.add_cli(sub)

@@ -63,23 +63,30 @@ class LossLogs:
 class Reconstruction:
     """MSE per pixel (in [-1, 1]) and PSNR (dB, per image) of ``reconstruct``; VQ models
     add ``perplexity`` and ``codebook_usage`` from the code histogram of the whole split
-    (not averaged over batches)."""
+    (not averaged over batches); a model with several code grids (``code_counts(x)`` giving
+    ``{level: counts}``, e.g. VQ-VAE-2) gets ``perplexity_LEVEL`` and ``codebook_usage_LEVEL``."""
 
     def __init__(self):
-        self.counts: torch.Tensor | None = None
+        self.counts: dict[str, torch.Tensor] = {}
 
     def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x_hat = model.reconstruct(x).float()
-        if hasattr(model, "encode_to_indices"):  # a VQ model
-            counts = code_counts(model.encode_to_indices(x), model.num_codes)
-            self.counts = counts if self.counts is None else self.counts + counts
+        if hasattr(model, "code_counts"):  # several code grids, one histogram each
+            levels = {f"_{k}": v for k, v in model.code_counts(x).items()}
+        elif hasattr(model, "encode_to_indices"):  # a VQ model
+            levels = {"": code_counts(model.encode_to_indices(x), model.num_codes)}
+        else:
+            levels = {}
+        for key, counts in levels.items():
+            self.counts[key] = self.counts[key] + counts if key in self.counts else counts
         return {"mse": (x_hat - x).pow(2).mean(), "psnr": psnr(x_hat, x)}
 
     def finish(self, means: dict[str, float], count: int) -> dict[str, float]:
         out = {**means, "num_images": count}
-        if self.counts is not None:
-            usage = code_usage(self.counts)
-            out.update(perplexity=float(usage.perplexity), codebook_usage=float(usage.usage))
+        for key, counts in self.counts.items():
+            usage = code_usage(counts)
+            out.update({f"perplexity{key}": float(usage.perplexity),
+                        f"codebook_usage{key}": float(usage.usage)})
         return out
 
 

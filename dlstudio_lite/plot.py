@@ -236,7 +236,7 @@ def save_loss_curves(history: Mapping[str, list], path: str | os.PathLike) -> Pa
     """Save the training curves: losses (log scale) and, for VQ models, perplexity."""
     loss_keys = [k for k in history if k.split("/")[-1] in ("loss", "recon", "kl", "vq",
                                                               "d_loss", "g_gan")]
-    extra = [k for k in history if k.split("/")[-1] in ("perplexity",)]
+    extra = [k for k in history if k.split("/")[-1].startswith("perplexity")]
     fig, axes = plt.subplots(1, 1 + bool(extra), figsize=(5.5 * (1 + bool(extra)), 4),
                              squeeze=False)
     plot_history(history, keys=loss_keys, ax=axes[0, 0], logy=True)

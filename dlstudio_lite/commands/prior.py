@@ -47,11 +47,15 @@ def add_cli(sub, train_sub) -> None:
     s = sub.add_parser(
         "sample", help="sample new images: prior -> code grids -> VQ decoder",
         description="Draw code grids from a trained prior and decode them with the VQ model "
-        "into an image grid (PNG).",
+        "into an image grid (PNG). For a VQ-VAE-2, --prior-checkpoint is the top PixelCNN and "
+        "--bottom-prior-checkpoint the bottom one.",
         epilog="example: dlstudio-lite sample --vq-checkpoint runs/vqgan/checkpoint.pt "
                "--prior-checkpoint runs/prior/checkpoint.pt --out grid.png --top-k 100 --seed 0")
     s.add_argument("--vq-checkpoint", required=True, help="checkpoint.pt of the vqvae / vqgan")
-    s.add_argument("--prior-checkpoint", required=True, help="checkpoint.pt of `train prior`")
+    s.add_argument("--prior-checkpoint", required=True,
+                   help="checkpoint.pt of `train prior` (VQ-VAE-2: of `train pixelcnn --level top`)")
+    s.add_argument("--bottom-prior-checkpoint", default=None,
+                   help="VQ-VAE-2 only: checkpoint.pt of `train pixelcnn --level bottom`")
     s.add_argument("--out", default="samples.png", help="PNG to write (default: samples.png)")
     s.add_argument("--n", type=int, default=16, help="number of images")
     s.add_argument("--nrow", type=int, default=8, help="images per row of the grid")
@@ -65,6 +69,13 @@ def add_cli(sub, train_sub) -> None:
 
 def _load_vq(path, device) -> nn.Module:
     vq = load_model(path, device)
+    if hasattr(vq, "encode_codes"):  # a VQ-VAE-2: the transformer models its top codes
+        from ..vqvae2 import LevelCodes
+        return LevelCodes(vq, "top")
+    return _check_vq(vq, path)
+
+
+def _check_vq(vq: nn.Module, path) -> nn.Module:
     if not hasattr(vq, "encode_to_indices"):
         raise ValueError(f"{path} holds a {type(vq).__name__}, which has no codebook: "
                          f"expected a vqvae or vqgan checkpoint")
@@ -147,14 +158,19 @@ def _cli_sample(args) -> int:
     from ..prior import load_prior, sample_images
 
     device = get_device(args.device)
-    vq = _load_vq(args.vq_checkpoint, device)
-    prior = load_prior(args.prior_checkpoint, device)
-    latent = vq.hparams.get("latent_size")
-    if latent is not None and prior.latent_shape != (latent, latent):
-        raise ValueError(f"the prior models {prior.latent_shape} code grids but the VQ model "
-                         f"makes {latent}x{latent} grids: was it trained on this VQ model?")
-    images = sample_images(prior, vq, args.n, temperature=args.temperature, top_k=args.top_k,
-                           top_p=args.top_p, seed=args.seed)
+    vq = load_model(args.vq_checkpoint, device)
+    if hasattr(vq, "encode_codes"):  # a VQ-VAE-2: two PixelCNN priors (commands/pixelcnn.py)
+        from .pixelcnn import sample_vqvae2_images
+        images = sample_vqvae2_images(args, vq, device)
+    else:
+        vq = _check_vq(vq, args.vq_checkpoint)
+        prior = load_prior(args.prior_checkpoint, device)
+        latent = vq.hparams.get("latent_size")
+        if latent is not None and prior.latent_shape != (latent, latent):
+            raise ValueError(f"the prior models {prior.latent_shape} code grids but the VQ model "
+                             f"makes {latent}x{latent} grids: was it trained on this VQ model?")
+        images = sample_images(prior, vq, args.n, temperature=args.temperature, top_k=args.top_k,
+                               top_p=args.top_p, seed=args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(images.cpu(), nrow=args.nrow), out)

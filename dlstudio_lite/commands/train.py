@@ -23,6 +23,7 @@ _HELP = {  # ``train prior`` is registered by commands/prior.py
     "vae": "variational autoencoder, MSE + KL (lecture sections 2, 3, 5)",
     "vqvae": "VQ-VAE with an EMA codebook (lecture sections 7, 8)",
     "vqgan": "VQGAN: VQ-VAE + PatchGAN discriminator, adaptive lambda (lecture section 10)",
+    "vqvae2": "VQ-VAE-2: a top code grid and a bottom one conditioned on it (appendix 9)",
 }
 _SKIP = ("in_channels", "image_size", "latent_size")  # from the data (latent: see below)
 

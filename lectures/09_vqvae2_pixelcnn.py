@@ -1,0 +1,459 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Appendix 9: VQ-VAE-2 and a PixelCNN prior
+#
+# One of the student projects behind this course trained a **VQ-VAE-2** on skin-lesion
+# images and generated new ones with a **PixelCNN** prior over its codes. This appendix
+# rebuilds that project on the course's shapes, with the course's own pieces: the SkipBlocks
+# of lecture 3, the quantizers of lecture 5, the trainer, and the transformer prior of
+# lecture 6 as the yardstick.
+#
+# Two ideas are new. VQ-VAE-2 describes an image with *two* grids of codes, a coarse one
+# for the layout and a fine one for the detail, the fine one chosen knowing what the coarse
+# one already says. And the PixelCNN is a second way to write a grid of codes one code at a
+# time: where the transformer attends to every earlier code, the PixelCNN only stacks
+# convolutions whose kernels are cut in half so that they cannot look ahead.
+#
+# **What you will learn**
+#
+# - masked convolutions of type A and B, and the receptive field they give, computed by
+#   gradients: the *blind spot* of a stack of plain masked convolutions, and how the gated
+#   PixelCNN's two stacks remove it;
+# - VQ-VAE-2: the top and bottom code grids of an image, and what each level adds to a
+#   reconstruction (PSNR from the top codes alone and from both);
+# - a PixelCNN prior for each level, the bottom one conditioned on the top codes, and new
+#   images sampled at two temperatures;
+# - PixelCNN against the lecture-6 transformer on the *same* top codes: bits per code and
+#   sample quality.
+
+# %%
+# %matplotlib inline
+
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torch.utils.data import Subset, TensorDataset
+
+from dlstudio_lite import CHECKPOINTS, ShapesDataset, load_or_train, pick, psnr, quick_mode, seed_everything
+from dlstudio_lite.pixelcnn import (MaskedConv2d, PixelCNN, causal_mask, input_dependence,
+                                    pair_with_condition, sample_vqvae2)
+from dlstudio_lite.plot import plot_history, show_images, show_side_by_side
+from dlstudio_lite.prior import TransformerPrior, encode_dataset
+from dlstudio_lite.vqvae2 import VQVAE2, LevelCodes
+
+seed_everything(0)
+print("quick mode:", quick_mode())
+
+# %% [markdown]
+# ## 1. Masked convolutions and their receptive field
+#
+# An autoregressive prior writes a grid of codes in raster order (row by row, left to right)
+# and needs, at every position, a distribution over the code there *given the codes already
+# written*. A convolution sees a square around each position, including the future. A
+# **masked convolution** multiplies its kernel by a 0/1 mask that keeps only the taps above
+# the centre row and left of the centre in the centre row:
+#
+# - **type A** (first layer) also drops the centre: the output at a position must not see
+#   the code it is asked to predict;
+# - **type B** (every later layer) keeps the centre: there, the centre holds features that
+#   were computed from earlier positions only, so nothing leaks.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(5, 2.6))
+for ax, kind in zip(axes, "AB"):
+    ax.imshow(causal_mask(5, kind), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"5x5 mask, type {kind}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+
+# %% [markdown]
+# Which inputs does the output at one position depend on? Autograd answers exactly: the
+# input positions where $\partial\, \text{output}(p) / \partial\, \text{input}$ is not zero
+# (`input_dependence` does this on random inputs and random weights). Below, for the
+# position $p$ marked in red on a $12 \times 12$ grid: one type-A layer, one type-B layer,
+# a stack of plain masked convolutions (one A, four B, 3x3), and the gated PixelCNN of
+# the package with the same depth.
+
+# %%
+GRID, P = 12, (7, 6)
+torch.manual_seed(0)
+plain_stack = nn.Sequential(MaskedConv2d(4, 16, 3, "A"), nn.Tanh(),
+                            *[m for _ in range(4) for m in (MaskedConv2d(16, 16, 3, "B"), nn.Tanh())])
+gated = PixelCNN(16, (GRID, GRID), channels=16, n_layers=5, kernel_size=3)
+x4, x16 = torch.randn(1, 4, GRID, GRID), torch.randn(1, 16, GRID, GRID)
+panels = {"one 5x5 layer, type A": input_dependence(MaskedConv2d(4, 4, 5, "A"), x4, P),
+          "one 5x5 layer, type B": input_dependence(MaskedConv2d(4, 4, 5, "B"), x4, P),
+          "plain stack: A + 4 B (3x3)": input_dependence(plain_stack, x4, P),
+          "gated PixelCNN, 5 layers (3x3)": input_dependence(gated.logits_from_embedding, x16, P)}
+order = torch.arange(GRID * GRID).view(GRID, GRID)
+future = order >= order[P]
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
+for ax, (title, seen) in zip(axes, panels.items()):
+    picture = torch.zeros(GRID, GRID, 3)
+    picture[seen] = torch.tensor([0.2, 0.6, 1.0])              # blue: seen
+    picture[future & ~seen] = torch.tensor([0.85, 0.85, 0.85])  # grey: the future (must not be seen)
+    picture[P] = torch.tensor([1.0, 0.1, 0.1]) if not seen[P] else torch.tensor([0.6, 0.0, 0.6])
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_title(f"{title}\n{int(seen.sum())} inputs seen, {int((seen & future).sum())} of them not yet written",
+                 fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+blind = (~panels["plain stack: A + 4 B (3x3)"] & panels["gated PixelCNN, 5 layers (3x3)"])
+print(f"earlier positions the gated PixelCNN sees and the plain stack misses: {int(blind.sum())}, "
+      f"e.g. {[tuple(map(int, ij)) for ij in blind.nonzero()[:4]]}")
+
+# %% [markdown]
+# Read the third panel: the plain stack's field grows as a triangle leaning left. Going up
+# one row moves it at most one column to the right, so the codes above and to the right of
+# $p$ beyond that diagonal are never seen, however many layers are stacked: the **blind
+# spot**. For shapes this is the upper-right part of an object that the prior has to
+# "guess" without looking. No panel has a blue square on grey: nothing that is not yet
+# written is ever seen (the red square is $p$ itself, unseen).
+#
+# The **gated PixelCNN** (van den Oord et al. 2016) fixes it with two stacks per layer:
+#
+# - a *vertical* stack whose kernel covers the rows above (and its own row) over the full
+#   width, so its field grows as a rectangle upwards;
+# - a *horizontal* stack, a $1 \times k$ masked convolution along the current row;
+# - the vertical stack feeds the horizontal one after a shift of one row down, so a
+#   position receives only rows strictly above it.
+#
+# Each stack ends in the gated activation $\tanh(a) \odot \sigma(b)$ of two halves of the
+# channels (the $\sigma$ half decides how much of the $\tanh$ half passes, as in an LSTM),
+# and every layer but the first adds its input back. The fourth panel is the result: the
+# whole rectangle above $p$ and the row to its left, no blind spot, no future.
+#
+# ## 2. VQ-VAE-2: two grids of codes
+#
+# `VQVAE2` encodes a $32 \times 32$ image in two steps. The course's `Encoder` (SkipBlocks)
+# brings it to a $16 \times 16$ feature map; one more downsampling SkipBlock gives the
+# **top** features on an $8 \times 8$ grid, quantized with their own codebook. The top codes
+# are decoded back to $16 \times 16$, put next to the encoder's features, and that pair is
+# quantized with a second codebook: the **bottom** codes. So the bottom level only needs
+# to say what the top level could not. The decoder receives the sum of both levels'
+# contributions.
+#
+# To look at what the top codes alone hold, the bottom contribution is left out. A decoder
+# that never saw that case would answer with nonsense, so in training one image in ten is
+# decoded without it (`drop_bottom=0.1`, a per-image switch like dropout): decoding from
+# the top alone is then something the decoder has learned.
+#
+# In normal mode the checkpoint shipped in `data/checkpoints/vqvae2_shapes/` is loaded
+# (one `dlstudio-lite train vqvae2` command, see `data/checkpoints/README.md`).
+
+# %%
+IMAGE_SIZE = 32
+NUM_IMAGES = pick(normal=8_000, quick=512)   # the last 200 (quick: a fifth) are the test split
+train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+seed_everything(0)
+vq, vq_history = load_or_train(
+    CHECKPOINTS / "vqvae2_shapes" / "checkpoint.pt",
+    lambda: VQVAE2(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 2,
+                   base_channels=pick(normal=16, quick=8), code_dim=pick(normal=32, quick=8),
+                   num_codes_top=pick(normal=128, quick=32), num_codes_bottom=pick(normal=128, quick=32),
+                   kmeans_init=True, dead_code_steps=20),
+    train_set, test_set, steps=pick(normal=1200, quick=12), batch_size=pick(normal=32, quick=16),
+    lr=2e-3, scheduler="cosineannealinglr", log_every=pick(normal=25, quick=4),
+    eval_batches=pick(normal=None, quick=1))
+print({k: vq.hparams[k] for k in ("base_channels", "latent_size", "num_codes_top",
+                                  "num_codes_bottom", "code_dim", "drop_bottom")})
+print("top grid", vq.latent_shapes["top"], "bottom grid", vq.latent_shapes["bottom"])
+
+# %% [markdown]
+# Four test images and their two code grids, one colour per code index (the colour map
+# repeats after 20 indices, so two codes can share a colour; what matters is where the
+# codes change). Compare where the codes of each grid change with where the shapes are:
+# the top grid has one code per 4 x 4 pixels, the bottom one per 2 x 2.
+
+# %%
+x_test = test_set.tensors()
+with torch.no_grad():
+    top, bottom = vq.encode_codes(x_test[:4])
+fig, axes = plt.subplots(3, 4, figsize=(9, 7))
+for j in range(4):
+    show_images(x_test[j:j + 1], nrow=1, ax=axes[0, j])
+    axes[1, j].imshow(top[j], cmap="tab20", interpolation="nearest")
+    axes[2, j].imshow(bottom[j], cmap="tab20", interpolation="nearest")
+    for ax in axes[1:, j]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+for row, label in enumerate(["image", f"top codes {tuple(top.shape[1:])}",
+                             f"bottom codes {tuple(bottom.shape[1:])}"]):
+    axes[row, 0].set_title(label, loc="left", fontsize=9)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### What each level adds
+#
+# The test images reconstructed from the top codes alone and from both levels, with the PSNR
+# over all test images:
+
+# %%
+with torch.no_grad():
+    recon_top = vq.reconstruct(x_test, levels="top").clamp(-1, 1)
+    recon_both = vq.reconstruct(x_test).clamp(-1, 1)
+psnr_top, psnr_both = float(psnr(recon_top, x_test)), float(psnr(recon_both, x_test))
+bits = {level: math.prod(vq.latent_shapes[level]) * math.log2(vq.num_codes[level])
+        for level in ("top", "bottom")}
+show_side_by_side({"input": x_test,
+                   f"top codes only ({bits['top']:.0f} bits): {psnr_top:.1f} dB": recon_top,
+                   f"top + bottom ({bits['top'] + bits['bottom']:.0f} bits): {psnr_both:.1f} dB": recon_both},
+                  n=8)
+plt.show()
+
+# %% [markdown]
+# The middle row is what 64 top codes can say on their own: where the shapes are and
+# roughly what colour, with soft edges. The bottom codes add the edges, the corners and the
+# small holes; the gap between the two PSNR values in the titles is their share. This
+# split is what the two priors below exploit: the top prior learns the composition of an
+# image on a small grid, the bottom prior fills in local detail *given* the composition.
+#
+# ## 3. A PixelCNN prior for each level
+#
+# The priors are trained on the code grids of the training images, computed once by the
+# frozen VQ-VAE-2 (`encode_dataset`, as in lecture 6). The top prior is unconditional. The
+# bottom prior is conditioned on the top codes: they are embedded, brought to the bottom
+# grid by nearest-neighbour upsampling, mixed by a 3x3 convolution (not masked: the whole
+# top grid is known before the bottom one is written) and added inside every gate. In
+# normal mode the priors shipped in `data/checkpoints/pixelcnn_top_shapes/` and
+# `pixelcnn_bottom_shapes/` are loaded (`dlstudio-lite train pixelcnn --level top|bottom`).
+
+# %%
+seed_everything(0)
+n_encode = pick(normal=2000, quick=256)
+train_subset = Subset(train_set, range(min(n_encode, len(train_set))))
+codes_train = {level: encode_dataset(LevelCodes(vq, level), train_subset) for level in ("top", "bottom")}
+codes_test = {level: encode_dataset(LevelCodes(vq, level), test_set) for level in ("top", "bottom")}
+prior_steps = pick(normal=1000, quick=6)
+prior_options = dict(steps=prior_steps, batch_size=pick(normal=64, quick=16), lr=2e-3,
+                     scheduler="cosineannealinglr", log_every=pick(normal=25, quick=2))
+top_prior, top_history = load_or_train(
+    CHECKPOINTS / "pixelcnn_top_shapes" / "checkpoint.pt",
+    lambda: PixelCNN(vq.num_codes["top"], vq.latent_shapes["top"], channels=pick(normal=20, quick=8),
+                     n_layers=pick(normal=4, quick=2)),
+    TensorDataset(codes_train["top"]), TensorDataset(codes_test["top"]), **prior_options)
+bottom_prior, bottom_history = load_or_train(
+    CHECKPOINTS / "pixelcnn_bottom_shapes" / "checkpoint.pt",
+    lambda: PixelCNN(vq.num_codes["bottom"], vq.latent_shapes["bottom"],
+                     condition_codes=vq.num_codes["top"], channels=pick(normal=16, quick=8),
+                     n_layers=pick(normal=4, quick=2)),
+    TensorDataset(pair_with_condition(codes_train["bottom"], codes_train["top"])),
+    TensorDataset(pair_with_condition(codes_test["bottom"], codes_test["top"])),
+    **{**prior_options, "steps": pick(normal=800, quick=6), "batch_size": pick(normal=32, quick=16)})
+
+
+def context_free_bits(codes, num_codes):
+    """Entropy of the code frequencies: the best a prior without context can do."""
+    p = torch.bincount(codes.flatten(), minlength=num_codes).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log2()).sum())
+
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+for ax, (level, history) in zip(axes, {"top": top_history, "bottom": bottom_history}.items()):
+    plot_history(history, keys=[k for k in ("train/bits_per_code", "test/bits_per_code") if k in history],
+                 ax=ax, title=f"{level} prior: bits per code")
+    ax.axhline(context_free_bits(codes_train[level], vq.num_codes[level]), color="grey", ls=":",
+               label="context-free entropy")
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The grey line is the context-free entropy: what a prior that ignores every other code
+# could reach at best. How far a curve ends below it is what the context (the earlier
+# codes, and for the bottom prior the top codes) is worth, in bits per code. The two panels
+# count different things: the bottom prior's number is per *bottom* code with the top codes
+# given, the top prior's per top code with nothing given.
+#
+# ## 4. New images
+#
+# Sampling runs the two priors in turn: a top grid, code by code (64 steps), then a bottom
+# grid given it (256 steps), and the VQ-VAE-2 decoder turns the pair into an image
+# (`sample_vqvae2`; `dlstudio-lite sample` with `--bottom-prior-checkpoint` does the same).
+# Dividing the logits by a temperature $T < 1$ favours the likeliest codes; $T = 1$ draws
+# from the learned distribution as it is.
+
+# %%
+n_show = pick(normal=16, quick=4)
+start = time.perf_counter()
+fig, axes = plt.subplots(2, 1, figsize=(10, 3.2))
+for ax, temperature in zip(axes, (0.7, 1.0)):
+    images = sample_vqvae2(vq, top_prior, bottom_prior, n_show, temperature=temperature,
+                           generator=torch.Generator().manual_seed(1))
+    show_images(images, nrow=n_show, ax=ax, title=f"temperature {temperature}")
+plt.tight_layout()
+plt.show()
+print(f"{2 * n_show} samples in {time.perf_counter() - start:.1f} s")
+
+# %% [markdown]
+# Judge the pictures with the training budget in mind (a few CPU minutes per model, see
+# `data/checkpoints/README.md`): small priors, short training. Expect broken or merged
+# shapes next to clean ones: every top code left to chance can derail the codes written
+# after it, and the bottom prior then details whatever layout it was given. Compare the two
+# rows: a lower temperature concentrates the draws on the likeliest codes. The next
+# section puts numbers on sample quality instead of impressions.
+#
+# ## 5. PixelCNN or transformer? The same top codes, two priors
+#
+# Lecture 6's `TransformerPrior` models exactly the same kind of data: a grid of code
+# indices in raster order. Here it gets the top codes of the same VQ-VAE-2, a size close
+# to the top PixelCNN's (its parameter count is printed below) and the same number of
+# steps with the same batch size and learning-rate schedule (in normal mode: both shipped,
+# `prior_vqvae2_top_shapes` was made by `dlstudio-lite train prior` on the VQ-VAE-2
+# checkpoint, which models its top codes). The transformer uses AdamW, as in lecture 6;
+# the PixelCNN Adam.
+#
+# **Bits per code** on the test images' top codes: the cross-entropy of each prior, in
+# bits, averaged over the 64 positions. Lower means the prior predicts the codes better;
+# the difference, times 64, is how many bits per image one prior saves over the other.
+
+# %%
+seed_everything(0)
+transformer, transformer_history = load_or_train(
+    CHECKPOINTS / "prior_vqvae2_top_shapes" / "checkpoint.pt",
+    lambda: TransformerPrior(vq.num_codes["top"], vq.latent_shapes["top"], n_layer=pick(normal=2, quick=1),
+                             n_head=4, n_embd=pick(normal=32, quick=16)),
+    TensorDataset(codes_train["top"]), TensorDataset(codes_test["top"]),
+    **{**prior_options, "optimizer": "adamw"})
+
+
+@torch.no_grad()
+def test_bits(prior, codes):
+    return float(prior.compute_loss(codes)[1]["bits_per_code"])
+
+
+n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+rows = {"PixelCNN (gated)": top_prior, "transformer (lecture 6)": transformer}
+bits_test = {name: test_bits(model.eval(), codes_test["top"]) for name, model in rows.items()}
+fig, ax = plt.subplots(figsize=(6, 2.6))
+ax.barh(list(bits_test), list(bits_test.values()), color=["tab:blue", "tab:orange"])
+ax.axvline(context_free_bits(codes_train["top"], vq.num_codes["top"]), color="grey", ls=":",
+           label="context-free entropy")
+ax.axvline(math.log2(vq.num_codes["top"]), color="k", ls="--", lw=1, label="uniform over K")
+for i, (name, model) in enumerate(rows.items()):
+    ax.text(0.1, i, f"{bits_test[name]:.2f} bits/code, {n_params(model) / 1e3:.0f}k parameters",
+            va="center", color="white", fontsize=9)
+ax.set_xlabel("test bits per top code (lower is better)")
+ax.legend(fontsize=8, loc="lower right")
+plt.show()
+
+# %% [markdown]
+# **Sample quality.** Bits per code say how well a prior predicts real code grids, not how
+# good its own grids look. For that, draw new top grids from each prior, complete them with
+# the *same* bottom PixelCNN (so the only difference is the top prior), decode, and score
+# the images with the measure of lecture 6: the Frechet distance on the course's shape
+# features (not ImageNet FID; lower is better) and the valid-shape rate. Two reference
+# rows: the VQ-VAE-2's reconstructions of the test images (what a perfect prior could
+# reach at most with this decoder) and the top-only reconstructions. With this few images
+# the Frechet distance is biased upwards: compare the rows with each other, not with the
+# numbers of lecture 6.
+
+# %%
+from dlstudio_lite.quality import load_feature_net, quality_report
+
+features = load_feature_net()
+n_quality = pick(normal=64, quick=8)
+start = time.perf_counter()
+with torch.no_grad():
+    generated = {}
+    for name, prior in rows.items():
+        tops = (prior.sample(n_quality, generator=torch.Generator().manual_seed(2))
+                if isinstance(prior, PixelCNN) else prior.sample(n_quality, seed=2))
+        bottoms = bottom_prior.sample(n_quality, condition=tops, generator=torch.Generator().manual_seed(3))
+        generated[f"samples, top from {name}"] = vq.decode_codes(tops, bottoms).clamp(-1, 1)
+generated["VQ-VAE-2 reconstructions (both levels)"] = recon_both[:n_quality]
+generated["VQ-VAE-2 reconstructions (top only)"] = recon_top[:n_quality]
+scores = {name: quality_report(x_test, images, features) for name, images in generated.items()}
+print(f"sampling took {time.perf_counter() - start:.1f} s")
+fig, axes = plt.subplots(1, len(generated), figsize=(4 * len(generated), 4.2))
+for ax, (name, images) in zip(axes, generated.items()):
+    s = scores[name]
+    show_images(images[:16], nrow=4, ax=ax,
+                title=f"{name}\nFD {s['fd']:.0f}, valid {s['valid_shape_rate']:.0%}")
+    ax.title.set_fontsize(8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# How to read this: the two priors are compared on the same codes, the same steps and
+# similar sizes; the bar chart says which one predicts the top codes better, the titles
+# above which one's samples the feature network prefers. The gap between the sample panels
+# and the reconstruction panels is what the priors still get wrong. Mind the noise: the
+# Frechet distance of 64 images moves by several points from one seed to the next, so a
+# small difference between the two sample panels means little (rerun the cell with other
+# seeds to see how much), while bits per code are averaged over 200 x 64 codes and are
+# much steadier. The PixelCNN's field is local (a few rows up, section 1); the transformer
+# attends to every earlier code at once, which matters more as grids grow.
+#
+# ## 6. Your own images
+#
+# Everything above works on any dataset of `load_dataset` (lecture 4 lists them): replace
+# the two `ShapesDataset(...)` lines of section 2 by
+#
+# ```python
+# from dlstudio_lite import load_dataset
+# train_set = load_dataset("cifar10", "train", image_size=32)      # or "mnist", "celeba", "folder:PATH"
+# test_set = load_dataset("cifar10", "test", image_size=32)
+# ```
+#
+# and pass `in_channels=1` to `VQVAE2` for MNIST. The student project used skin-lesion
+# photographs: put them in `PATH/some_class/*.jpg` and use `"folder:PATH"`. Train rather
+# than load (the shipped checkpoints are for shapes: pass `None` as the checkpoint of
+# `load_or_train`), and give the models more steps; for real photographs, 64x64 images
+# (`image_size=64, latent_size=32`) and wider models (`base_channels=32`) are a sensible
+# start. The valid-shape rate and the Frechet distance of section 5 are trained on shapes
+# and mean nothing for other data. From the command line:
+#
+# ```bash
+# dlstudio-lite train vqvae2 --dataset cifar10 --image-size 32 --out runs/vqvae2
+# dlstudio-lite train pixelcnn --vq-checkpoint runs/vqvae2/checkpoint.pt --level top --out runs/top
+# dlstudio-lite train pixelcnn --vq-checkpoint runs/vqvae2/checkpoint.pt --level bottom --out runs/bottom
+# dlstudio-lite sample --vq-checkpoint runs/vqvae2/checkpoint.pt --prior-checkpoint runs/top/checkpoint.pt \
+#     --bottom-prior-checkpoint runs/bottom/checkpoint.pt --temperature 0.8 --out samples.png
+# ```
+#
+# ## Summary
+#
+# - A masked convolution zeroes the kernel taps at and after the centre (type A) or after
+#   it (type B); gradients show exactly which inputs an output depends on. A stack of plain
+#   masked convolutions never sees the future but has a blind spot above and to the right;
+#   the gated PixelCNN's vertical and horizontal stacks remove it.
+# - VQ-VAE-2 describes an image by a coarse top grid and a fine bottom grid chosen knowing
+#   the top one. The top codes alone give the layout; the bottom codes add the edges and
+#   most of the PSNR.
+# - Each level gets its own autoregressive prior; the bottom one is conditioned on the top
+#   codes. Sampling runs top, then bottom, then the decoder.
+# - On the same top codes, the PixelCNN and the transformer of lecture 6 are compared in
+#   bits per code and in sample quality, under the same budget.
+#
+# ## Questions to think about
+#
+# 1. Why can a type-B layer keep its centre tap when a type-A layer cannot? What would a
+#    model with a type-B first layer learn, and how would its training loss look?
+# 2. The blind spot grows with the number of layers. Sketch the field of a plain stack of
+#    3x3 masked layers after $n$ layers and count the positions it misses in the row just
+#    above $p$.
+# 3. The bottom prior sees the whole top grid, including the part below the current
+#    position. Why is that allowed?
+# 4. Top-only reconstructions need `drop_bottom > 0`. What would the top-only picture look
+#    like with `drop_bottom=0`, and why would it say nothing about the top codes?
+# 5. The transformer and the PixelCNN get the same steps. Is "the same steps" a fair
+#    budget, or should it be the same CPU time? Measure both.
