@@ -7,10 +7,13 @@ forked, fixed-seed RNG, so a VAE's sampling noise neither changes the training r
 stream nor makes two evaluations differ. Two measures ship: :class:`LossLogs` (the model's
 ``compute_loss`` logs; what the trainer records as ``test/...``) and
 :class:`Reconstruction` (MSE, PSNR and, for VQ models, the code usage of the whole split).
+:func:`latent_rate` measures how many bits per image a model's latent carries, so that a VAE
+and a VQ-VAE can be compared at the same rate.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from .data import images_of
 from .metrics import psnr
 from .quantize import code_counts, code_usage
+from .vae import kl_divergence
 
 
 @contextlib.contextmanager
@@ -79,6 +83,35 @@ class Reconstruction:
         return out
 
 
+class LatentRate:
+    """Bits per image in the latent (see :func:`latent_rate`): ``kl_bits`` for a VAE, the
+    code histogram of the whole split for a VQ model."""
+
+    def __init__(self):
+        self.counts: torch.Tensor | None = None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if hasattr(model, "encode_to_indices"):                 # a VQ model
+            indices = model.encode_to_indices(x)                # (B, h, w)
+            counts = code_counts(indices, model.num_codes)
+            self.counts = counts if self.counts is None else self.counts + counts
+            return {"grid_cells": torch.tensor(float(indices[0].numel()))}
+        latent = model.encode(x) if hasattr(model, "encode") else None
+        if not (isinstance(latent, tuple) and len(latent) == 2):
+            raise TypeError(f"latent_rate needs a VQ model (with encode_to_indices) or a VAE whose "
+                            f"encode returns (mu, logvar), got a {type(model).__name__} whose encode "
+                            f"returns {type(latent).__name__}")
+        return {"kl_bits": kl_divergence(*latent).mean() / math.log(2)}
+
+    def finish(self, means: dict[str, float], count: int) -> dict[str, float]:
+        if self.counts is None:
+            return {"bits_per_image": means["kl_bits"]}
+        usage = code_usage(self.counts)
+        cells = int(means["grid_cells"])
+        return {"bits_per_image": float(usage.bits) * cells, "bits_per_code": float(usage.bits),
+                "grid_cells": cells, "perplexity": float(usage.perplexity)}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, measure=None, *, batch_size: int = 64,
              max_batches: int | None = None, seed: int = 0,
@@ -124,6 +157,25 @@ def reconstruction_metrics(model: nn.Module, data: Dataset, device: torch.device
                    max_batches=max_batches, to_device=lambda x: x.to(device))
     if not out:
         raise ValueError("reconstruction_metrics got an empty dataset")
+    return out
+
+
+def latent_rate(model: nn.Module, data: Dataset, batch_size: int = 64,
+                max_batches: int | None = None) -> dict[str, float]:
+    """How many bits per image the latent of ``model`` carries, on ``data``.
+
+    * VAE: the KL divergence of the posterior from the prior, in bits, averaged over images
+      (the price, under the prior, of sending the latent; the rate term of the ELBO).
+    * VQ model: the entropy of the code histogram of the whole split, in bits per code, times
+      the number of cells of the code grid (``h * w``): what an ideal coder that knows only
+      how often each code occurs needs. At most ``h * w * log2(K)``.
+
+    Returns ``{"bits_per_image": ...}``; VQ models add ``bits_per_code``, ``grid_cells`` and
+    ``perplexity``. Raises ``ValueError`` on empty data.
+    """
+    out = evaluate(model, data, LatentRate(), batch_size=batch_size, max_batches=max_batches)
+    if not out:
+        raise ValueError("latent_rate got an empty dataset")
     return out
 
 

@@ -69,3 +69,28 @@ def test_save_reconstructions_writes_inputs_over_outputs(tmp_path):
     width, height = Image.open(path).size
     assert (width, height) == (3 * 16 + 4 * 2, 2 * 16 + 3 * 2)  # 3 columns, 2 rows, padding 2
     assert model.training
+
+
+def test_latent_rate_is_kl_in_bits_for_a_vae_and_code_entropy_times_grid_for_a_vq_model():
+    import math
+
+    from dlstudio_lite.evaluate import latent_rate
+    from dlstudio_lite.vae import kl_divergence
+    torch.manual_seed(0)
+    ds = data(6)
+    vae = VAE(image_size=16, latent_size=4, base_channels=8, latent_channels=4).eval()
+    x = ds.tensors[0]
+    with torch.no_grad():
+        expected = float(kl_divergence(*vae.encode(x)).mean()) / math.log(2)
+    assert latent_rate(vae, ds, batch_size=4)["bits_per_image"] == pytest.approx(expected, rel=1e-5)
+
+    vq = VQVAE(image_size=16, latent_size=4, base_channels=8, code_dim=4, num_codes=8).eval()
+    out = latent_rate(vq, ds, batch_size=4)
+    p = torch.bincount(vq.encode_to_indices(x).flatten(), minlength=8).float() / (6 * 16)
+    entropy_bits = float(-(p[p > 0] * p[p > 0].log2()).sum())
+    assert out["grid_cells"] == 16
+    assert out["bits_per_image"] == pytest.approx(16 * entropy_bits, rel=1e-5)
+    assert out["bits_per_image"] <= 16 * math.log2(8) + 1e-6
+    from dlstudio_lite.autoencoder import Autoencoder
+    with pytest.raises(TypeError, match="encode_to_indices"):   # no distribution, no rate
+        latent_rate(Autoencoder(image_size=16, latent_size=4, base_channels=8), ds)
