@@ -128,3 +128,18 @@ def test_every_shipped_checkpoint_loads_and_holds_trained_weights(name):
         err = (model.reconstruct(x) - x).pow(2).mean()
         untrained = (fresh.reconstruct(x) - x).pow(2).mean()
     assert err < 0.5 * untrained  # the trained weights, not a random initialisation
+
+
+@pytest.mark.parametrize("kind", ["vae", "vqvae"])
+def test_the_appendix_pair_loads_and_holds_trained_weights_on_the_same_grid(kind):
+    from dlstudio_lite.checkpoint import MODELS
+    from dlstudio_lite.data import generate_shapes
+    from dlstudio_lite.paths import CHECKPOINTS
+    path = CHECKPOINTS / "crossdata_shapes" / kind / "checkpoint.pt"
+    model = load_model(path)
+    assert type(model) is MODELS[kind] and model.hparams["latent_size"] == 8   # lecture 07's 8x8 grid
+    torch.manual_seed(0)
+    fresh = MODELS[kind](**load_checkpoint(path)["hparams"]).eval()
+    x = torch.from_numpy(generate_shapes(4, 32, seed=123).images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        assert (model.reconstruct(x) - x).pow(2).mean() < 0.5 * (fresh.reconstruct(x) - x).pow(2).mean()
