@@ -106,12 +106,15 @@ def test_non_dict_state_is_refused(tmp_path):
         save_checkpoint([1, 2], tmp_path / "x.pt")
 
 
-@pytest.mark.parametrize("name", ["autoencoder", "vae", "vqvae", "vqgan", "prior"])
-def test_every_shipped_checkpoint_loads_and_holds_trained_weights(name):
+@pytest.mark.parametrize("folder", ["autoencoder_shapes", "vae_shapes", "vqvae_shapes", "vqvae16_shapes",
+                                    "vqgan_shapes", "vqgan_nodisc_shapes", "prior_shapes",
+                                    "vae_beta_sweep/beta_0.01"])
+def test_every_shipped_checkpoint_loads_and_holds_trained_weights(folder):
     from dlstudio_lite.checkpoint import MODELS
     from dlstudio_lite.data import generate_shapes
     from dlstudio_lite.paths import CHECKPOINTS
-    path = CHECKPOINTS / f"{name}_shapes" / "checkpoint.pt"
+    path = CHECKPOINTS / folder / "checkpoint.pt"
+    name = load_checkpoint(path)["model_name"]
     model = load_model(path)
     ckpt = load_checkpoint(path)
     assert type(model) is MODELS[name] and not model.training
@@ -143,3 +146,15 @@ def test_the_appendix_pair_loads_and_holds_trained_weights_on_the_same_grid(kind
     x = torch.from_numpy(generate_shapes(4, 32, seed=123).images).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
         assert (model.reconstruct(x) - x).pow(2).mean() < 0.5 * (fresh.reconstruct(x) - x).pow(2).mean()
+
+
+def test_every_shipped_checkpoint_is_documented_with_its_metrics():
+    """Each checkpoint.pt under data/checkpoints has a metrics.json beside it and a row (its
+    folder, or its sweep's pattern) in data/checkpoints/README.md, which gives its command."""
+    from dlstudio_lite.paths import CHECKPOINTS
+    readme = (CHECKPOINTS / "README.md").read_text()
+    for path in sorted(CHECKPOINTS.rglob("checkpoint.pt")):
+        folder = path.parent.relative_to(CHECKPOINTS).as_posix()
+        assert (path.parent / "metrics.json").exists(), folder
+        top = folder.split("/")[0]
+        assert f"| {folder} |" in readme or f"| {top}/" in readme or f"| {top} |" in readme, folder
