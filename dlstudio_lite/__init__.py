@@ -41,6 +41,7 @@ _EXPORTS = {  # module -> public names it provides
               "sample_images"],
     "quality": ["frechet_distance", "judge_shapes", "load_feature_net", "quality_report",
                 "valid_shape_rate"],
+    "sweep": ["grid", "one_at_a_time", "read_table", "steps_to_fraction", "summarize"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
