@@ -21,7 +21,7 @@ import os
 import queue
 import shlex
 import sys
-import threading
+import textwrap
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -60,12 +60,12 @@ def add_cli(sub, train_sub) -> None:
     the sweep runs, so models registered later are sweepable too)."""
     p = sub.add_parser(
         "sweep", help="train a grid of settings and tabulate the results",
-        description="Run `dlstudio-lite train MODEL` once per point of a grid of settings, each "
+        description=textwrap.fill("Run `dlstudio-lite train MODEL` once per point of a grid of settings, each "
         "in OUT/<settings>, and write OUT/sweep.csv: one row per point with its settings, the "
         "final test metrics, the final and best value of every logged curve, and the step at "
         "which perplexity first reached 95% of its best. Any flag that `train MODEL` accepts "
         "can be added and applies to every point. Finished points are skipped when the sweep "
-        "is run again.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "is run again.", 88), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model of `dlstudio-lite train` (vqvae, vae, ...)")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                    help="a factor: an option of `train MODEL` (flag name without --, e.g. lr, "
@@ -280,10 +280,11 @@ def run_sweep(args, train_sub) -> int:
             print(prefix + shlex.join(["dlstudio-lite", *argv]))
         return 0
 
-    todo = []
+    todo, finished = [], 0
     for point, argv in zip(points, commands):
         folder = out / point.name
         if status_of(folder) == FINISHED:
+            finished += 1
             record = folder / POINT_FILE
             done = json.loads(record.read_text())["command"] if record.exists() else None
             if done and _key(shlex.split(done)[1:]) != _key(argv):
@@ -291,8 +292,8 @@ def run_sweep(args, train_sub) -> int:
                                  f"({done}); use a new --out or delete that folder")
         elif not args.collect:
             todo.append((point, argv))
-    print(f"sweep: {len(points)} points, {len(points) - len(todo) if not args.collect else 0} "
-          f"already finished, {len(todo)} to run" + (f", {args.jobs} at a time" if todo else ""),
+    print(f"sweep: {len(points)} points, {finished} already finished, {len(todo)} to run"
+          + (f", {args.jobs} at a time" if todo else ""),
           file=sys.stderr)
 
     failed = _run_all(todo, out, args, threads)
