@@ -34,12 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     # --- register: quality (sample-quality measure) ---
     from .commands import quality
     quality.add_cli(sub)
+    # --- register: sweep (a grid of train runs; after every train target) ---
+    from .commands import sweep
+    sweep.add_cli(sub, train_sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # A command with ``extra_args`` (sweep) passes the flags it does not know on to another.
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as err:

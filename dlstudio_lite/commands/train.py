@@ -3,8 +3,8 @@
 Flags come from where the settings are defined: ``DataConfig`` (data.py), the model's
 constructor, ``TrainConfig`` (config.py), with the defaults of the quick or normal preset
 (config.py). ``run_train_command`` builds the data, the model and a :class:`Trainer`, and
-writes ``checkpoint.pt``, ``config.json``, ``metrics.json``, ``reconstructions.png`` and
-``loss_curves.png`` into ``--out``.
+writes ``checkpoint.pt``, ``config.json``, ``metrics.json``, ``history.json`` (the logged
+curves), ``reconstructions.png`` and ``loss_curves.png`` into ``--out``.
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def add_cli(sub) -> Any:
         "train", help="train a model of the course",
         description="Train a model of the course and write, into --out: checkpoint.pt, "
         "config.json, metrics.json (test MSE, PSNR; perplexity and codebook usage for VQ "
-        "models), reconstructions.png and loss_curves.png. Set DLSTUDIO_LITE_QUICK=1 for a "
+        "models), history.json (the logged curves), reconstructions.png and loss_curves.png. "
+        "Set DLSTUDIO_LITE_QUICK=1 for a "
         "run of under a minute on a laptop CPU. Run under `torchrun --nproc_per_node N` for "
         "DistributedDataParallel.")
     train_sub = train.add_subparsers(dest="model", required=True, metavar="MODEL")
@@ -138,6 +139,9 @@ def write_outputs(trainer, data: DataConfig, hparams: dict) -> None:
     if data.dataset == "shapes" and hasattr(trainer.model, "reconstruct"):
         metrics.update(recon_quality(trainer.model, trainer.test_data, trainer.device))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # The curves as numbers (also in the checkpoint, but readable without torch, and kept
+    # when a sweep ships results without checkpoints).
+    (out / "history.json").write_text(json.dumps(trainer.history) + "\n")
     trainer.save_reconstructions(out / "reconstructions.png")
     save_loss_curves(trainer.history, out / "loss_curves.png")
 
