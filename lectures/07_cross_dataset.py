@@ -155,7 +155,7 @@ def trained(name, kind, make, train, test):
                              log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2),
                              progress=False)
     loaded = ckpt.exists() and not quick_mode()
-    return model.cpu().eval(), f"loaded from {ckpt.parent.name}/{kind}" if loaded else f"trained here, {steps} steps"
+    return model.cpu().eval(), f"loaded from {folder}/{kind}" if loaded else f"trained here, {steps} steps"
 
 
 models = {}
@@ -262,10 +262,10 @@ plt.show()
 # equal: the VQ-VAE carries about a quarter more bits per image than the VAE (226 against
 # 179). At this low rate, about 3 bits per $4 \times 4$ patch, and after 1,500 steps of a small
 # network, **both** models draw where the shapes are and roughly their outlines, but not their
-# colours: every shape comes back grey, and the feature network judges none of the
-# reconstructions to be a clean shapes image (valid-shape rate 0%). Grey is what a squared
+# colours: every shape comes back grey, and the feature network judges almost none of the
+# reconstructions to be a clean shapes image (valid-shape rates of 2% or less). Grey is what a squared
 # error rewards while a model cannot yet tell which colour a shape has: the average colour.
-# PSNR and FD of the two models are within a few percent of each other, and the VQ-VAE's extra
+# PSNR and FD of the two models are within about 10% of each other, and the VQ-VAE's extra
 # bits do not buy it a better reconstruction. So at this rate and budget the table's "blurry
 # against high fidelity" does not show up on the shapes; lecture 5 compares the two models at
 # a rate many times higher, after 4,000 steps on 64 x 64 images.
