@@ -119,35 +119,6 @@ class LatentRate:
                 "grid_cells": cells, "perplexity": float(usage.perplexity)}
 
 
-class LatentRate:
-    """Bits per image in the latent (see :func:`latent_rate`): ``kl_bits`` for a VAE, the
-    code histogram of the whole split for a VQ model."""
-
-    def __init__(self):
-        self.counts: torch.Tensor | None = None
-
-    def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if hasattr(model, "encode_to_indices"):                 # a VQ model
-            indices = model.encode_to_indices(x)                # (B, h, w)
-            counts = code_counts(indices, model.num_codes)
-            self.counts = counts if self.counts is None else self.counts + counts
-            return {"grid_cells": torch.tensor(float(indices[0].numel()))}
-        latent = model.encode(x) if hasattr(model, "encode") else None
-        if not (isinstance(latent, tuple) and len(latent) == 2):
-            raise TypeError(f"latent_rate needs a VQ model (with encode_to_indices) or a VAE whose "
-                            f"encode returns (mu, logvar), got a {type(model).__name__} whose encode "
-                            f"returns {type(latent).__name__}")
-        return {"kl_bits": kl_divergence(*latent).mean() / math.log(2)}
-
-    def finish(self, means: dict[str, float], count: int) -> dict[str, float]:
-        if self.counts is None:
-            return {"bits_per_image": means["kl_bits"]}
-        usage = code_usage(self.counts)
-        cells = int(means["grid_cells"])
-        return {"bits_per_image": float(usage.bits) * cells, "bits_per_code": float(usage.bits),
-                "grid_cells": cells, "perplexity": float(usage.perplexity)}
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, measure=None, *, batch_size: int = 64,
              max_batches: int | None = None, seed: int = 0,
