@@ -247,9 +247,30 @@ def restore_training_state(trainer, ckpt: dict[str, Any], path) -> None:
     set_rng_state(ckpt["rng"])
 
 
+def slim_checkpoint(path: str | os.PathLike) -> tuple[int, int]:
+    """Drop the optimizer, scheduler and scaler states from the checkpoint at ``path``, in
+    place and atomically; returns its size in bytes (before, after).
+
+    For shipped files that are only ever loaded as models: Adam keeps two moments per
+    weight, so the states are about two thirds of a checkpoint. A slimmed checkpoint
+    still loads with :func:`load_model`, but it can no longer be resumed.
+    """
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    before = path.stat().st_size
+    ckpt.update(optimizers=[], schedulers=[], scaler=None, slimmed=True)
+    save_checkpoint(ckpt, path)
+    return before, path.stat().st_size
+
+
 def check_resumable(ckpt: dict, path, model_name: str, hparams: dict, n_optimizers: int,
                     n_schedulers: int) -> None:
     """Raise :class:`CheckpointError` unless ``ckpt`` was written for this model and run."""
+    if ckpt.get("slimmed"):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was slimmed for shipping (its optimizer states were "
+            f"dropped by `dlstudio-lite checkpoint slim`): it loads as a model, but training "
+            f"cannot resume from it; start a new run instead")
     if ckpt["model_name"] != model_name or ckpt["hparams"] != hparams:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was written for {ckpt['model_name']} with hparams "

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     # --- register: quality (sample-quality measure) ---
     from .commands import quality
     quality.add_cli(sub)
+    # --- register: checkpoint slim ---
+    from .commands import checkpoint
+    checkpoint.add_cli(sub)
     # --- register: sweep (a grid of train runs; after every train target) ---
     from .commands import sweep
     sweep.add_cli(sub, train_sub)

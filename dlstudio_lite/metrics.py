@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ def edge_sharpness(reconstructed: torch.Tensor, original: torch.Tensor) -> float
 
 
 def shape_colour_error(reconstructed: torch.Tensor, original: torch.Tensor,
-                       min_pixels: int = 6) -> dict[str, torch.Tensor]:
+                       min_pixels: int = 6, holes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Colour error per shape, for shapes images ``(B, 3, H, W)`` in [-1, 1].
 
     A shape of the course's data is painted in one flat colour on black, so each distinct
@@ -75,14 +76,23 @@ def shape_colour_error(reconstructed: torch.Tensor, original: torch.Tensor,
     ``{"error": (S,) Euclidean RGB distance, "bias": (S, 3) signed mean difference per
     channel, "true": (S, 3)}`` over all S shapes found; a systematic colour error shows as
     a ``bias`` whose mean is far from zero.
+
+    With ``holes`` (``(B, H, W)`` bool, from ``ShapesDataset(..., return_holes=True)``) the
+    result also holds ``"hole_density"`` (S,): the fraction of hole pixels in the shape's
+    outline grown by one pixel. A model that cannot place single black hole pixels paints
+    their average with the colour instead, so its shapes come back darker the denser their
+    holes are.
     """
     if reconstructed.shape != original.shape or original.dim() != 4 or original.shape[1] != 3:
         raise ValueError(f"shape_colour_error needs two (B, 3, H, W) tensors of equal shape, got "
                          f"{tuple(reconstructed.shape)} and {tuple(original.shape)}")
+    if holes is not None and tuple(holes.shape) != (original.shape[0], *original.shape[2:]):
+        raise ValueError(f"holes must be (B, H, W) = {(original.shape[0], *original.shape[2:])}, "
+                         f"got {tuple(holes.shape)}")
     to255 = lambda t: ((t.detach().float().cpu().clamp(-1, 1) + 1) * 127.5)
     orig, rec = to255(original).round(), to255(reconstructed)
-    errors, biases, trues = [], [], []
-    for o, r in zip(orig, rec):
+    errors, biases, trues, densities = [], [], [], []
+    for i, (o, r) in enumerate(zip(orig, rec)):
         colours, which = torch.unique(o.flatten(1).T, dim=0, return_inverse=True)
         which = which.view(o.shape[1:])              # (H, W) colour index of each pixel
         interior = torch.zeros_like(which, dtype=torch.bool)
@@ -97,6 +107,12 @@ def shape_colour_error(reconstructed: torch.Tensor, original: torch.Tensor,
             errors.append(diff.norm())
             biases.append(diff)
             trues.append(colour)
+            if holes is not None:
+                region = F.max_pool2d((which == k).float()[None, None], 3, 1, 1)[0, 0] > 0
+                densities.append(holes[i].cpu()[region].float().mean())
     if not errors:
         raise ValueError("no shape found in the originals: expected flat-coloured shapes on black")
-    return {"error": torch.stack(errors), "bias": torch.stack(biases), "true": torch.stack(trues)}
+    out = {"error": torch.stack(errors), "bias": torch.stack(biases), "true": torch.stack(trues)}
+    if holes is not None:
+        out["hole_density"] = torch.stack(densities)
+    return out

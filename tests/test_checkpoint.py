@@ -158,3 +158,11 @@ def test_every_shipped_checkpoint_is_documented_with_its_metrics():
         assert (path.parent / "metrics.json").exists(), folder
         top = folder.split("/")[0]
         assert f"| {folder} |" in readme or f"| {top}/" in readme or f"| {top} |" in readme, folder
+
+
+def test_the_shipped_checkpoints_stay_under_40_mb():
+    """Everything under data/checkpoints is shipped with the course (the dataset caches live
+    in data/cache/, which git ignores); the whole folder must stay under 40 MB."""
+    from dlstudio_lite.paths import CHECKPOINTS
+    total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
+    assert total < 40e6, f"data/checkpoints holds {total / 1e6:.2f} MB; slim or shrink something"

@@ -117,3 +117,22 @@ def test_edge_sharpness_and_shape_colour_error():
     assert float(shifted["bias"][:, 1:].abs().max()) < 1e-3
     with pytest.raises(ValueError, match="no shape"):
         shape_colour_error(torch.full_like(x, -1.0), torch.full_like(x, -1.0))
+
+
+def test_shape_colour_error_reports_hole_density_and_blurred_holes_darken():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from dlstudio_lite import ShapesDataset
+    from dlstudio_lite.metrics import shape_colour_error
+
+    data = ShapesDataset("test", image_size=32, num_images=300, return_holes=True)
+    x, holes = (torch.stack([torch.as_tensor(data[i][j]) for i in range(24)]) for j in (0, 1))
+    none = shape_colour_error(x, x, holes=torch.zeros_like(holes))
+    assert len(none["hole_density"]) == len(none["error"]) and not none["hole_density"].any()
+    blurred = shape_colour_error(gaussian_blur(x, [3, 3], [0.7, 0.7]), x, holes=holes)
+    density, darkening = blurred["hole_density"], -blurred["bias"].mean(1)
+    assert 0 <= float(density.min()) and float(density.max()) < 0.5 and density.max() > 0.02
+    # a blur mixes each hole's black into its neighbours: the more holes, the darker
+    assert float(torch.corrcoef(torch.stack([density, darkening]))[0, 1]) > 0.3
+    with pytest.raises(ValueError, match="holes must be"):
+        shape_colour_error(x, x, holes=holes[:, :8])

@@ -167,6 +167,33 @@ def test_quality_commands_in_quick_mode(tmp_path, quick, capsys):
     assert "at least 3 steps" in capsys.readouterr().err
 
 
+def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick, capsys):
+    from dlstudio_lite.cli import main
+    from dlstudio_lite.prior import TransformerPrior
+    from dlstudio_lite.vqvae import VQVAE
+
+    def save(model, name, path):
+        return save_checkpoint({"model_name": name, "hparams": model.hparams, "model": model.state_dict(),
+                                "optimizers": [], "schedulers": [], "step": 0, "epoch": 0, "history": {},
+                                "rng": {}, "config": {}}, path)
+
+    torch.manual_seed(0)
+    vq = save(VQVAE(image_size=32, base_channels=8, num_codes=16, code_dim=8, latent_size=8,
+                    kmeans_init=False), "vqvae", tmp_path / "vq" / "checkpoint.pt")
+    prior = save(TransformerPrior(16, (8, 8), n_layer=1, n_head=2, n_embd=16), "prior",
+                 tmp_path / "prior" / "checkpoint.pt")
+    for t, k in [("1.0", None), ("0.7", "5")]:
+        argv = ["quality", "score", str(vq), "--prior", str(prior), "--n", "6", "--temperature", t,
+                "--update-metrics"] + (["--top-k", k] if k else [])
+        assert main(argv) == 0
+    metrics = json.loads((tmp_path / "prior" / "metrics.json").read_text())
+    assert set(metrics["samples_by_setting"]) == {"temperature 1.0, top-k None", "temperature 0.7, top-k 5"}
+    last = metrics["samples_by_setting"]["temperature 0.7, top-k 5"]
+    assert metrics["sample_settings"] == "temperature 0.7, top-k 5" and last["n"] == 6
+    assert metrics["sample_fd"] == last["sample_fd"] and 0 <= last["sample_valid_shape_rate"] <= 1
+    assert "6 prior samples" in capsys.readouterr().out
+
+
 def test_feature_training_is_reproducible_for_any_step_count():
     from dlstudio_lite.shape_features import train_shape_features
 

@@ -133,6 +133,23 @@ def test_load_model_rebuilds_a_course_model(tmp_path):
         torch.testing.assert_close(model.reconstruct(x), trainer.model.reconstruct(x))
 
 
+def test_a_slimmed_checkpoint_loads_the_same_model_but_refuses_to_resume(tmp_path, capsys):
+    trainer = Trainer(build("vqvae"), images(8, 16), config=run_config(steps=2), out_dir=tmp_path)
+    trainer.fit()
+    path = tmp_path / "checkpoint.pt"
+    before = load_model(path)
+    assert cli.main(["checkpoint", "slim", str(path)]) == 0
+    assert "MB ->" in capsys.readouterr().out
+    ckpt = load_checkpoint(path)
+    assert ckpt["optimizers"] == [] and ckpt["slimmed"] and ckpt["history"] == trainer.history
+    after, x = load_model(path), images(2, 16).tensors[0]
+    with torch.no_grad():
+        torch.testing.assert_close(after.reconstruct(x), before.reconstruct(x))
+    again = Trainer(build("vqvae"), images(8, 16), config=run_config(steps=4))
+    with pytest.raises(CheckpointError, match="slimmed"):
+        again.resume(path)
+
+
 # --- NaN guard and Ctrl-C ----------------------------------------------------------------
 
 class Exploding(TinyAE):

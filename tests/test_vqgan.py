@@ -277,3 +277,18 @@ def test_vqgan_trains_through_the_trainer():
     assert d_loss[:START] == [0, 0] and all(v > 0 for v in d_loss[START:])
     assert all(math.isfinite(v) for _, v in history["train/loss"])
     assert "train/g_gan" in history and "train/recon" in history
+
+
+def test_disc_lr_scale_slows_only_the_discriminator():
+    from dlstudio_lite.data import ShapesDataset
+    from dlstudio_lite.train import Trainer
+
+    data = ShapesDataset("train", image_size=16, num_images=32, test_size=8)
+    model = tiny_vqgan(disc_lr_scale=0.1)
+    trainer = Trainer(model, data, steps=1, batch_size=8, lr=2e-4, progress=False, device="cpu")
+    g_opt, d_opt = trainer.optimizers
+    assert [group["lr"] for group in g_opt.param_groups] == [2e-4]
+    assert [group["lr"] for group in d_opt.param_groups] == [pytest.approx(2e-5)]
+    assert VQGAN(**model.hparams).disc_lr_scale == 0.1
+    with pytest.raises(ValueError, match="disc_lr_scale"):
+        tiny_vqgan(disc_lr_scale=0.0)

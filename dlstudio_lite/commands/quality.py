@@ -129,7 +129,12 @@ def _cli_score(args) -> int:
                         "quality_split": f"{report['real']}; {len(fake)} {prefix} images; shape features "
                                          "(dlstudio_lite.quality), not ImageNet FID"})
         if args.prior is not None:
-            metrics["sample_settings"] = f"temperature {args.temperature}, top-k {args.top_k}"
+            setting = f"temperature {args.temperature}, top-k {args.top_k}"
+            metrics["sample_settings"] = setting
+            # Every setting scored so far stays on record; the top-level keys hold the last.
+            metrics.setdefault("samples_by_setting", {})[setting] = {
+                "sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"],
+                "n": len(fake), "seed": args.seed}
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
     return 0
