@@ -240,9 +240,10 @@ print({k: vqgan.hparams[k] for k in ("base_channels", "latent_size", "num_codes"
 # are zero and the discriminator is not trained: the run is a plain VQ-VAE. After it, watch
 # three things (normal mode, shipped checkpoint):
 #
-# - **The game stays open for a long time.** For the first 1,500 steps after the switch
-#   the discriminator's hinge loss stays between about 0.5 and 0.75 and its mean logits
-#   inside the margin of $\pm 1$: it is often wrong. Then it slowly pulls ahead; at the end
+# - **The game stays open for a long time.** After a brief lead right after the switch, for
+#   most of the next 1,500 steps the discriminator's hinge loss stays between about 0.5 and
+#   0.85 and its mean logits inside the margin of $\pm 1$: it is often wrong. Then it
+#   slowly pulls ahead as the learning rate decays; at the end
 #   its loss is about 0.16 and its logits about +2.8 (real) and -1.8 (reconstructed). It is
 #   ahead, but its loss has not reached zero: some patches still fool it.
 # - **The reconstruction error jumps** when the GAN term arrives (the generator now also
@@ -268,28 +269,39 @@ plt.show()
 # ### What the discriminator sees
 #
 # The trained discriminator's logit map for a few test images and for their reconstructions:
-# one number per patch, bright for "real". With the shipped checkpoint the real patches
-# score higher on the whole, but not everywhere: the darkest patches of the reconstructions
-# sit where the decoder gets a shape's outline or its texture of small holes wrong, and
-# background patches of real and reconstructed images score alike.
+# one number per patch, bright for "real". Each of the $6 \times 6$ logits sees most of
+# the image (section 2), so this is a coarse map. With the shipped checkpoint, what
+# it mostly shows is what the discriminator has learned to look for. Real images score high
+# where there is a lot to judge: several shapes, overlaps, the texture of small holes. A real
+# image that is almost all black background scores low, sometimes lower than its own
+# reconstruction. The reconstructions score low nearly everywhere, and lowest where the
+# image is busy, because that is where the decoder blends overlapping shapes into mixed
+# colours. So the discriminator judges shapes and their texture, not the black background,
+# and that is where its gradient pushes the generator.
 
 # %%
 x_test = test_set.tensors(pick(normal=200, quick=32))
+n_show = 6
 with torch.no_grad():
     x_gan = vqgan.reconstruct(x_test).clamp(-1, 1)
-    real_map = vqgan.discriminator(x_test[:4])[:, 0]
-    fake_map = vqgan.discriminator(x_gan[:4])[:, 0]
-lo, hi = float(torch.minimum(real_map.min(), fake_map.min())), float(torch.maximum(real_map.max(), fake_map.max()))
-fig, axes = plt.subplots(4, 4, figsize=(8, 8))
-for j in range(4):
+    real_map = vqgan.discriminator(x_test[:n_show])[:, 0]    # (n_show, 6, 6) logits
+    fake_map = vqgan.discriminator(x_gan[:n_show])[:, 0]
+lo = float(torch.minimum(real_map.min(), fake_map.min()))
+hi = float(torch.maximum(real_map.max(), fake_map.max()))
+fig, axes = plt.subplots(4, n_show, figsize=(2 * n_show, 8))
+for j in range(n_show):
     show_images(x_test[j:j + 1], nrow=1, ax=axes[0, j])
     axes[1, j].imshow(real_map[j], vmin=lo, vmax=hi, cmap="magma", interpolation="nearest")
+    axes[1, j].set_title(("D on real, " if j == 0 else "") + f"mean {real_map[j].mean():+.1f}",
+                         fontsize=9)
     show_images(x_gan[j:j + 1], nrow=1, ax=axes[2, j])
     im = axes[3, j].imshow(fake_map[j], vmin=lo, vmax=hi, cmap="magma", interpolation="nearest")
+    axes[3, j].set_title(("D on recon., " if j == 0 else "") + f"mean {fake_map[j].mean():+.1f}",
+                         fontsize=9)
     axes[1, j].set_axis_off()
     axes[3, j].set_axis_off()
-for row, label in enumerate(["real", "D logits (real)", "reconstruction", "D logits (recon.)"]):
-    axes[row, 0].set_title(label, loc="left", fontsize=9)
+axes[0, 0].set_title("real", fontsize=9)
+axes[2, 0].set_title("reconstruction", fontsize=9)
 fig.colorbar(im, ax=axes, shrink=0.5)
 plt.show()
 
@@ -446,22 +458,66 @@ for name, row in table.items():
           + ", ".join(f"{v:+.1f}" for v in row["bias"].tolist()))
 
 # %% [markdown]
-# **What the numbers say** (normal mode, shipped checkpoints). The two models have the same
-# PSNR, about 20.3 dB, yet the VQGAN's reconstructions are clearly more realistic by every
-# other measure: a Frechet distance of about 145 against about 193 for the twin, 39% of
-# images judged valid against 12%, edges at about 0.73 of the originals' sharpness against
-# 0.58, and a colour error of about 60 per shape against 72. That is the adversarial term
-# doing its job, and PSNR, which rewards averaging, cannot see it.
+# **What the numbers say** (normal mode, shipped checkpoints). The two models have about
+# the same PSNR (21.2 dB for the twin, 21.0 for the VQGAN), yet the VQGAN's reconstructions
+# are more realistic by every other measure: a Frechet distance of about 120 against about
+# 145 for the twin, 59% of images judged valid against 33%, edges at about 0.83 of the
+# originals' sharpness against 0.59, and a colour error of about 46 per shape against 57.
+# That is the adversarial term doing its job, and PSNR, which rewards averaging, cannot see
+# it. Look back at the images above as well: the twin's shapes are smooth and soft-edged,
+# the VQGAN's carry a dotted texture like the real ones.
 #
-# Two things it did *not* fix. Both models paint the shapes darker than they are, by about
-# 14 levels on every channel (the signed errors printed above): a systematic error of the
-# coarse $8 \times 8$ grid, where one code stands for an $8 \times 8$ patch, that the
-# discriminator does not remove. And the discriminator has won the game: its logits in
-# section 5 sit far beyond the hinge margin (about +5 for real patches, -3 for
-# reconstructions) and $\lambda$ has fallen to about 0.002, so more steps of this recipe
-# would add little. Read the FDs against the damage scale above as well: even the VQGAN's
-# reconstructions are as far from the real images as a heavy blur, so this stage 1 is the
-# weak link of the pipeline below.
+# Both models paint shapes darker than they are, by about 14 levels of 255 on average (the
+# signed errors printed above). That is not a colour shift. Many shapes of this dataset are
+# dotted with small black holes (the forward-mapping holes of lecture 5), and one code of
+# the $8 \times 8$ grid stands for a whole $8 \times 8$ patch: it cannot say where each
+# single hole pixel goes, so the decoder paints something between the colour and black.
+# Sorted by how many holes a shape has, the error tells the story: nearly none on shapes
+# without holes, the most on the densest ones, for both models alike (the discriminator
+# changes the texture, not the average it leaves):
+
+# %%
+holes = torch.from_numpy(test_set.holes).bool()           # (200, H, W): the hole pixels
+bins = [(0.0, 0.01, "< 1% holes"), (0.01, 0.05, "1-5%"), (0.05, 1.0, ">= 5% holes")]
+fig, (ax, *crops) = plt.subplots(1, 4, figsize=(15, 3.4), gridspec_kw={"width_ratios": [2, 1, 1, 1]})
+width = 0.38
+for m, (name, x_hat) in enumerate(recons.items()):
+    colour = shape_colour_error(x_hat, real_test, holes=holes)
+    brightness = colour["bias"].mean(1)          # (S,) signed error, averaged over R, G, B
+    density = colour["hole_density"]
+    in_bin = [(density >= a) & (density < b) for a, b, _ in bins]
+    counts = [int(m_.sum()) for m_ in in_bin]
+    means = [float(brightness[m_].mean()) if n else float("nan") for m_, n in zip(in_bin, counts)]
+    ax.bar([i + (m - 0.5) * width for i in range(len(bins))], means, width, label=name,
+           color=["tab:blue", "tab:red"][m])
+ax.set_xticks(range(len(bins)), [f"{label}\n({n} shapes)" for (_, _, label), n in zip(bins, counts)])
+ax.axhline(0, color="k", lw=0.8)
+ax.set(ylabel="signed brightness error (0-255)", title="darker than the original, by hole density")
+ax.legend()
+# the single shape with the most holes in the test set, cut out of the three images
+one = torch.from_numpy(test_set.counts) == 1                # images with a single shape
+i = int((holes.flatten(1).float().mean(1) * one).argmax())
+ys, xs = holes[i].nonzero().T
+box = (slice(max(int(ys.min()) - 3, 0), int(ys.max()) + 4), slice(max(int(xs.min()) - 3, 0), int(xs.max()) + 4))
+for a, (name, img) in zip(crops, {"original": real_test[i], **{k: v[i] for k, v in recons.items()}}.items()):
+    show_images(img[:, box[0], box[1]][None], nrow=1, ax=a, title=name)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# A grid fine enough to place single hole pixels would remove the darkening: lecture 5's
+# 32 x 32 grid, one code per $2 \times 2$ pixels, puts the holes back. It costs many more
+# bits per image, and a sequence 16 times longer for the prior below.
+#
+# Read the FDs against the damage scale above, too. The VQGAN's reconstructions (about 120)
+# are as far from the real images as the images with their colours faded 70% to 100% towards
+# grey, or with half of them replaced by blobs; the lightest blur shown, 0.8 pixel, scores
+# about 210. So this stage 1 is good but far from perfect, and whatever the prior below
+# writes is drawn by this decoder. And the discriminator did not win the game
+# outright: in section 5 its logits stay within the hinge margin for the first 1,500 steps
+# after it starts and end near +2.8 and -1.8 (the first version of this model, whose
+# discriminator learned as fast as the generator, ended near +5.6 and -3.4 with a loss of
+# 0.002).
 
 # %% [markdown]
 # ## 7. Stage 2: a transformer prior over code indices
@@ -517,10 +573,11 @@ plt.show()
 # %% [markdown]
 # Training data: the code grids of the training images, computed once with the frozen
 # VQGAN encoder (`encode_dataset`). In normal mode the prior shipped in
-# `data/checkpoints/prior_shapes/` is loaded (trained by `dlstudio-lite train prior` on the
-# codes of all 19,800 training images of `vqgan_shapes`); the grids of the first 4,000
-# images encoded here serve for the baseline below, and for training if the checkpoint is
-# missing.
+# `data/checkpoints/prior_shapes/` is loaded: 4 layers of width 128, trained by
+# `dlstudio-lite train prior` for 6,000 steps on the codes of all 19,800 training images of
+# `vqgan_shapes` (about 35 minutes on two CPU cores), with its test cross-entropy measured
+# every 200 steps. The grids of the first 4,000 images encoded here serve for the baseline
+# below, and for training if the checkpoint is missing.
 
 # %%
 seed_everything(0)
@@ -532,10 +589,11 @@ prior, prior_history = load_or_train(
     CHECKPOINTS / "prior_shapes" / "checkpoint.pt",
     lambda: TransformerPrior(vqgan.num_codes, tuple(train_codes.shape[1:]),
                              n_layer=pick(normal=4, quick=1), n_head=4,
-                             n_embd=pick(normal=64, quick=32)),
-    *prior_data, steps=pick(normal=1500, quick=10),
-    batch_size=pick(normal=64, quick=16), lr=pick(normal=3e-4, quick=1e-3), optimizer="adamw",
-    scheduler="cosineannealinglr", log_every=pick(normal=25, quick=2))
+                             n_embd=pick(normal=128, quick=32)),
+    *prior_data, steps=pick(normal=6000, quick=10),
+    batch_size=pick(normal=64, quick=16), lr=1e-3, optimizer="adamw",
+    scheduler="cosineannealinglr", log_every=pick(normal=25, quick=2),
+    eval_every=pick(normal=200, quick=5))
 
 # A prior that ignores the context can do no better than the entropy of the code frequencies.
 freq = torch.bincount(train_codes.flatten(), minlength=vqgan.num_codes).double()
@@ -552,6 +610,15 @@ plt.show()
 print(f"context-free: {context_free:.2f} bits per code; uniform over K: {np.log2(vqgan.num_codes):.2f}")
 
 # %% [markdown]
+# Is the prior trained to convergence? The test curve (normal mode) falls fast for the
+# first 2,000 steps, then slowly, and is flat over the last 1,000: from 4.86 bits per code
+# at step 5,000 to 4.85 at 6,000, while the learning rate runs down to zero. The training
+# curve lies a little above it because it is measured with dropout on. A first run of 3,000
+# steps had ended at 5.16 bits, on a curve that was still falling until its learning rate
+# ran out, so the longer run was worth it. And 4.85 bits is half of the context-free entropy
+# (about 9.7 bits): the prior has learned which codes go where, and with which neighbours.
+
+# %% [markdown]
 # ## 8. New images: temperature and top-k
 #
 # Sampling writes a grid code by code: divide the logits by a **temperature** $T$ ($T < 1$
@@ -561,20 +628,20 @@ print(f"context-free: {context_free:.2f} bits per code; uniform over K: {np.log2
 # images; high temperature gives variety and, eventually, broken shapes.
 
 # %%
-def show_samples(temperature=1.0, top_k=100):
+def show_samples(temperature=1.0, top_k=50):
     images = sample_images(prior, vqgan, 16, temperature=temperature, top_k=int(top_k), seed=0)
     show_images(images, nrow=8, title=f"16 samples, temperature {temperature:.2f}, top-k {int(top_k)}",
                 scale=0.8)
     plt.show()
 
 
-interactive(show_samples, temperature=(0.3, 2.0, 0.1, 1.0), top_k=(1, vqgan.num_codes, 1, 100))
+interactive(show_samples, temperature=(0.3, 2.0, 0.1, 1.0), top_k=(1, vqgan.num_codes, 1, 50))
 
 # %% [markdown]
 # A static comparison of a few settings (each row uses the same random seed):
 
 # %%
-settings = [(0.7, 10), (1.0, 100), (1.5, vqgan.num_codes)]
+settings = [(0.7, 10), (1.0, 50), (1.0, vqgan.num_codes), (1.2, vqgan.num_codes)]
 n_scored = pick(normal=200, quick=16)    # samples scored per setting (as many as test images)
 fig, axes = plt.subplots(len(settings), 1, figsize=(9, 1.7 * len(settings)))
 for ax, (t, k) in zip(axes, settings):
@@ -588,26 +655,35 @@ print(f"for comparison, the VQGAN's own reconstructions: FD {table['VQGAN']['FD'
       f"{table['VQGAN']['valid shapes (%)']:.0f}% valid")
 
 # %% [markdown]
-# Be plain about these pictures: they are not yet shapes. Read the numbers in the titles
-# (normal mode): at $T = 1.5$ almost nothing is judged valid and the distance is large; at
-# $T = 1$ about a fifth are valid; at $T = 0.7$ with top-k 10 the feature network calls
-# about 70% valid and the Frechet distance, about 170, comes close to that of the VQGAN's own
-# reconstructions (about 145). Now look at those images: single soft blobs in blended
-# colours, and some empty frames, not crisp stars, triangles or rectangles. Low temperature
-# picks the most typical codes, and a lone smooth blob is what the small judge has the
-# hardest time telling from a shape: it learned "damage" from damaged *real* images, and
-# these are a new kind of failure. So the numbers say how far the pipeline has come, and the
-# pictures say what they cannot: a measure is only as good as what its network was taught
-# to see, and looking is still part of measuring.
+# Read the numbers in the titles first (normal mode, shipped checkpoints, 200 samples per
+# row). At $T = 1$ with top-k 50 the samples are as far from the real test images as the
+# VQGAN's own reconstructions (an FD of about 113 against about 120), and the feature network
+# calls about 74% of them valid. Drop top-k (all 1,024 codes allowed) and rare codes slip in
+# and break shapes apart: about 56% valid. Raise the temperature to 1.2 and more break:
+# about 42%. A low temperature is no cure either. At $T = 0.7$ with top-k 10 the
+# valid-shape rate is a little higher (77%) but the FD worse (about 140): the samples become
+# smaller and more alike, and about one in eight falls into the same dark frame, a chain of
+# codes in which each is likely after the ones before it but which no real image has. The
+# likeliest sequence is not a typical one.
 #
-# Two separate things limit the samples. The prior has learned a great deal: its test
-# cross-entropy (the curve in section 7) lies far below the context-free entropy of the
-# codes, so it knows where shapes go and which codes belong together. But every sample is
-# decoded by the VQGAN of section 5, whose own reconstructions (section 6) are as far from
-# real images as a heavy blur, and a sample can be no better than the decoder that draws
-# it. Better samples need a better stage 1 first (a larger grid of codes, a wider model,
-# longer training), then a prior trained on its codes until its test curve is flat. At the
-# budget of a CPU course this pipeline does not get there.
+# Now look at the pictures, because the numbers flatter them. A sample is usually one or
+# two objects on black, of about the right size and in plausible places, some close to an
+# ellipse, a quadrilateral or a small triangle. But the colours run into each other inside
+# one object, the outlines wobble, and there are no crisp stars or rectangles. The feature
+# network calls many such objects valid: it learned what "damaged" looks like from damaged
+# *real* images, and a smooth multi-coloured blob is a kind of failure it was never shown.
+# So the targets this course set itself (at least 70% valid, an FD at most twice the
+# reconstructions') are met in numbers, and the pictures show what those numbers miss. A
+# measure is only as good as what its network was taught to see, and looking is still part
+# of measuring.
+#
+# Two things hold the samples back, one in each stage. The decoder bounds them: a sample can
+# be no better than the decoder that draws it, and its reconstructions already sit where
+# faded colours do on the damage scale of section 6. And the prior writes a shape one code
+# at a time, row by row, with about 4.85 bits of uncertainty left per code: nothing forces
+# it to keep one colour across the dozen codes a shape covers, while in the data a shape
+# always has one flat colour. Better samples need a better stage 1 (a finer grid, a wider
+# model, longer training) and then a larger prior, which is more than a CPU course can afford.
 #
 # ## Summary
 #
@@ -619,13 +695,18 @@ print(f"for comparison, the VQGAN's own reconstructions: FD {table['VQGAN']['FD'
 #   `torch.autograd.grad` calls and detached.
 # - The discriminator and the GAN term switch on at `disc_start`, after the autoencoder has
 #   learned to reconstruct.
-# - Against a twin trained without it, the discriminator bought lower FD, sharper edges and
-#   smaller colour errors at the same PSNR; it did not remove a systematic darkening, and it
-#   won the game early (logits far beyond the hinge margin, tiny $\lambda$).
+# - Against a twin trained without it, the discriminator bought a lower FD, sharper edges
+#   and smaller colour errors at about the same PSNR. A discriminator learning at a tenth of
+#   the generator's rate kept the game open for long instead of winning it at once. Shapes
+#   with many small holes come back darker with or without it: single hole pixels are
+#   finer than the $8 \times 8$ grid of codes can say.
 # - FD on features of a small shape network (not ImageNet FID) and the valid-shape rate
 #   score sets of images, reconstructed or sampled, with the same yardstick.
 # - Stage 2 turns images into short sequences of code indices and trains a GPT-style
 #   transformer on them; temperature and top-k trade variety for quality when sampling.
+#   Trained until its test curve is flat, the prior's samples score as well as the
+#   VQGAN's reconstructions (FD about 113, 74% judged valid at $T = 1$, top-k 50), but to
+#   the eye they are multi-coloured blobs more often than clean shapes.
 #   A perturbation check shows that the prior is causal: changing a token leaves every
 #   earlier prediction exactly as it was.
 #

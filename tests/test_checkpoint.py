@@ -133,6 +133,23 @@ def test_every_shipped_checkpoint_loads_and_holds_trained_weights(folder):
     assert err < 0.5 * untrained  # the trained weights, not a random initialisation
 
 
+def test_the_shipped_prior_was_trained_on_the_codes_of_the_shipped_vqgan():
+    # Lecture 6 samples prior_shapes through vqgan_shapes: retraining one without the other
+    # would leave a prior that writes another model's codes (or cannot be decoded at all).
+    import math
+    from dlstudio_lite.data import ShapesDataset
+    from dlstudio_lite.paths import CHECKPOINTS
+    vqgan = load_model(CHECKPOINTS / "vqgan_shapes" / "checkpoint.pt")
+    prior = load_model(CHECKPOINTS / "prior_shapes" / "checkpoint.pt")
+    assert prior.num_codes == vqgan.num_codes
+    with torch.no_grad():
+        codes = vqgan.encode_to_indices(ShapesDataset("test", image_size=64).tensors(32))
+        assert tuple(prior.latent_shape) == tuple(codes.shape[1:])
+        bits = float(prior.compute_loss(codes)[1]["bits_per_code"])
+    # A prior for other codes would do worse than uniform guessing; this one is far better.
+    assert bits < 0.6 * math.log2(prior.num_codes)
+
+
 @pytest.mark.parametrize("kind", ["vae", "vqvae"])
 def test_the_appendix_pair_loads_and_holds_trained_weights_on_the_same_grid(kind):
     from dlstudio_lite.checkpoint import MODELS
