@@ -36,6 +36,7 @@ _EXPORTS = {  # module -> public names it provides
     "optim": ["make_optimizer", "make_scheduler"],
     "train": ["NonFiniteLossError", "StepRunner", "Trainer"],
     "notebook": ["load_or_train"],
+    "claims": ["ClaimError", "claim", "say"],
     "vqgan": ["VQGAN", "PatchDiscriminator", "PerceptualLoss", "adaptive_lambda",
               "discriminator_gan_loss", "generator_gan_loss"],
     "prior": ["TransformerPrior", "decode_samples", "encode_dataset", "load_prior",
