@@ -10,6 +10,12 @@ copy of the start page, lectures and exercises that it brings up to date on ever
 so the repository itself never changes and ``git pull`` always applies course updates.
 Only the Python standard library is used here, so this works before anything is
 installed (Linux, macOS and Windows).
+
+Instructors use the same set-up; these run the ``dlstudio-lite`` command of ``.venv``:
+
+    python3 course.py build --check            # dlstudio-lite exercises build --check
+    python3 course.py release ../course-2026   # dlstudio-lite exercises release ../course-2026
+    python3 course.py grade SUBMISSIONS --out GRADES   # dlstudio-lite grade SUBMISSIONS --out GRADES
 """
 from __future__ import annotations
 
@@ -40,6 +46,11 @@ LAB_SETTINGS = ROOT / ".jupyter" / "lab" / "settings"
 
 def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def venv_command(name: str) -> Path:
+    """A console script that the package installed into ``.venv``."""
+    return VENV / ("Scripts" if os.name == "nt" else "bin") / (f"{name}.exe" if os.name == "nt" else name)
 
 
 def run(cmd: list[str], **kwargs) -> None:
@@ -188,9 +199,21 @@ def update(extra: list[str]) -> int:
     return 0
 
 
+def instructor(*words: str):
+    """``course.py grade ...`` etc.: set up if needed, then ``dlstudio-lite WORDS ...`` from ``.venv``,
+    so an instructor needs no activated environment either."""
+    def forward(extra: list[str]) -> int:
+        setup()
+        cmd = [venv_command("dlstudio-lite"), *words, *extra]
+        print("+", " ".join(map(str, cmd)), flush=True)
+        return subprocess.call([str(c) for c in cmd])
+    return forward
+
+
 def main(argv: list[str]) -> int:
     commands = {"lab": lab, "test": test, "setup": lambda extra: (setup(), 0)[1],
-                "update": update}
+                "update": update, "build": instructor("exercises", "build"),
+                "release": instructor("exercises", "release"), "grade": instructor("grade")}
     if not argv or argv[0] not in commands:
         print(__doc__.strip())
         print("\nAlso: python3 course.py setup    # only set up; extra arguments after lab/test are passed on")

@@ -713,6 +713,6 @@ plt.show()
 #    model to predict tokens, which of the two numbers tells you more about how hard its
 #    job is, and why?
 #
-# **Next:** exercise 1 in `exercises/` (the codebook exercise) asks you to write the
+# **Next:** [exercise 1](../exercises/ex01_codebook.ipynb) (the codebook exercise) asks you to write the
 # nearest-code lookup and the perplexity yourself. Lecture 2 turns to the probabilistic
 # side: the ELBO that variational autoencoders maximise.

@@ -663,6 +663,6 @@ print("posterior variances, encoder:", [round(v, 4) for v in lv_v.exp().mean(0).
 # 4. In section 5.3 the best diagonal $q$ had the right centre but was too narrow. Why too
 #    narrow rather than too wide?
 #
-# **Next:** exercise 2 in `exercises/` (the ELBO exercise) has you implement the Gaussian KL
+# **Next:** [exercise 2](../exercises/ex02_elbo.ipynb) (the ELBO exercise) has you implement the Gaussian KL
 # in closed form and a Monte-Carlo estimate of it, and compare the two. Lecture 3 builds
 # the plain autoencoder that the VAE extends.

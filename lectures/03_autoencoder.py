@@ -564,5 +564,5 @@ print(f"values more than 4 std from the mean: {far:.2%} (a Gaussian: {math.erfc(
 # 4. Why does a plain autoencoder have no reason to keep the pinholes, and no reason to
 #    drop them either?
 #
-# **Next:** exercise 3 in `exercises/` (the autoencoder exercise). Lecture 4 turns the
+# **Next:** [exercise 3](../exercises/ex03_autoencoder.ipynb) (the autoencoder exercise). Lecture 4 turns the
 # autoencoder into a VAE, whose latents can be sampled.

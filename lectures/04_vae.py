@@ -567,5 +567,5 @@ if autoencoder is not None:
 # 4. Posterior collapse drives the KL to zero. Is a KL of zero for *one* latent channel a
 #    problem, or can it be a sensible choice by the model?
 #
-# **Next:** exercise 4 in `exercises/` (the VAE exercise). Lecture 5 replaces the Gaussian
+# **Next:** [exercise 4](../exercises/ex04_vae.ipynb) (the VAE exercise). Lecture 5 replaces the Gaussian
 # latent by a codebook: the VQ-VAE.

@@ -581,7 +581,7 @@ plt.show()
 # the *trained* VQ-VAE above.
 #
 # Your job is to **fix** each one, not only to spot it: for each listing, write down the line
-# you would change before you read on. [Exercise 5](../exercises/05_vqvae.ipynb), Question 3,
+# you would change before you read on. [Exercise 5](../exercises/ex05_vqvae.ipynb), Question 3,
 # hands you a quantizer with both bugs to repair (graded), and Question 4 builds a
 # known-answer test that catches both: feed the K codebook vectors themselves in as an
 # encoder output and a correct quantizer must return the indices 0, 1, ..., K-1.
@@ -708,7 +708,7 @@ print("package indices == per-pixel argmin:",
 # 4. Two VQ-VAEs report perplexities of 170 and 260. What do you need to know before you
 #    conclude that the second uses its codebook better?
 #
-# **Next:** exercise 5 in `exercises/` asks you to implement the VQ-VAE loss and the
+# **Next:** [exercise 5](../exercises/ex05_vqvae.ipynb) asks you to implement the VQ-VAE loss and the
 # straight-through estimator and to verify with autograd which parameters each term trains.
 # Lecture 6 puts this VQ-VAE inside a GAN (VQGAN) and trains a transformer to write new
 # code grids.

@@ -724,5 +724,5 @@ print(f"for comparison, the VQGAN's own reconstructions: FD {table['VQGAN']['FD'
 # 4. If the causality check had shown a change at an earlier position, which parts of the
 #    model would you inspect first?
 #
-# **Next:** exercise 6 in `exercises/` asks you to implement the hinge losses and the
+# **Next:** [exercise 6](../exercises/ex06_vqgan.ipynb) asks you to implement the hinge losses and the
 # adaptive $\lambda$, and to sample from a prior with top-k.

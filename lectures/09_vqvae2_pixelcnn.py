@@ -457,3 +457,5 @@ plt.show()
 #    like with `drop_bottom=0`, and why would it say nothing about the top codes?
 # 5. The transformer and the PixelCNN get the same steps. Is "the same steps" a fair
 #    budget, or should it be the same CPU time? Measure both.
+#
+# **Exercise:** [exercise 9](../exercises/ex09_pixelcnn.ipynb) has you build the masks, the masked convolution, the receptive field and the blind spot yourself.

@@ -17,21 +17,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # question id -> (exercise, [(mistake, [(old, new), ...]), ...])
 MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
-    "nearest_code": ("01_codebook", [
+    "nearest_code": ("ex01_codebook", [
         ("argmax for argmin", [("torch.cdist(flat, codebook).argmin(dim=1)", "torch.cdist(flat, codebook).argmax(dim=1)")]),
         ("flattens BCHW without moving channels last", [("flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)", "flat = z_e.reshape(-1, D)")]),
         ("z_q reshaped to BCHW without permuting back",
          [("z_q = codebook[indices].reshape(B, h, w, D).permute(0, 3, 1, 2)", "z_q = codebook[indices].reshape(B, D, h, w)")]),
         (".squeeze() loses a batch of one", [("return indices.reshape(B, h, w), z_q", "return indices.reshape(B, h, w).squeeze(), z_q")]),
     ]),
-    "perplexity": ("01_codebook", [
+    "perplexity": ("ex01_codebook", [
         ("divides by the batch size", [("probs = counts / counts.sum()", "probs = counts / indices.shape[0]")]),
         ("0 * log 0 gives NaN", [("entropy = -torch.special.xlogy(probs, probs).sum()", "entropy = -(probs * probs.log()).sum()")]),
         ("returns the entropy, not its exponential", [("return torch.exp(entropy)", "return entropy")]),
         ("log base 2 with exp", [("entropy = -torch.special.xlogy(probs, probs).sum()",
                                   "entropy = -(probs * torch.log2(probs.clamp_min(1e-12))).sum()")]),
     ]),
-    "kl_closed_form": ("02_elbo", [
+    "kl_closed_form": ("ex02_elbo", [
         ("KL direction swapped", [("terms = logvar_p - logvar_q + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0",
                                    "terms = logvar_q - logvar_p + (var_p + (mu_q - mu_p) ** 2) / var_q - 1.0")]),
         ("missing the factor 1/2", [("return 0.5 * terms.sum(dim=-1)", "return terms.sum(dim=-1)")]),
@@ -39,7 +39,7 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         ("logvar used as a log standard deviation",
          [("var_q, var_p = logvar_q.exp(), logvar_p.exp()", "var_q, var_p = (2 * logvar_q).exp(), (2 * logvar_p).exp()")]),
     ]),
-    "kl_monte_carlo": ("02_elbo", [
+    "kl_monte_carlo": ("ex02_elbo", [
         ("exp(logvar) used as the standard deviation", [("z = mu_q + torch.exp(0.5 * logvar_q) * eps", "z = mu_q + torch.exp(logvar_q) * eps")]),
         ("ignores the generator", [("eps = torch.randn(num_samples, *mu_q.shape, generator=generator)",
                                     "eps = torch.randn(num_samples, *mu_q.shape)")]),
@@ -47,34 +47,34 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         ("log p - log q (sign)", [("(log_normal(z, mu_q, logvar_q) - log_normal(z, mu_p, logvar_p))",
                                    "(log_normal(z, mu_p, logvar_p) - log_normal(z, mu_q, logvar_q))")]),
     ]),
-    "conv_output_size": ("03_autoencoder", [
+    "conv_output_size": ("ex03_autoencoder", [
         ("missing + 1", [("return (size + 2 * padding - kernel_size) // stride + 1", "return (size + 2 * padding - kernel_size) // stride")]),
         ("true division gives a float", [("return (size + 2 * padding - kernel_size) // stride + 1",
                                           "return (size + 2 * padding - kernel_size) / stride + 1")]),
         ("padding on one side only", [("return (size + 2 * padding - kernel_size) // stride + 1",
                                        "return (size + padding - kernel_size) // stride + 1")]),
-        ("output_padding ignored", [("+ kernel_size + output_padding", "+ kernel_size")]),
+        ("halves the side with // 2: wrong for odd sides", [("side = conv_output_size(side, 1, 2, 0)", "side = side // 2")]),
     ]),
-    "skip_block": ("03_autoencoder", [
+    "skip_block": ("ex03_autoencoder", [
         ("no shortcut", [("return out + identity", "return out")]),
         ("second ReLU missing", [("out = F.relu(self.norm2(self.conv2(out)))", "out = self.norm2(self.conv2(out))")]),
         ("ReLU after the addition", [("out = F.relu(self.norm2(self.conv2(out)))", "out = self.norm2(self.conv2(out))"),
                                      ("return out + identity", "return F.relu(out + identity)")]),
         ("channels repeated instead of concatenated", [("torch.cat([identity, identity], dim=1)", "identity.repeat_interleave(2, dim=1)")]),
     ]),
-    "reparameterize": ("04_vae", [
+    "reparameterize": ("ex04_vae", [
         ("exp(logvar) used as the standard deviation", [("return mu + torch.exp(0.5 * logvar) * eps", "return mu + torch.exp(logvar) * eps")]),
         ("ignores the generator", [("eps = torch.randn(mu.shape, generator=generator)", "eps = torch.randn_like(mu)")]),
         ("logvar used as the standard deviation", [("return mu + torch.exp(0.5 * logvar) * eps", "return mu + logvar * eps")]),
         ("no gradient to logvar", [("return mu + torch.exp(0.5 * logvar) * eps", "return mu + torch.exp(0.5 * logvar.detach()) * eps")]),
     ]),
-    "vae_loss": ("04_vae", [
+    "vae_loss": ("ex04_vae", [
         ("KL with the wrong sign", [("kl = -0.5 * torch.sum(", "kl = 0.5 * torch.sum(")]),
         ("mean over pixels instead of sum", [('recon = F.mse_loss(x_hat, x, reduction="sum") / B', "recon = F.mse_loss(x_hat, x)")]),
         ("kl_weight on the wrong term", [("return recon + kl_weight * kl, recon, kl", "return kl_weight * recon + kl, recon, kl")]),
         ("logvar used as a log standard deviation", [("1 + logvar - mu**2 - logvar.exp()", "1 + 2 * logvar - mu**2 - (2 * logvar).exp()")]),
     ]),
-    "vq_losses": ("05_vqvae", [
+    "vq_losses": ("ex05_vqvae", [
         ("no stop-gradient on the codebook loss", [("codebook_loss = F.mse_loss(z_q, z_e.detach())", "codebook_loss = F.mse_loss(z_q, z_e)")]),
         ("beta on the codebook term", [("return codebook_loss, commitment_loss, codebook_loss + beta * commitment_loss",
                                         "return codebook_loss, commitment_loss, beta * codebook_loss + commitment_loss")]),
@@ -84,13 +84,13 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
          [("return codebook_loss, commitment_loss, codebook_loss + beta * commitment_loss",
            "return codebook_loss, commitment_loss, (1 + beta) * F.mse_loss(z_e, z_q)")]),
     ]),
-    "straight_through": ("05_vqvae", [
+    "straight_through": ("ex05_vqvae", [
         ("no detach", [("return z_e + (z_q - z_e).detach()", "return z_e + (z_q - z_e)")]),
         ("returns z_q", [("return z_e + (z_q - z_e).detach()", "return z_q")]),
         ("the wrong way round", [("return z_e + (z_q - z_e).detach()", "return z_q + (z_e - z_q).detach()")]),
         ("detach on the wrong term", [("return z_e + (z_q - z_e).detach()", "return z_e.detach() + (z_q - z_e)")]),
     ]),
-    "fix_quantizer": ("05_vqvae", [
+    "fix_quantizer": ("ex05_vqvae", [
         ("argmax kept", [("indices = distances.argmin(dim=1)", "indices = distances.argmax(dim=1)")]),
         ("flattening bug kept", [("flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)", "flat = z_e.reshape(-1, D)")]),
         ("no straight-through", [("permute(0, 3, 1, 2)\n    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())\n    z_q = z_e + (z_q - z_e).detach()",
@@ -98,13 +98,13 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         ("beta on the codebook term", [("permute(0, 3, 1, 2)\n    loss = F.mse_loss(z_q, z_e.detach()) + beta * F.mse_loss(z_e, z_q.detach())",
                                         "permute(0, 3, 1, 2)\n    loss = beta * F.mse_loss(z_q, z_e.detach()) + F.mse_loss(z_e, z_q.detach())")]),
     ]),
-    "known_answer": ("05_vqvae", [
+    "known_answer": ("ex05_vqvae", [
         ("reshape without transposing", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.reshape(1, D, 1, K)")]),
         ("codes along the channel axis", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.reshape(1, K, 1, D)")]),
         ("a K x 1 grid instead of 1 x K", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.t().reshape(1, D, K, 1)")]),
         ("no batch dimension", [("return codebook.t().reshape(1, D, 1, K)", "return codebook.t().unsqueeze(1)")]),
     ]),
-    "adaptive_lambda": ("06_vqgan", [
+    "adaptive_lambda": ("ex06_vqgan", [
         ("graph freed (no retain_graph)", [("rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]",
                                             "rec_grad = torch.autograd.grad(rec_loss, last_layer_weight)[0]")]),
         (".backward() and .grad", [("rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]\n"
@@ -115,26 +115,26 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         ("missing clamp", [("return lam.clamp(0.0, max_value).detach()", "return lam.detach()")]),
         ("ratio inverted", [("lam = rec_grad.norm() / (gan_grad.norm() + delta)", "lam = gan_grad.norm() / (rec_grad.norm() + delta)")]),
     ]),
-    "hinge_losses": ("06_vqgan", [
+    "hinge_losses": ("ex06_vqgan", [
         ("sign of the fake term", [("F.relu(1.0 + logits_fake)", "F.relu(1.0 - logits_fake)")]),
         ("no hinge (missing relu)", [("F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()",
                                       "(1.0 - logits_real).mean() + (1.0 + logits_fake).mean()")]),
         ("missing the factor 1/2", [("return 0.5 * (F.relu", "return (F.relu")]),
         ("generator loss with the wrong sign", [("return -logits_fake.mean()", "return logits_fake.mean()")]),
     ]),
-    "top_k_sampling": ("06_vqgan", [
+    "top_k_sampling": ("ex06_vqgan", [
         ("multiplies by the temperature", [("logits = logits / temperature", "logits = logits * temperature")]),
         (".squeeze() loses a batch of one", [("generator=generator).squeeze(1)", "generator=generator).squeeze()")]),
         ("ignores the generator", [("torch.multinomial(probs, 1, generator=generator)", "torch.multinomial(probs, 1)")]),
         ("keeps only the largest logit", [("torch.topk(logits, k, dim=-1).values[:, -1:]", "torch.topk(logits, k, dim=-1).values[:, :1]")]),
     ]),
-    "causal_mask": ("07_pixelcnn", [
+    "causal_mask": ("ex09_pixelcnn", [
         ("types A and B swapped", [('if mask_type == "B":', 'if mask_type == "A":')]),
         ("off by one row: the centre row fully open", [("mask[:c, :] = 1.0", "mask[:c + 1, :] = 1.0")]),
         ("column order (the mask transposed)", [("mask[:c, :] = 1.0", "mask[:, :c] = 1.0"), ("mask[c, :c] = 1.0", "mask[:c, c] = 1.0")]),
         ("rows above only up to the centre column", [("mask[:c, :] = 1.0", "mask[:c, :c + 1] = 1.0")]),
     ]),
-    "masked_conv2d": ("07_pixelcnn", [
+    "masked_conv2d": ("ex09_pixelcnn", [
         ("no padding", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)", "return F.conv2d(x, weight * mask, bias)")]),
         ("masks the weights in place through .data", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)",
                                                        "weight.data.mul_(mask)\n    return F.conv2d(x, weight, bias, padding=k // 2)")]),
@@ -142,7 +142,7 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
                                                             "return F.conv2d(x, weight * mask.flip(0, 1), bias, padding=k // 2)")]),
         ("bias ignored", [("return F.conv2d(x, weight * mask, bias, padding=k // 2)", "return F.conv2d(x, weight * mask, padding=k // 2)")]),
     ]),
-    "receptive_field": ("07_pixelcnn", [
+    "receptive_field": ("ex09_pixelcnn", [
         ("forward from a one-hot input: the outputs it reaches, not the inputs it reads",
          [("x = torch.ones(1, 1, H, W, requires_grad=True)", "x = torch.zeros(1, 1, H, W)\n    x[0, 0, position[0], position[1]] = 1.0"),
           ("h[0, 0, row, col].backward()               # one output position: d out[row, col] / d x\n    return x.grad[0, 0] != 0",
@@ -153,7 +153,7 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
          [("h = F.conv2d(h, mask.reshape(1, 1, k, k), padding=k // 2)",
            "h = F.relu(F.conv2d(h, torch.randn(1, 1, k, k) * mask, padding=k // 2))")]),
     ]),
-    "blind_spot": ("07_pixelcnn", [
+    "blind_spot": ("ex09_pixelcnn", [
         ("the position itself counted as earlier", [("((rows == row) & (cols < col))       # earlier", "((rows == row) & (cols <= col))       # earlier")]),
         ("column-major order", [("before = (rows < row) | ((rows == row) & (cols < col))       # earlier",
                                  "before = (cols < col) | ((cols == col) & (rows < row))       # earlier")]),

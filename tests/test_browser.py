@@ -1,5 +1,6 @@
 """A real browser opens the course as a student does: the start page, then a lecture that
-runs top to bottom (quick mode) and a slider that redraws its figure.
+runs top to bottom (quick mode) and a slider that redraws its figure, then the lecture's
+exercise next to it (a tab of its own name), run as handed out.
 
 Needs Chromium, its driver and Selenium (Debian: ``apt-get install chromium chromium-driver``;
 ``.ci/run`` installs them when it runs as root). Elsewhere the test is skipped, with the
@@ -24,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LECTURE = "lectures/02_elbo.ipynb"  # the cheapest lecture with a slider
+EXERCISE = "exercises/ex02_elbo.ipynb"  # its exercise
 CHROMIUM = next(filter(None, map(shutil.which, ["chromium", "chromium-browser", "google-chrome"])), None)
 DRIVER = shutil.which("chromedriver")
 try:
@@ -182,3 +184,33 @@ def test_a_lecture_runs_in_the_browser_and_its_slider_redraws(lab, browser):
     assert any("image/png" in out.get("data", {}) for c in saved["cells"] for out in c.get("outputs", []))
     assert hashlib.sha256(source.read_bytes()).hexdigest() == source_hash, "the course's own file changed"
     assert not (lab["workspace"] / LECTURE).with_suffix(".py").exists()
+
+
+def test_an_exercise_opens_next_to_its_lecture_and_runs_unanswered(lab, browser):
+    """Two tabs that say which is which, and Run All on the blank exercise: no error, no stray
+    value, and every check says which question is not answered yet."""
+    browser.get(f"{lab['url']}/lab/tree/{LECTURE}?token={lab['token']}")
+    wait_for("the lecture", lambda: js(browser, CURRENT + f"return w && w.context && w.context.path === '{LECTURE}';"), 90)
+    js(browser, f"window.jupyterapp.commands.execute('docmanager:open', {{path: '{EXERCISE}', options: {{mode: 'split-right'}}}});")
+    find = f"const w = Array.from(window.jupyterapp.shell.widgets('main')).find(x => x.context && x.context.path === '{EXERCISE}');"
+    wait_for("the exercise's kernel", lambda: js(browser, find + """
+        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+        return k && k.status === 'idle';"""), 90)
+    tabs = js(browser, "return [...document.querySelectorAll('.lm-DockPanel-tabBar .lm-TabBar-tabLabel')].map(t => t.textContent);")
+    assert Path(LECTURE).name in tabs and Path(EXERCISE).name in tabs, tabs
+    assert len(set(tabs)) == len(tabs), f"two tabs with the same title: {tabs}"
+
+    js(browser, find + "window.jupyterapp.shell.activateById(w.id); window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    cells = wait_for("every exercise cell to run", lambda: js(browser, find + """
+        const cells = w.content.widgets.filter(c => c.model.type === 'code');
+        const done = cells.every(c => c.model.executionCount !== null) && w.sessionContext.session.kernel.status === 'idle';
+        return done && cells.map(c => ({tags: c.model.getMetadata('tags') || [],
+                                         outputs: c.model.outputs.toJSON()}));"""), 120)
+    for i, cell in enumerate(cells):
+        kinds = [o["output_type"] for o in cell["outputs"]]
+        text = "".join("".join(o.get("text", "")) for o in cell["outputs"])
+        assert kinds in ([], ["stream"]), f"code cell {i}: {kinds} (a traceback or a stray value): {cell['outputs']}"
+        if "raises-exception" in cell["tags"]:      # a check, or a cell that uses the answers
+            assert "is not answered yet: fill in" in text, f"code cell {i} printed {text!r}"
+        else:
+            assert text == "", f"code cell {i} printed {text!r}"

@@ -17,8 +17,41 @@ NAMES = [p.stem for p in SOURCES]
 
 
 def test_course_has_its_exercises_in_order():
-    """One exercise per lecture 01-06, then the appendix's (07: PixelCNN's masked convolution)."""
-    assert NAMES == ["01_codebook", "02_elbo", "03_autoencoder", "04_vae", "05_vqvae", "06_vqgan", "07_pixelcnn"]
+    """One exercise per lecture 01-06, then appendix lecture 09's (PixelCNN's masked convolution).
+    ``exNN_``: the number is the lecture's, and the tab never reads like the lecture's."""
+    assert NAMES == ["ex01_codebook", "ex02_elbo", "ex03_autoencoder", "ex04_vae", "ex05_vqvae", "ex06_vqgan",
+                     "ex09_pixelcnn"]
+    lectures = {p.stem for p in (ROOT / "lectures").glob("*.ipynb")}
+    for name in NAMES:
+        assert any(n.startswith(name[2:5]) for n in lectures), f"{name}: there is no lecture {name[2:4]}"
+    assert not set(NAMES) & lectures
+
+
+def test_old_exercise_names_still_grade():
+    """Submissions made before the renaming (metadata or file name 01_codebook) still find their exercise."""
+    from dlstudio_lite.grading.grader import _exercise_of
+
+    known = {name: None for name in NAMES}
+    assert set(ex.RENAMED.values()) == set(NAMES) and ex.current_name("07_pixelcnn") == "ex09_pixelcnn"
+    for old, new in ex.RENAMED.items():
+        assert _exercise_of({"dlstudio_lite": {"exercise": old}}, Path("x.ipynb"), known) == new
+        assert _exercise_of({}, Path(f"{old}.ipynb"), known) == new
+        assert _exercise_of({}, Path(f"{new}.ipynb"), known) == new
+        assert _exercise_of({}, Path(f"alice_{old} (1).py"), known) == new
+    assert _exercise_of({}, Path("homework.ipynb"), known) is None
+
+
+def test_unanswered_questions_say_so():
+    """An unanswered question raises NotImplementedError naming the question and the function."""
+    assert ex.strip_solutions(
+        "class A:\n    def f(self):\n        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION\n",
+        question=2)[0].split("\n")[3] == \
+        '        raise NotImplementedError("Question 2 is not answered yet: fill in A.f() and delete this raise")'
+    for name in NAMES:
+        text = (ROOT / "exercises" / f"{name}.py").read_text()
+        stubs = [line.strip() for line in text.split("\n") if "raise NotImplementedError" in line and not line.startswith("#")]
+        assert stubs and all(s.startswith('raise NotImplementedError("Question ') and "not answered yet: fill in " in s
+                             for s in stubs), stubs
 
 
 def test_generated_files_are_up_to_date(tmp_path):
@@ -35,10 +68,10 @@ def test_generated_files_are_up_to_date(tmp_path):
 def test_check_flag_reports_stale_output(tmp_path, capsys):
     assert main(["exercises", "build", "--root", str(tmp_path)]) == 0
     assert main(["exercises", "build", "--check", "--root", str(tmp_path)]) == 0
-    victim = tmp_path / "exercises" / "01_codebook.py"
+    victim = tmp_path / "exercises" / "ex01_codebook.py"
     victim.write_text(victim.read_text() + "\n# edited by hand\n")
     assert main(["exercises", "build", "--check", "--root", str(tmp_path)]) == 1
-    assert "01_codebook.py" in capsys.readouterr().out
+    assert "ex01_codebook.py" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -82,10 +115,12 @@ def test_question_ids_are_unique_across_the_course():
 
 def test_strip_solutions_keeps_indentation_and_flags_top_level_code():
     src = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
-    out, top = ex.strip_solutions(src)
-    assert out == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError\n" and not top
+    out, top = ex.strip_solutions(src, question=1)
+    assert out == ('def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError('
+                   '"Question 1 is not answered yet: fill in f() and delete this raise")\n') and not top
     out, top = ex.strip_solutions("### BEGIN SOLUTION\ny = 3\n### END SOLUTION")
-    assert out == "# YOUR CODE HERE\nraise NotImplementedError" and top
+    assert out == ('# YOUR CODE HERE\nraise NotImplementedError('
+                   '"This question is not answered yet: write the code of this cell and delete this raise")') and top
     assert ex.remove_markers(src) == "def f(x):\n    return 2 * x\n"
 
 
@@ -126,3 +161,27 @@ def test_build_rejects_bad_sources(tmp_path):
         _source(src_dir, n, good)
     with pytest.raises(ValueError, match="used by both"):
         ex.build_outputs(src_dir, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_running_an_unanswered_exercise_says_what_is_missing(name, monkeypatch):
+    """Run All on a handed-out exercise: no traceback, no stray output (such as the Generator
+    that ``torch.manual_seed`` returns), and every check says which question is not answered yet."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    shell = InteractiveShell.instance()
+    shell.reset(new_session=True)
+    nb = nbformat.read(ROOT / "exercises" / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
+        with capture_output() as out:
+            result = shell.run_cell(cell.source)
+        printed = out.stdout + out.stderr
+        assert result.success, f"{name}, code cell {i} failed:\n{printed[-2000:]}"
+        assert not out.outputs and "Out[" not in printed, f"{name}, code cell {i} shows a stray value: {printed!r}"
+        if ex.RAISES_TAG in cell.metadata.get("tags", []):   # a check, or a cell using the answers
+            assert "is not answered yet: fill in " in printed, f"{name}, code cell {i} printed {printed!r}"
+        else:
+            assert printed == "", f"{name}, code cell {i} printed {printed!r}"

@@ -146,7 +146,7 @@ def test_every_question_has_probes_and_no_check_enters_a_job():
 def test_grade_refuses_without_a_sandbox(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(sandbox, "_BWRAP_OK", {"answer": "bubblewrap is not installed: `sudo apt-get install bubblewrap`"})
     nb = tmp_path / "alice.ipynb"
-    nbformat.write(nbformat.read(REPO_ROOT / "exercises" / "01_codebook.ipynb", as_version=4), nb)
+    nbformat.write(nbformat.read(REPO_ROOT / "exercises" / "ex01_codebook.ipynb", as_version=4), nb)
     assert main(["grade", str(nb), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "refusing" in err and "apt-get install bubblewrap" in err and "--trust-submissions" in err
@@ -163,7 +163,7 @@ def test_limits_reject_nonsense():
 def test_release_has_no_solutions_or_hidden_checks(tmp_path):
     files = release.release_files()
     assert files and not any(f.startswith(("solutions/", "instructor/", "benchmarks/")) for f in files)
-    assert "exercises/01_codebook.ipynb" in files and "dlstudio_lite/__init__.py" in files
+    assert "exercises/ex01_codebook.ipynb" in files and "dlstudio_lite/__init__.py" in files
     assert not any(f in release.INSTRUCTOR_TESTS for f in files) and "tests/mistakes.py" not in files
     out = tmp_path / "release"
     release.build_release(out)
@@ -178,7 +178,7 @@ def test_release_has_no_solutions_or_hidden_checks(tmp_path):
 def test_trust_submissions_grades_without_a_sandbox(monkeypatch, tmp_path):
     monkeypatch.setattr(sandbox, "_BWRAP_OK", {"answer": "no bubblewrap in this test"})
     nb = tmp_path / "alice.ipynb"
-    nbformat.write(nbformat.read(REPO_ROOT / "solutions" / "01_codebook.ipynb", as_version=4), nb)
+    nbformat.write(nbformat.read(REPO_ROOT / "solutions" / "ex01_codebook.ipynb", as_version=4), nb)
     batch = grader.grade_submissions([nb], trust_submissions=True, limits=sandbox.Limits(notebook_s=60))
     assert [(r.student, r.total, r.max_total) for r in batch.results] == [("alice", 5, 5)]
 

@@ -28,7 +28,7 @@ from mistakes import MISTAKES, check_cells, count, mistake_notebook
 pytestmark = pytest.mark.skipif(sandbox.bwrap_problem() is not None,
                                 reason=f"no sandbox here: {sandbox.bwrap_problem()}")
 
-EX = "01_codebook"
+EX = "ex01_codebook"
 HIDDEN = REPO_ROOT / "instructor" / "hidden_tests"
 NAMES = sorted(p.stem for p in HIDDEN.glob("*.json"))
 SECRET_ENV = "DLSL_GRADER_SECRET"
@@ -48,7 +48,7 @@ def _notebook(kind: str, name: str = EX, *extra: str) -> nbformat.NotebookNode:
 
 def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.NotebookNode, int]]:
     """Attack name -> (notebook, honest score out of 5)."""
-    neighbour = batch_dir / "solution_01_codebook" / f"{EX}.ipynb"
+    neighbour = batch_dir / "solution_ex01_codebook" / f"{EX}.ipynb"
     grades = out_dir / "grades.csv"
     blank = lambda *cells: (_notebook("exercises", EX, *cells), 0)      # noqa: E731
     solved = lambda *cells: (_notebook("solutions", EX, *cells), 5)     # noqa: E731
@@ -161,7 +161,7 @@ def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.Noteb
                     except OSError as err:
                         print(path, err)""", f"""
             import os
-            for src in ({str(HIDDEN / '01_codebook.json')!r}, {str(REPO_ROOT / 'solutions' / '01_codebook.py')!r}):
+            for src in ({str(HIDDEN / 'ex01_codebook.json')!r}, {str(REPO_ROOT / 'solutions' / 'ex01_codebook.py')!r}):
                 try:
                     os.link(src, "stolen"); print(open("stolen").read())
                 except OSError as err:
@@ -170,7 +170,7 @@ def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.Noteb
                 try:
                     fd = os.open(folder, os.O_RDONLY)
                     print(os.listdir(fd))
-                    print(open(os.open("instructor/hidden_tests/01_codebook.json", os.O_RDONLY, dir_fd=fd)).read())
+                    print(open(os.open("instructor/hidden_tests/ex01_codebook.json", os.O_RDONLY, dir_fd=fd)).read())
                 except OSError as err:
                     print("dir_fd refused", err)""", """
             import glob, os
@@ -286,8 +286,8 @@ def graded(tmp_path_factory):
     (batch_dir / "mallory").mkdir()
     os.symlink(REPO_ROOT / "solutions" / f"{EX}.ipynb", batch_dir / "mallory" / f"{EX}.ipynb")
     (batch_dir / "notes.txt").write_text("not a notebook")
-    (batch_dir / "solution_01_codebook" / "second.ipynb").write_bytes(
-        (batch_dir / "blank_01_codebook" / f"{EX}.ipynb").read_bytes())
+    (batch_dir / "solution_ex01_codebook" / "second.ipynb").write_bytes(
+        (batch_dir / "blank_ex01_codebook" / f"{EX}.ipynb").read_bytes())
     before = _fingerprint(batch_dir)
 
     # Secrets in the grader's environment, PATH included, must not reach any sandbox.

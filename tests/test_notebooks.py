@@ -188,7 +188,7 @@ def save_as_jupyterlab_does(workspace: Path, path: str) -> None:
 def test_running_and_saving_lectures_in_the_workspace_leaves_git_status_clean(tmp_path):
     repo = tmp_path / "course"
     for name in [".gitignore", course.START_PAGE, "lectures/02_elbo.ipynb", "lectures/02_elbo.py",
-                 "exercises/02_elbo.ipynb", "exercises/02_elbo.py"]:
+                 "exercises/ex02_elbo.ipynb", "exercises/ex02_elbo.py"]:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
     git(repo, "init", "-q")
@@ -197,7 +197,7 @@ def test_running_and_saving_lectures_in_the_workspace_leaves_git_status_clean(tm
     workspace = repo / course.WORKSPACE.name
 
     assert sorted(course.sync_workspace(repo, workspace)) == [
-        f"copied {course.START_PAGE}", "copied exercises/02_elbo.ipynb", "copied lectures/02_elbo.ipynb"]
+        f"copied {course.START_PAGE}", "copied exercises/ex02_elbo.ipynb", "copied lectures/02_elbo.ipynb"]
     save_as_jupyterlab_does(workspace, "lectures/02_elbo.ipynb")
 
     saved = json.loads((workspace / "lectures/02_elbo.ipynb").read_text())

@@ -4,8 +4,10 @@ Each exercise is written once, as a jupytext ``py:percent`` notebook under
 ``instructor/source/``. Inside it:
 
 * ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines mark the lines a student writes.
-  In ``exercises/`` each region becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError``
-  (at the region's indentation); in ``solutions/`` only the two marker lines disappear.
+  In ``exercises/`` each region becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError(
+  "Question N is not answered yet: fill in NAME() and delete this raise")`` (at the region's
+  indentation; N from the question's heading, NAME the enclosing function); in ``solutions/``
+  only the two marker lines disappear.
 * A code cell tagged ``hidden-tests`` with metadata ``question="id" points=N`` holds the
   grader's check for one question: trusted Python that registers probes and verdicts
   (:mod:`.probes`). It is removed from both notebooks and written to
@@ -46,6 +48,18 @@ USES_ANSWERS_TAG = "uses-answers"
 RAISES_TAG = "raises-exception"
 _BUILD_TAGS = {HIDDEN_TAG, CHECK_TAG, USES_ANSWERS_TAG}
 _QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Exercise names are ``exNN_topic`` (NN: the lecture's number), so that an exercise's tab in
+# JupyterLab never reads like its lecture's. The grader still accepts the names they had
+# before (notebook metadata, file names, ``--exercise``): old name -> current name.
+RENAMED = {"01_codebook": "ex01_codebook", "02_elbo": "ex02_elbo", "03_autoencoder": "ex03_autoencoder",
+           "04_vae": "ex04_vae", "05_vqvae": "ex05_vqvae", "06_vqgan": "ex06_vqgan",
+           "07_pixelcnn": "ex09_pixelcnn"}
+
+
+def current_name(name: str) -> str:
+    """The exercise's name today, for a name it may have had before (see ``RENAMED``)."""
+    return RENAMED.get(name, name)
 
 # What the generated notebooks carry in their metadata. The filter keeps the jupytext
 # version out of the .py header, so a newer jupytext does not make every file "stale".
@@ -114,18 +128,44 @@ def _regions(lines: list[str], where: str) -> list[tuple[int, int]]:
     return regions
 
 
-def strip_solutions(source: str, where: str = "cell") -> tuple[str, bool]:
-    """Replace each solution region by a ``raise NotImplementedError`` stub.
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
 
+
+def _enclosing_name(lines: list[str], begin: int) -> str | None:
+    """``f`` or ``Class.method`` around line ``begin``, found from the ``def``/``class`` lines above."""
+    names, depth = [], len(_indent(lines[begin]))
+    for line in reversed(lines[:begin]):
+        found = re.match(r"(\s*)(?:async\s+)?(def|class)\s+(\w+)", line)
+        if found and len(found[1]) < depth:
+            if found[2] == "def" and names:
+                continue  # a def around a def: keep the innermost function's name
+            names.insert(0, found[3])
+            depth = len(found[1])
+    return ".".join(names) or None
+
+
+def unanswered_message(question: int | None, name: str | None) -> str:
+    """What an unanswered question raises: which question, and what to write."""
+    which = f"Question {question}" if question else "This question"
+    what = f"fill in {name}()" if name else "write the code of this cell"
+    return f"{which} is not answered yet: {what} and delete this raise"
+
+
+def strip_solutions(source: str, where: str = "cell", question: int | None = None) -> tuple[str, bool]:
+    """Replace each solution region by a ``raise NotImplementedError(...)`` stub.
+
+    The stub's message names the ``question`` (its number) and the function to fill in.
     Returns the student's code and whether any region was top-level code (indentation 0),
     which makes the cell itself raise when run.
     """
     lines = source.split("\n")
     out, last, top_level = [], 0, False
     for begin, end in _regions(lines, where):
-        indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+        indent = _indent(lines[begin])
         top_level |= indent == ""
-        out += lines[last:begin] + [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError"]
+        message = unanswered_message(question, _enclosing_name(lines, begin))
+        out += lines[last:begin] + [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({json.dumps(message)})"]
         last = end + 1
     out += lines[last:]
     return "\n".join(out), top_level
@@ -179,7 +219,7 @@ def build_exercise(source_path: str | Path) -> BuiltExercise:
     title = meta.get("title") or name
 
     ex_cells, sol_cells, questions, reference = [], [], [], []
-    heading = ""
+    heading, number = "", None
     for i, cell in enumerate(nb.cells):
         where = f"{source_path.name} cell {i}"
         tags = cell.metadata.get("tags", [])
@@ -194,12 +234,13 @@ def build_exercise(source_path: str | Path) -> BuiltExercise:
             found = _HEADING.search(cell.source)
             if found:
                 heading = f"Question {found['n']}: {found['title'].strip()}"
+                number = int(found["n"])
             if SOLUTION_BEGIN in cell.source:
                 raise ValueError(f"{where}: solution regions belong in code cells")
             ex_cells.append(_clean_cell(cell, f"c{len(ex_cells):02d}", []))
             sol_cells.append(_clean_cell(cell, f"c{len(sol_cells):02d}", []))
             continue
-        student_src, top_level = strip_solutions(cell.source, where)
+        student_src, top_level = strip_solutions(cell.source, where, number)
         raises = top_level or CHECK_TAG in tags or USES_ANSWERS_TAG in tags
         ex = _clean_cell(cell, f"c{len(ex_cells):02d}", [RAISES_TAG] if raises else [])
         ex.source = student_src

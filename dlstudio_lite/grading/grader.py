@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checks import HIDDEN_TESTS_DIR, Exam, HiddenChecks, QuestionResult, load_hidden_checks, read_frame
+from .exercises import RENAMED, current_name
 from .probes import ProtocolError
 from .sandbox import RUN_DIR, Limits, SandboxUnavailable, bwrap_problem, run_sandboxed
 
@@ -155,10 +156,11 @@ def find_submissions(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], l
 
 def _exercise_of(meta: dict, path: Path, known: dict[str, HiddenChecks]) -> str | None:
     name = (meta.get("dlstudio_lite") or {}).get("exercise") if isinstance(meta.get("dlstudio_lite"), dict) else None
-    if name in known:
-        return name
-    matches = [n for n in known if n in path.name]
-    return matches[0] if len(matches) == 1 else None
+    if isinstance(name, str) and current_name(name) in known:
+        return current_name(name)
+    # The file name, under the exercise's current or an earlier name (ex01_codebook, 01_codebook).
+    matches = {current_name(n) for n in [*known, *RENAMED] if n in path.name} & set(known)
+    return matches.pop() if len(matches) == 1 else None
 
 
 # ----------------------------------------------------------------------------- grading
@@ -242,6 +244,7 @@ def grade_submissions(paths: list[str | Path], *, exercise: str | None = None,
                                      "Pass --trust-submissions only to grade work you trust, unisolated")
         sandbox = False
     known = load_hidden_checks(tests_dir)
+    exercise = current_name(exercise) if exercise is not None else None
     if exercise is not None and exercise not in known:
         raise ValueError(f"unknown exercise {exercise!r}: expected one of {sorted(known)}")
     found, rejected = find_submissions(paths)
