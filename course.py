@@ -128,12 +128,13 @@ def sync_workspace(root: Path = ROOT, workspace: Path = WORKSPACE, python_versio
 
     A missing file is copied. A file the student has not edited (outputs of runs do not
     count) is replaced by a newer course version. An edited one is kept, and the newer
-    course version is put next to it as ``NAME (course update).ipynb``.
+    course version is put next to it as ``NAME (course update).ipynb``. A copy of a file the
+    course no longer has (an exercise renamed to ``exNN_...``) is kept, with a note, once.
     """
     python_version = python_version or platform.python_version()
     manifest_path = workspace / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    notes = []
+    notes, current = [], set()
     for pattern in STUDENT_FILES:
         for source in sorted(root.glob(pattern)):
             rel = source.relative_to(root).as_posix()
@@ -154,6 +155,13 @@ def sync_workspace(root: Path = ROOT, workspace: Path = WORKSPACE, python_versio
                     beside.write_bytes(data)
                     notes.append(f"kept your edited {rel}; the course's new version is {beside.name}")
             manifest[rel] = new
+            current.add(rel)
+    # A file the course renamed or dropped (exercises/01_codebook.ipynb became ex01_codebook):
+    # the student's copy stays, said once.
+    for rel in sorted(set(manifest) - current):
+        if (workspace / rel).exists():
+            notes.append(f"kept {rel}, which the course no longer has (renamed or removed)")
+        del manifest[rel]
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return notes
 

@@ -185,3 +185,22 @@ def test_running_an_unanswered_exercise_says_what_is_missing(name, monkeypatch):
             assert "is not answered yet: fill in " in printed, f"{name}, code cell {i} printed {printed!r}"
         else:
             assert printed == "", f"{name}, code cell {i} printed {printed!r}"
+
+
+def test_a_workspace_from_before_the_renaming_keeps_the_old_copy_and_gets_the_new_one(tmp_path):
+    """`course.py update` after the renaming: the new exercise arrives, the student's old copy stays, said once."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_course_for_exercises", ROOT / "course.py")
+    course = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course)
+    root, workspace = tmp_path / "course", tmp_path / "my-work"
+    (root / "exercises").mkdir(parents=True)
+    (root / "exercises" / "01_codebook.ipynb").write_bytes((ROOT / "exercises" / "ex01_codebook.ipynb").read_bytes())
+    assert course.sync_workspace(root, workspace, "3.11.0") == ["copied exercises/01_codebook.ipynb"]
+    (root / "exercises" / "01_codebook.ipynb").rename(root / "exercises" / "ex01_codebook.ipynb")
+    assert course.sync_workspace(root, workspace, "3.11.0") == [
+        "copied exercises/ex01_codebook.ipynb",
+        "kept exercises/01_codebook.ipynb, which the course no longer has (renamed or removed)"]
+    assert (workspace / "exercises" / "01_codebook.ipynb").exists()
+    assert course.sync_workspace(root, workspace, "3.11.0") == []
