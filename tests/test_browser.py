@@ -200,7 +200,9 @@ def test_an_exercise_opens_next_to_its_lecture_and_runs_unanswered(lab, browser)
     assert Path(LECTURE).name in tabs and Path(EXERCISE).name in tabs, tabs
     assert len(set(tabs)) == len(tabs), f"two tabs with the same title: {tabs}"
 
-    js(browser, find + "window.jupyterapp.shell.activateById(w.id); window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    js(browser, find + "window.jupyterapp.shell.activateById(w.id);")
+    wait_for("the exercise in front", lambda: js(browser, CURRENT + f"return w && w.context.path === '{EXERCISE}';"), 30)
+    js(browser, "window.jupyterapp.commands.execute('notebook:run-all-cells');")
     cells = wait_for("every exercise cell to run", lambda: js(browser, find + """
         const cells = w.content.widgets.filter(c => c.model.type === 'code');
         const done = cells.every(c => c.model.executionCount !== null) && w.sessionContext.session.kernel.status === 'idle';
