@@ -204,3 +204,17 @@ def test_a_workspace_from_before_the_renaming_keeps_the_old_copy_and_gets_the_ne
         "kept exercises/01_codebook.ipynb, which the course no longer has (renamed or removed)"]
     assert (workspace / "exercises" / "01_codebook.ipynb").exists()
     assert course.sync_workspace(root, workspace, "3.11.0") == []
+
+
+def test_start_page_readme_and_lectures_agree_with_the_exercises():
+    """The number of questions the documents promise, and a link to every exercise from the
+    start page and from its lecture."""
+    words = {2: "two", 3: "three", 4: "four"}
+    counts = [len(json.loads((ROOT / "instructor" / "hidden_tests" / f"{n}.json").read_text())["questions"]) for n in NAMES]
+    promise = f"{words[min(counts)]} to {words[max(counts)]}"
+    start, readme = (ROOT / "START_HERE.md").read_text(), (ROOT / "README.md").read_text()
+    assert f"{promise} questions" in start and f"{promise} graded questions" in readme, promise
+    for name in NAMES:
+        assert f"(exercises/{name}.ipynb)" in start, f"START_HERE.md does not link {name}"
+        lecture = next((ROOT / "lectures").glob(f"{name[2:5]}*.py"))
+        assert f"(../exercises/{name}.ipynb)" in lecture.read_text(), f"{lecture.name} does not link {name}"
