@@ -90,9 +90,9 @@ with skip_if_unanswered():
 # $\exp\left(-\sum_k p_k \log p_k\right)$, the exponential of the entropy of code usage
 # (with $0 \log 0 = 0$). It equals `K` when all `K` codes are used equally often and `1`
 # when a single code is used everywhere. It counts codes by how much they are *used*, not
-# whether: a perplexity far below `K` means uneven use, not dead codes. In lecture 1 nearly
-# every code appears, yet the background's one code drags the perplexity far below `K`;
-# lecture 5 counts the dead codes separately (a code used zero times).
+# whether: a perplexity far below `K` says that the use is uneven, not that codes are dead.
+# In lecture 1 most codes appear somewhere, yet the background's single code drags the
+# perplexity far below `K`; lecture 5 counts the dead codes (used zero times) separately.
 #
 # Write `perplexity(indices, num_codes)`: `indices` is a long tensor of any shape (for
 # example `(B, h, w)`); return a scalar (0-dimensional) float tensor.

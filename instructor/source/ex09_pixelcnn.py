@@ -15,6 +15,9 @@
 # %% [markdown]
 # # Exercise 9: the masked convolution of PixelCNN
 #
+# This exercise goes with appendix lecture 9 (section 1, masked convolutions and their
+# receptive field).
+#
 # A prior over a grid of codes (lecture 6) generates the codes one at a time in *raster
 # order*: row by row from the top, left to right within a row. It models
 #
