@@ -26,7 +26,8 @@ KEEP_DIRS = ("lectures", "dlstudio_lite", "exercises", "data", "docs", "tests", 
 KEEP_FILES = ("README.md", "pyproject.toml", "environment.yml", "course.py", "conftest.py", ".gitignore",
               "START_HERE.md")
 INSTRUCTOR_TESTS = ("tests/test_grade.py", "tests/test_grading_attacks.py", "tests/test_exercises.py",
-                    "tests/test_release.py", "tests/mistakes.py")  # mistakes.py quotes every solution line
+                    "tests/test_release.py", "tests/mistakes.py",  # mistakes.py quotes every solution line
+                    "tests/test_instructor_path.py")
 # Text that only the instructor's files hold; finding it in the release means something leaked.
 FORBIDDEN = (SOLUTION_BEGIN, SOLUTION_END, f'tags=["{HIDDEN_TAG}"]', "dlstudio-lite-hidden-checks")
 
