@@ -15,10 +15,16 @@
   ``/proc/1/cmdline`` shows no host paths;
 * ``setrlimit`` limits on address space, CPU time, file size, open files and core dumps,
   and, where the grader may create cgroups (v1, as root), a cgroup per sandbox capping
-  memory and the number of processes;
+  memory and the number of processes (:mod:`.cgroup`);
 * the student's output (stdout and stderr) and the results come back over two pipes that
   the grader reads with size caps; nothing of the sandbox is written to the grader's disk
   (the job file, written by the grader, is the only file).
+
+The grader's cost per running sandbox is bounded whatever the submission does: on disk, its
+job file; in memory, the frames read so far (``result_bytes`` in all), one copy of the frame
+being parsed, its JSON header (:data:`.reply.MAX_HEADER_BYTES`) and the question's budget of
+elements (:mod:`.reply`), i.e. about ``2 * result_bytes + 20 MiB``; the tmpfs, at most
+``scratch_bytes``, is memory charged to the sandbox (and to its cgroup where there is one).
 
 At the deadline (or when the result pipe overflows) the bwrap process group is killed;
 PID 1 of the sandbox dies with it and the kernel kills every process left in the PID
@@ -138,7 +144,8 @@ def _bwrap_args(job_file: str, limits: Limits) -> list[str]:
             "--disable-userns", "--uid", "1000", "--gid", "1000"]
     # /dev by hand (bwrap's --dev is a writable tmpfs of no fixed size), then the one scratch
     # tmpfs and its symlinks. They come first: a virtual environment or checkout under /tmp
-    # (CI clones there) is bound afterwards, through the /tmp symlink, so nothing hides it.
+    # (CI clones there) is bound afterwards, through the /tmp symlink, so nothing hides it;
+    # the links are relative, so that bwrap can follow them while it builds the new root.
     args += ["--proc", "/proc", "--dir", "/dev"]
     for dev in DEVICES:
         if os.path.exists(f"/dev/{dev}"):
@@ -147,7 +154,7 @@ def _bwrap_args(job_file: str, limits: Limits) -> list[str]:
         args += ["--symlink", f"/proc/self/fd/{i}", f"/dev/{name}"]
     args += ["--symlink", "/proc/self/fd", "/dev/fd",
              "--size", str(limits.scratch_bytes), "--tmpfs", HOME, "--dir", f"{HOME}/.tmp", "--dir", f"{HOME}/.shm",
-             "--symlink", f"{HOME}/.tmp", "/tmp", "--symlink", f"{HOME}/.shm", "/dev/shm"]
+             "--symlink", f"{HOME.lstrip('/')}/.tmp", "/tmp", "--symlink", f"../{HOME.lstrip('/')}/.shm", "/dev/shm"]
     for p in _bind_roots():
         args += ["--ro-bind", p, p]
     for link in ("/lib", "/lib64", "/bin", "/sbin"):  # merged-/usr systems: keep the symlinks
