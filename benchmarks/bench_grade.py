@@ -65,6 +65,9 @@ def main() -> int:
         print(f"grader peak RSS: {peak_mib:.0f} MiB")
         print(f"load average (1 min) before/after: {load_before[0]:.1f}/{load_after[0]:.1f}")
         print("scores as expected" if not wrong else f"UNEXPECTED SCORES: {wrong}")
+        for r in batch.results:
+            if r.student in wrong:
+                print(f"  {r.student}: {r.total}/{r.max_total}", [q.message[:200] for q in r.questions], r.notes[:3])
         return 1 if wrong else 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
