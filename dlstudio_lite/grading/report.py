@@ -115,8 +115,11 @@ def _failed_cells(r: GradeResult, section: str) -> list[str]:
     for cell in r.cells:
         if cell.get("error") and cell.get("section", "") == section:
             first = next((ln.strip() for ln in cell["source"].splitlines() if ln.strip()), "(empty)")
-            lines.append(f"- the cell starting `{first[:80].replace('`', chr(39))}` raised "
-                         f"{cell['error'].splitlines()[0][:300] if cell['error'].strip() else 'an error'}")
+            said, _, more = cell["error"].strip().partition("\n")
+            lines.append(f"- the cell starting `{first[:80].replace('`', chr(39))}` raised {said[:300] or 'an error'}")
+            if more.strip():  # the rest of a visible check's message (its tensors), kept in a block
+                block = more.strip().replace("```", "'''").splitlines()[:20]
+                lines += ["", "  ```text", *("  " + ln for ln in block), "  ```", ""]
     return lines
 
 
