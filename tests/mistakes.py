@@ -127,6 +127,15 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = {
         (".squeeze() loses a batch of one", [("generator=generator).squeeze(1)", "generator=generator).squeeze()")]),
         ("ignores the generator", [("torch.multinomial(probs, 1, generator=generator)", "torch.multinomial(probs, 1)")]),
         ("keeps only the largest logit", [("torch.topk(logits, k, dim=-1).values[:, -1:]", "torch.topk(logits, k, dim=-1).values[:, :1]")]),
+        # Scored 8/8 before issue 27: on all-zero logits topk's tie order permuted the draws.
+        ("samples among the top k values but ignores the generator",
+         [("kth = torch.topk(logits, k, dim=-1).values[:, -1:]             # (B, 1): the k-th largest\n"
+           "    logits = logits.masked_fill(logits < kth, float(\"-inf\"))\n"
+           "    probs = F.softmax(logits, dim=-1)\n"
+           "    return torch.multinomial(probs, 1, generator=generator).squeeze(1)",
+           "values, indices = torch.topk(logits, k, dim=-1)\n"
+           "    choice = torch.multinomial(F.softmax(values, dim=-1), 1)\n"
+           "    return indices.gather(1, choice).squeeze(1)")]),
     ]),
     "causal_mask": ("ex09_pixelcnn", [
         ("types A and B swapped", [('if mask_type == "B":', 'if mask_type == "A":')]),
@@ -186,6 +195,24 @@ def mistake_notebook(exercise: str, k: int) -> tuple[nbformat.NotebookNode, dict
             hits[0].source = hits[0].source.replace(old, new, 1)
         applied[qid] = name
     return nb, applied
+
+
+def definition_cells(exercise: str) -> list[int]:
+    """Indices (among code cells) of the cells that define things: not a check, not a demo."""
+    import jupytext
+
+    source = jupytext.read(REPO_ROOT / "instructor" / "source" / f"{exercise}.py")
+    code = [c for c in source.cells if c.cell_type == "code" and "hidden-tests" not in c.metadata.get("tags", [])]
+    return [i for i, c in enumerate(code) if not {"check", "uses-answers"} & set(c.metadata.get("tags", []))]
+
+
+def definitions(exercise: str, nb: nbformat.NotebookNode) -> dict:
+    """The namespace of ``nb``'s defining cells, run here (our own notebooks only: no sandbox)."""
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    ns: dict = {"__name__": f"mistakes_{exercise}"}
+    for i in definition_cells(exercise):
+        exec(compile(code[i], f"<{exercise} cell {i}>", "exec"), ns)
+    return ns
 
 
 def check_cells(exercise: str) -> dict[str, int]:

@@ -6,13 +6,21 @@ that its feedback leaks nothing of the grader (hidden checks, environment, repos
 and, for the whole batch: neighbours untouched (files and scores), every notebook graded,
 no process left behind. Controls: every solution full marks, every blank zero. The same
 batch grades the mistake catalogue of ``tests/mistakes.py`` (a few notebooks per exercise,
-each with one wrong answer to every question): every mistake must lose its question.
+each with one wrong answer to every question): every mistake must lose its question; a
+notebook that replays another run's answers scores nothing on the hidden checks; student
+folders named with bytes that are not UTF-8, or with a newline, are graded.
+
+Two attacks get batches of their own, because they measure the grader itself: replies that
+try to exhaust its memory (its peak RSS is read), and a submission that fills every writable
+place it can find (what it managed to write is counted).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import subprocess
 import textwrap
 import time
@@ -21,9 +29,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlstudio_lite.grading import grader, report, sandbox
+from dlstudio_lite.grading import checks, grader, report, sandbox
 from dlstudio_lite.grading.exercises import REPO_ROOT
-from mistakes import MISTAKES, check_cells, count, mistake_notebook
+from mistakes import MISTAKES, check_cells, count, definitions, mistake_notebook
 
 pytestmark = pytest.mark.skipif(sandbox.bwrap_problem() is not None,
                                 reason=f"no sandbox here: {sandbox.bwrap_problem()}")
@@ -34,9 +42,11 @@ NAMES = sorted(p.stem for p in HIDDEN.glob("*.json"))
 SECRET_ENV = "DLSL_GRADER_SECRET"
 SECRET_VALUE = "grader-secret-7f3a9c"
 # Text that exists only in the hidden checks (grader side): it must never reach a student.
-LEAK_MARKERS = ("def verdict(r, z_e, codebook, shape, K)", "manual_seed(11)", "Trusted: runs in the grader only",
+LEAK_MARKERS = ("def verdict(r, z_e, codebook, shape, K)", "g = rng(11)", "Trusted: runs in the grader only",
                 SECRET_VALUE)
 WEIRD_ID = "=1+1 " + "é" * 115 + ".."
+ODD_FOLDERS = {b"\xff\xfe-not-utf8": "\\xff\\xfe-not-utf8", b"new\nline": "new\\nline"}  # folder -> graded id
+SEED = 27   # the batch's seed of the hidden inputs
 LIMITS = sandbox.Limits(notebook_s=20, cell_s=8, probe_s=10, memory_bytes=4 * 2**30,
                         output_bytes=200_000, output_chars=20_000, processes=48, scratch_bytes=32 * 2**20)
 
@@ -246,6 +256,28 @@ def _catalogue(batch_dir: Path, out_dir: Path) -> dict[str, tuple[nbformat.Noteb
     }
 
 
+def _replay_notebook(seed: int) -> nbformat.NotebookNode:
+    """The blank exercise 01 plus a cell that answers every probe of run ``seed`` from a table
+    (the solution's answers to that run's inputs): a perfect memory of that run's feedback."""
+    exam = checks.Exam(checks.load_hidden_checks()[EX], seed)
+    ns = definitions(EX, _notebook("solutions"))
+    codes, usage = {}, {}
+    for p in exam.probes["nearest_code"]:
+        idx, z_q = ns["nearest_code"](*p.call.args)
+        codes[tuple(p.call.args[0].shape)] = (idx.tolist(), z_q.tolist())
+    for p in exam.probes["perplexity"]:
+        indices, K = p.call.args
+        usage[(tuple(indices.shape), K)] = float(ns["perplexity"](indices, K))
+    return _notebook("exercises", EX, f"""
+        import torch
+        CODES, USAGE = {codes!r}, {usage!r}
+        def nearest_code(z_e, codebook):
+            idx, z_q = CODES[tuple(z_e.shape)]
+            return torch.tensor(idx), torch.tensor(z_q)
+        def perplexity(indices, num_codes):
+            return torch.tensor(USAGE[(tuple(indices.shape), num_codes)])""")
+
+
 def _fingerprint(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
@@ -278,6 +310,16 @@ def graded(tmp_path_factory):
     (batch_dir / WEIRD_ID).mkdir()
     nbformat.write(_notebook("solutions"), batch_dir / WEIRD_ID / f"{EX}.ipynb")
     expected[(WEIRD_ID, EX)] = 5
+    # Answers replayed from another run score nothing on the hidden checks; from this run, all.
+    for student, seed, score in (("replay_other_run", SEED + 1, 0), ("replay_this_run", SEED, 5)):
+        (batch_dir / student).mkdir()
+        nbformat.write(_replay_notebook(seed), batch_dir / student / f"{EX}.ipynb")
+        expected[(student, EX)] = score
+    # Folders named with bytes that are not UTF-8, or with a newline: graded under escaped ids.
+    for folder, student in ODD_FOLDERS.items():
+        os.mkdir(os.path.join(os.fsencode(batch_dir), folder))
+        nbformat.write(_notebook("solutions"), os.fsdecode(os.path.join(os.fsencode(batch_dir), folder, b"01_codebook.ipynb")))
+        expected[(student, EX)] = 5
     # A jupytext .py submission inside a student's folder is graded like a notebook.
     (batch_dir / "py_in_folder").mkdir()
     (batch_dir / "py_in_folder" / "my_answers.py").write_text((REPO_ROOT / "solutions" / f"{EX}.py").read_text())
@@ -296,7 +338,7 @@ def graded(tmp_path_factory):
     os.environ["PATH"] = f"/nonexistent/{SECRET_VALUE}:{path}"
     start = time.monotonic()
     try:
-        batch = grader.grade_submissions([batch_dir], jobs=2, limits=LIMITS)
+        batch = grader.grade_submissions([batch_dir], jobs=2, limits=LIMITS, seed=SEED)
         report.write_report(batch, out_dir)
     finally:
         del os.environ[SECRET_ENV]
@@ -366,8 +408,12 @@ def test_batch_completes_and_neighbours_are_untouched(graded):
     assert {row["student"] for row in rows} == {report.spreadsheet_safe(s) for s, _ in graded["expected"]}
     assert _result(graded, WEIRD_ID, EX).total == 5 and "'" + WEIRD_ID in {row["student"] for row in rows}
     for row in rows:
-        points = [int(v) for k, v in row.items() if k not in ("student", "total") and v]
+        points = [int(v) for k, v in row.items() if k not in ("student", "total") and not k.endswith(" max") and v]
         assert int(row["total"]) == sum(points)
+        assert int(row["total max"]) == sum(int(v) for k, v in row.items() if k.endswith(" max") and k != "total max")
+    for student in ODD_FOLDERS.values():  # one printable id, its own feedback file
+        assert (graded["out"] / "feedback" / EX / f"{report.safe_name(student)}.md").is_file()
+    assert (graded["out"] / "seed.txt").read_text() == f"{SEED}\n" and (graded["out"] / "rejected.csv").is_file()
     rejected = {Path(x.path).name: x.reason for x in batch.rejected}
     assert "symlink" in rejected[f"{EX}.ipynb"] and "not a notebook" in rejected["notes.txt"]
     assert "second submission" in rejected["second.ipynb"]
@@ -376,3 +422,104 @@ def test_batch_completes_and_neighbours_are_untouched(graded):
     leftovers = subprocess.run(["pgrep", "-f", "dlsl-daemon-marker"], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes outlived their sandbox: {leftovers}"
     print(f"\ncatalogue: {len(batch.results)} notebooks graded in {graded['seconds']:.1f} s")
+
+
+def test_a_replay_of_another_runs_answers_scores_nothing_on_the_hidden_checks(graded):
+    other, this = _result(graded, "replay_other_run", EX), _result(graded, "replay_this_run", EX)
+    assert this.total == this.max_total, [q.message for q in this.questions]  # the replay works on its own run
+    assert other.total == 0 and all(q.points == 0 for q in other.questions), [q.message for q in other.questions]
+    said = " ".join(q.message for q in other.questions)
+    assert not re.search(r"expected [-0-9.]", said), f"hidden feedback shows values: {said}"
+
+
+# ----------------------------------------------------------------------------- the grader's own resources
+
+
+def _status_kib(key: str) -> int:
+    return int(re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+FORGE = """
+    import io, json, os, struct, sys, torch
+    fd = int(sys.argv[2])
+    def send(payload):
+        os.write(fd, struct.pack(">Q", len(payload)) + payload)
+    def reply(qid, descriptors, data=b""):
+        head = json.dumps({"meta": {"kind": "question", "id": qid,
+                                    "results": [{"out": {"tensor": "t0"}, "after": {}, "grads": []}] * 3},
+                           "tensors": descriptors}).encode()
+        send(struct.pack(">I", len(head)) + head + data)
+"""
+
+
+def test_replies_cannot_exhaust_the_graders_memory(tmp_path):
+    """Stride-0 views (torch.save frames), tensors that claim more than they store, and large
+    honest tensors: the grader's peak RSS stays within the documented bound of 2 x result_bytes
+    + 64 MiB above what it held before, and every such reply scores 0."""
+    limits = dataclasses.replace(LIMITS, result_bytes=16 * 2**20)
+    attacks = {
+        "stride_trick": FORGE + """
+    for qid in ("nearest_code", "perplexity"):   # 1.6 KB frames holding 2**28 floats viewed from one
+        buf = io.BytesIO()
+        torch.save({"meta": json.dumps({"kind": "question", "id": qid, "results": [{"out": {"tensor": "t0"}, "after": {}}] * 3}),
+                    "t": {"t0": torch.zeros(1).expand(2**28)}}, buf)
+        send(buf.getvalue())
+    reply("perplexity", {"t0": {"dtype": "float32", "shape": [2**28], "offset": 0}}, b"\\0" * 4)""",
+        "honest_but_huge": FORGE + """
+    n = 3 * 2**20                                 # 12 MiB of real floats: more than any answer needs
+    reply("perplexity", {"t0": {"dtype": "float32", "shape": [n], "offset": 0}}, bytes(4 * n))""",
+        "huge_return": """
+    import torch
+    def perplexity(indices, num_codes):
+        return torch.ones(2**24)""",
+    }
+    subs = tmp_path / "subs"
+    for name, cell in attacks.items():
+        (subs / name).mkdir(parents=True)
+        nbformat.write(_notebook("exercises", EX, cell), subs / name / f"{EX}.ipynb")
+    checks.Exam(checks.load_hidden_checks()[EX], 0)   # warm the imports, then measure from here
+    Path("/proc/self/clear_refs").write_text("5")      # reset the peak (VmHWM) to the current RSS
+    before = _status_kib("VmRSS")
+    batch = grader.grade_submissions([subs], jobs=1, limits=limits, seed=SEED)
+    peak_mib = (_status_kib("VmHWM") - before) / 1024
+    print(f"\ngrader peak RSS above its start: {peak_mib:.0f} MiB")
+    assert peak_mib < 2 * limits.result_bytes / 2**20 + 64, f"the grader's peak grew by {peak_mib:.0f} MiB"
+    results = {r.student: r for r in batch.results}
+    assert set(results) == set(attacks) and all(r.total == 0 for r in results.values())
+    perplexity = {name: next(q for q in r.questions if q.id == "perplexity").message for name, r in results.items()}
+    assert perplexity["honest_but_huge"].startswith("malformed reply"), perplexity
+    assert perplexity["stride_trick"].startswith("malformed reply"), perplexity
+
+
+def test_a_submission_cannot_write_more_than_its_scratch_space(tmp_path):
+    """All the files a submission writes (home, /tmp, /dev/shm, /, /dev, ...) and its output
+    together stay within scratch_bytes + output_bytes (+ one pipe buffer)."""
+    cap = 2 * LIMITS.scratch_bytes   # per place, so that a place without a limit cannot eat the machine's memory
+    fill = f"""
+    import os
+    total = 0
+    for place in (".", "/tmp", "/dev/shm", "/", "/dev", "/run", "/run/dlstudio-lite", "/home", "/proc/self"):
+        written = 0
+        try:
+            fd = os.open(os.path.join(place, "fill"), os.O_WRONLY | os.O_CREAT, 0o600)
+            while written < {cap}:
+                written += os.write(fd, b"x" * 2**20)
+        except OSError:
+            pass
+        total += written
+    try:
+        while total < 10 * {cap}:
+            total += os.write(1, b"y" * 2**16)     # the output: stdout
+    except OSError:
+        pass
+    raise RuntimeError(f"WROTE {{total}}")"""
+    subs = tmp_path / "subs" / "filler"
+    subs.mkdir(parents=True)
+    nbformat.write(_notebook("solutions", EX, fill), subs / f"{EX}.ipynb")
+    (r,) = grader.grade_submissions([subs.parent], jobs=1, limits=LIMITS, seed=SEED).results
+    wrote = int(re.search(r"WROTE (\d+)", r.cells[-1]["error"] or "").group(1))
+    print(f"\na submission wrote {wrote / 2**20:.1f} MiB in all (scratch {LIMITS.scratch_bytes / 2**20:.0f} MiB, "
+          f"output {LIMITS.output_bytes / 2**20:.1f} MB)")
+    assert wrote <= LIMITS.scratch_bytes + LIMITS.output_bytes + 2**16 + 2**20, f"wrote {wrote} bytes"
+    assert r.total == 5   # the probes still ran: a full disk is the student's problem only
+

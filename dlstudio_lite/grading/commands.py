@@ -42,14 +42,15 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     limits = Limits(notebook_s=args.timeout, cell_s=args.cell_timeout, probe_s=args.probe_timeout,
                     output_chars=args.max_output, memory_bytes=int(args.memory_gib * 2**30))
     batch = grade_submissions(args.submissions, exercise=args.exercise, jobs=args.jobs, limits=limits,
-                              trust_submissions=args.trust_submissions, progress=not args.quiet)
+                              trust_submissions=args.trust_submissions, progress=not args.quiet, seed=args.seed)
     paths = write_report(batch, args.out)
     for r in sorted(batch.results, key=lambda r: (r.exercise, r.student)):
         print(f"{r.exercise}  {r.student}: {r.total}/{r.max_total}")
     for x in batch.rejected:
         print(f"not graded: {x.path}: {x.reason}", file=sys.stderr)
     print(f"{len(batch.results)} graded, {len(batch.rejected)} not graded, in {batch.seconds:.1f} s; "
-          f"wrote {paths['grades']}, {paths['gradebook']} and {paths['feedback']}/")
+          f"wrote {paths['grades']}, {paths['gradebook']}, {paths['rejected']} and {paths['feedback']}/ "
+          f"(hidden inputs from seed {batch.seed}, kept in {paths['seed']})")
     return 0
 
 
@@ -87,5 +88,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     grade.add_argument("--max-output", type=int, default=100_000, help="output characters kept per notebook")
     grade.add_argument("--trust-submissions", action="store_true",
                        help="grade without a sandbox when none is available (only for work you trust)")
+    grade.add_argument("--seed", type=int, default=None,
+                       help="seed of the hidden checks' inputs (default: a new one per run; seed.txt keeps it)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(func=_cmd_grade)

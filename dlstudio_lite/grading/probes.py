@@ -127,9 +127,17 @@ class Call:
 
 @dataclass
 class Probe:
-    call: Call
+    """One verdict over one call (``single``) or over several calls judged together."""
+
+    calls: list[Call]
     verdict: Callable
     context: dict
+    visible: bool = False  # inputs of the visible check: its message may show values
+    single: bool = True
+
+    @property
+    def call(self) -> Call:
+        return self.calls[0]
 
 
 class _Spec:

@@ -5,14 +5,22 @@ exclusive creation and without following symlinks:
 
 * ``grades.csv``: long format, one row per student and question
   (``student, exercise, question, points, max``);
-* ``gradebook.csv``: one row per student, one column per exercise, and ``total``;
+* ``gradebook.csv``: one row per student, per exercise its points and its maximum
+  (``01_codebook``, ``01_codebook max``), then ``total`` and ``total max``;
 * ``rejected.csv``: files that were not graded and why (symlinks, duplicates, non-notebooks);
-* ``feedback/<exercise>/<name>.md`` and ``.ipynb``: what each student gets back.
+* ``seed.txt``: the seed of this run's hidden inputs (``grade --seed`` repeats the run);
+* ``feedback/<exercise>/<name>.md`` and ``.ipynb``: what each student gets back: per
+  question its points, why it failed, and the cells under it that raised (quoted by their
+  first line).
+
+The three sheets are written first and always: student ids are already printable
+(:func:`.grader.display_name`), and any text that could not be encoded is written with
+backslash escapes rather than stopping the batch.
 
 File names come from the student id, made safe and unique: the readable part keeps
 ``[A-Za-z0-9_-]`` (up to 60 characters) and a hash of the full id follows it, so two ids
 never share a file, whatever characters or length they have. Cells that a spreadsheet
-would read as a formula (starting with ``= + - @`` or a tab/CR) are prefixed with ``'``.
+would read as a formula (starting with ``= + - @``, a tab/CR, or ``'`` itself) are prefixed with ``'``.
 """
 from __future__ import annotations
 
@@ -33,7 +41,8 @@ def spreadsheet_safe(value) -> str | int:
     if isinstance(value, int):
         return value
     text = str(value).replace("\0", "")
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    # A leading quote is doubled too, so that "=x" and "'=x" stay two different cells.
+    return "'" + text if text.startswith(_FORMULA_START + ("'",)) else text
 
 
 def safe_name(student: str) -> str:
@@ -62,7 +71,7 @@ class _Folder:
 
     def write(self, name: str, text: str) -> Path:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self.fd)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
         return self.path / name
 
@@ -86,15 +95,32 @@ def long_rows(results: list[GradeResult]) -> list[list]:
 
 
 def gradebook_rows(results: list[GradeResult]) -> list[list]:
-    exercises = sorted({r.exercise for r in results})
+    """One row per student: each exercise's points and maximum, then the total and its maximum."""
+    most = {r.exercise: r.max_total for r in results}
+    exercises = sorted(most)
     by_student: dict[str, dict[str, int]] = {}
     for r in results:
         by_student.setdefault(r.student, {})[r.exercise] = r.total
-    rows = [["student", *exercises, "total"]]
+    rows = [["student", *(c for e in exercises for c in (e, f"{e} max")), "total", "total max"]]
     for student in sorted(by_student):
         got = by_student[student]
-        rows.append([student, *(got.get(e, "") for e in exercises), sum(got.values())])
+        rows.append([student, *(c for e in exercises for c in (got.get(e, ""), most[e])),
+                     sum(got.values()), sum(most.values())])
     return rows
+
+
+def _failed_cells(r: GradeResult, section: str) -> list[str]:
+    """Lines naming the cells under ``section`` that raised: their first line and the error."""
+    lines = []
+    for cell in r.cells:
+        if cell.get("error") and cell.get("section", "") == section:
+            first = next((ln.strip() for ln in cell["source"].splitlines() if ln.strip()), "(empty)")
+            said, _, more = cell["error"].strip().partition("\n")
+            lines.append(f"- the cell starting `{first[:80].replace('`', chr(39))}` raised {said[:300] or 'an error'}")
+            if more.strip():  # the rest of a visible check's message (its tensors), kept in a block
+                block = more.strip().replace("```", "'''").splitlines()[:20]
+                lines += ["", "  ```text", *("  " + ln for ln in block), "  ```", ""]
+    return lines
 
 
 def feedback_markdown(r: GradeResult) -> str:
@@ -111,9 +137,14 @@ def feedback_markdown(r: GradeResult) -> str:
         lines += [sentence, ""]
         if numbers.strip():
             lines += ["```text", numbers.strip().replace("```", "'''"), "```", ""]
-    if r.notes:
+        if q.title and (cells := _failed_cells(r, q.title)):
+            lines += ["In your notebook, under this question:", "", *cells, ""]
+    titled = {q.title for q in r.questions}
+    elsewhere = [line for section in dict.fromkeys(c.get("section", "") for c in r.cells) if section not in titled
+                 for line in _failed_cells(r, section)]
+    if r.notes or elsewhere:
         lines += ["", "## While running your notebook", ""]
-        lines += ["- " + note.replace("\n", " ") for note in r.notes]
+        lines += ["- " + note.replace("\n", " ") for note in r.notes] + elsewhere
     return "\n".join(lines) + "\n"
 
 
@@ -141,6 +172,8 @@ def write_report(batch: Batch, out: str | Path) -> dict[str, Path]:
         paths = {"grades": root.write("grades.csv", _csv(long_rows(batch.results))),
                  "gradebook": root.write("gradebook.csv", _csv(gradebook_rows(batch.results))),
                  "rejected": root.write("rejected.csv", _csv([["path", "reason"]] + [[x.path, x.reason] for x in batch.rejected]))}
+        if batch.seed is not None:
+            paths["seed"] = root.write("seed.txt", f"{batch.seed}\n")
         feedback = root.sub("feedback")
         folders: dict[str, _Folder] = {}
         try:

@@ -11,15 +11,15 @@ It only
    generators, small graphs of whitelisted torch ops), and for each probe sends back the
    outputs, the inputs as they are after the call, the ``.grad`` left on input leaves and
    the gradients for the upstream gradients the grader chose;
-3. writes all of that as frames of ``torch.save({"meta": json_text, "t": {key: tensor}})``
-   to the result pipe, which the grader reads with ``torch.load(weights_only=True)``.
+3. writes all of that as frames (:func:`frame_bytes`: a JSON header, then the tensors' raw
+   bytes) to the result pipe; the grader checks each frame against the question's budget
+   before it builds a single tensor (:mod:`.reply`).
 
 The grader compares the data with its own reference outside the sandbox. Whatever a
 student does to this script can only change the data it sends, never a verdict.
 Only the standard library and torch are imported here, so the package need not load.
 """
 import builtins
-import io
 import json
 import os
 import signal
@@ -27,7 +27,6 @@ import struct
 import sys
 import time
 
-MAX_TENSOR_BYTES = 32 * 2**20   # data sent back per frame; beyond it outputs become "too large"
 MAX_TEXT = 2000
 
 
@@ -62,35 +61,48 @@ def _strip_magics(source: str) -> tuple[str, int]:
     return "\n".join(lines), skipped
 
 
+def frame_bytes(meta: dict, tensors: dict, dumps=json.dumps, pack=struct.pack) -> bytes:
+    """One reply frame: ``>I`` header length, the JSON header, the tensors' bytes (see :mod:`.reply`)."""
+    import ctypes
+
+    header, chunks, offset = {"meta": meta, "tensors": {}}, [], 0
+    for key, t in tensors.items():
+        n = t.numel() * t.element_size()
+        header["tensors"][key] = {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape), "offset": offset}
+        chunks.append(ctypes.string_at(t.data_ptr(), n) if n else b"")  # t: a plain contiguous copy
+        offset += n
+    head = dumps(header).encode()
+    return pack(">I", len(head)) + head + b"".join(chunks)
+
+
 class _Frames:
     """Length-prefixed frames on the result pipe."""
 
-    def __init__(self, fd: int, torch):
-        self.fd, self.torch, self.save = fd, torch, torch.save
+    def __init__(self, fd: int):
+        self.fd, self.frame_bytes, self.pack, self.write = fd, frame_bytes, struct.pack, os.write
 
     def send(self, meta: dict, tensors: dict) -> None:
-        buf = io.BytesIO()
-        self.save({"meta": json.dumps(meta), "t": tensors}, buf)
-        data = buf.getvalue()
-        data = struct.pack(">Q", len(data)) + data
+        data = self.frame_bytes(meta, tensors)
+        data = self.pack(">Q", len(data)) + data
         while data:
-            data = data[os.write(self.fd, data):]
+            data = data[self.write(self.fd, data):]
 
 
 class _Encoder:
     """Turns returned values into JSON + a dict of plain tensors."""
 
-    def __init__(self, torch):
-        self.torch, self.tensors, self.nbytes = torch, {}, 0
+    def __init__(self, torch, tensor_elements: int, total_elements: int):
+        self.torch, self.tensors, self.numel = torch, {}, 0
+        self.tensor_elements, self.total_elements = tensor_elements, total_elements  # the question's budget
 
     def tensor(self, t):
         torch = self.torch
         if t.layout != torch.strided or t.is_quantized or t.device.type == "meta":
             return {"opaque": type(t).__name__, "repr": f"a {t.layout} tensor"}
-        size = t.numel() * t.element_size()
-        if self.nbytes + size > MAX_TENSOR_BYTES:
-            return {"opaque": "Tensor", "repr": f"a tensor of shape {tuple(t.shape)} (too large to send)"}
-        self.nbytes += size
+        n = t.numel()
+        if n > self.tensor_elements or self.numel + n > self.total_elements:
+            return {"opaque": "Tensor", "repr": f"a tensor of shape {tuple(t.shape)} (far larger than the answer)"}
+        self.numel += n
         plain = torch.empty(tuple(t.shape), dtype=t.dtype)  # a plain Tensor, never a subclass
         with torch.no_grad():
             plain.copy_(t.detach().cpu())
@@ -230,22 +242,27 @@ def _say(text: str) -> None:
         pass
 
 
+def probe_ops(torch) -> dict:
+    """The whitelisted torch ops a probe's inputs may be built with (see ``probes.Op``)."""
+    F = torch.nn.functional
+    return {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
+            "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sum": torch.sum, "mean": torch.mean,
+            "matmul": torch.matmul, "linear": F.linear, "relu": F.relu, "embedding": F.embedding,
+            "permute": torch.permute, "reshape": torch.reshape, "cat": torch.cat, "stack": torch.stack}
+
+
 def main(argv):
     job_path, result_fd = argv[1], int(argv[2])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full output file makes print() fail, not the runner die
     signal.signal(signal.SIGALRM, _on_alarm)
     os.set_inheritable(result_fd, False)
     import torch
-    import torch.nn.functional as F
 
     # Bound before any student code runs, so that rebinding the names does not reach us.
-    frames = _Frames(result_fd, torch)
+    frames = _Frames(result_fd)
     grad = torch.autograd.grad
     setitimer, monotonic = signal.setitimer, time.monotonic
-    ops = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
-           "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sum": torch.sum, "mean": torch.mean,
-           "matmul": torch.matmul, "linear": F.linear, "relu": F.relu, "embedding": F.embedding,
-           "permute": torch.permute, "reshape": torch.reshape, "cat": torch.cat, "stack": torch.stack}
+    ops = probe_ops(torch)
     with open(job_path, "rb") as f:
         job = torch.load(f, weights_only=True)
     meta, tensors = json.loads(job["meta"]), job["t"]
@@ -280,7 +297,7 @@ def main(argv):
 
     for question in meta["questions"]:
         results = []
-        encoder = _Encoder(torch)
+        encoder = _Encoder(torch, question["tensor_elements"], question["total_elements"])
         for spec in question["probes"]:
             try:
                 setitimer(signal.ITIMER_REAL, meta["probe_s"])

@@ -6,17 +6,25 @@
 * new user, PID, network, IPC, UTS and cgroup namespaces (``--unshare-all``), no
   capabilities, no further user namespaces, a new terminal session, and
   ``--die-with-parent``;
-* a root made only of read-only binds of the Python installation (``/usr``, the base
-  prefix, the virtual environment), the package and the runner, plus size-capped tmpfs
-  folders: the student's home (their working folder), ``/tmp`` and ``/dev/shm``; a fresh
-  ``/proc`` that shows only the sandbox's processes, and a minimal ``/dev``;
+* a read-only root made of read-only binds of the Python installation (``/usr``, the base
+  prefix, the virtual environment), the package and the runner, a fresh ``/proc`` that shows
+  only the sandbox's processes and a ``/dev`` of six device nodes; the only writable place is
+  ONE tmpfs of ``scratch_bytes``, the student's home, with ``/tmp`` and ``/dev/shm`` as
+  symlinks into it, so all the files a submission writes together fit in that size;
 * a clean environment; bwrap's arguments passed through a pipe (``--args``), so that
   ``/proc/1/cmdline`` shows no host paths;
 * ``setrlimit`` limits on address space, CPU time, file size, open files and core dumps,
   and, where the grader may create cgroups (v1, as root), a cgroup per sandbox capping
-  memory and the number of processes;
-* the student's output written to a file the grader opened, so the file-size limit caps
-  it while it streams in; results come back over a pipe, read with a size cap.
+  memory and the number of processes (:mod:`.cgroup`);
+* the student's output (stdout and stderr) and the results come back over two pipes that
+  the grader reads with size caps; nothing of the sandbox is written to the grader's disk
+  (the job file, written by the grader, is the only file).
+
+The grader's cost per running sandbox is bounded whatever the submission does: on disk, its
+job file; in memory, the frames read so far (``result_bytes`` in all), one copy of the frame
+being parsed, its JSON header (:data:`.reply.MAX_HEADER_BYTES`) and the question's budget of
+elements (:mod:`.reply`), i.e. about ``2 * result_bytes + 20 MiB``; the tmpfs, at most
+``scratch_bytes``, is memory charged to the sandbox (and to its cgroup where there is one).
 
 At the deadline (or when the result pipe overflows) the bwrap process group is killed;
 PID 1 of the sandbox dies with it and the kernel kills every process left in the PID
@@ -34,14 +42,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .cgroup import Cgroup
 
 RUNNER = Path(__file__).with_name("runner.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # dlstudio_lite/
 HOME = "/home/student"
 RUN_DIR = "/run/dlstudio-lite"
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -56,11 +66,11 @@ class Limits:
     cell_s: float = 60.0          # one student cell
     probe_s: float = 20.0         # one probe (one call of a student function and its gradients)
     memory_bytes: int = 4 * 2**30  # address space of each process (torch reserves ~1.5 GiB)
-    output_bytes: int = 1_000_000  # the student's stdout+stderr file
+    output_bytes: int = 1_000_000  # the student's stdout+stderr that the grader reads (then it closes the pipe)
     output_chars: int = 100_000    # what the feedback keeps of it
     result_bytes: int = 64 * 2**20  # what the grader reads from the result pipe
     processes: int = 64            # tasks (processes and threads) in the sandbox's cgroup
-    scratch_bytes: int = 256 * 2**20  # each tmpfs: the home folder, /tmp, /dev/shm
+    scratch_bytes: int = 256 * 2**20  # all files the sandbox writes: home, /tmp and /dev/shm together
 
     def __post_init__(self):
         for name in ("notebook_s", "cell_s", "probe_s"):
@@ -132,14 +142,19 @@ def _bind_roots() -> list[str]:
 def _bwrap_args(job_file: str, limits: Limits) -> list[str]:
     args = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--disable-userns", "--uid", "1000", "--gid", "1000"]
-    # The scratch tmpfs folders come first: a later tmpfs on /tmp would hide a virtual
-    # environment or a checkout that lives under /tmp (CI clones there), so the read-only
-    # binds of the Python installation are mounted on top of them, not under them.
-    size = str(limits.scratch_bytes)
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", size, "--tmpfs", "/dev/shm",
-             "--size", size, "--tmpfs", "/tmp",
-             "--size", size, "--tmpfs", HOME]
+    # /dev by hand (bwrap's --dev is a writable tmpfs of no fixed size), then the one scratch
+    # tmpfs and its symlinks. They come first: a virtual environment or checkout under /tmp
+    # (CI clones there) is bound afterwards, through the /tmp symlink, so nothing hides it;
+    # the links are relative, so that bwrap can follow them while it builds the new root.
+    args += ["--proc", "/proc", "--dir", "/dev"]
+    for dev in DEVICES:
+        if os.path.exists(f"/dev/{dev}"):
+            args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        args += ["--symlink", f"/proc/self/fd/{i}", f"/dev/{name}"]
+    args += ["--symlink", "/proc/self/fd", "/dev/fd",
+             "--size", str(limits.scratch_bytes), "--tmpfs", HOME, "--dir", f"{HOME}/.tmp", "--dir", f"{HOME}/.shm",
+             "--symlink", f"{HOME.lstrip('/')}/.tmp", "/tmp", "--symlink", f"../{HOME.lstrip('/')}/.shm", "/dev/shm"]
     for p in _bind_roots():
         args += ["--ro-bind", p, p]
     for link in ("/lib", "/lib64", "/bin", "/sbin"):  # merged-/usr systems: keep the symlinks
@@ -153,7 +168,7 @@ def _bwrap_args(job_file: str, limits: Limits) -> list[str]:
              "--ro-bind", str(RUNNER), f"{RUN_DIR}/runner.py",
              "--ro-bind", str(PACKAGE_DIR), f"{RUN_DIR}/pkg/{PACKAGE_DIR.name}",
              "--ro-bind", job_file, f"{RUN_DIR}/job.pt",
-             "--chdir", HOME, "--clearenv"]
+             "--remount-ro", "/", "--chdir", HOME, "--clearenv"]
     for key, value in sandbox_env(HOME).items():
         args += ["--setenv", key, value]
     return args
@@ -167,88 +182,6 @@ def sandbox_env(home: str) -> dict[str, str]:
             # glibc reserves 64 MiB of address space per thread arena; torch starts threads
             # (autograd), which would spend the address-space limit on reservations.
             "MALLOC_ARENA_MAX": "2"}
-
-
-# ----------------------------------------------------------------------------- cgroups (v1)
-
-
-class _Cgroup:
-    """A v1 cgroup (pids + memory) for one sandbox, when the grader may create one; else inert."""
-
-    ROOTS = {"pids": Path("/sys/fs/cgroup/pids"), "memory": Path("/sys/fs/cgroup/memory")}
-
-    def __init__(self, limits: Limits):
-        self.dirs: list[Path] = []
-        name = f"dlstudio-lite-grade/{uuid.uuid4().hex}"
-        try:
-            for kind, root in self.ROOTS.items():
-                if not root.is_dir() or not os.access(root, os.W_OK):
-                    raise OSError(f"{root} is not writable")
-                d = root / name
-                d.mkdir(parents=True)
-                self.dirs.append(d)
-                if kind == "pids":
-                    (d / "pids.max").write_text(str(limits.processes))
-                else:
-                    (d / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
-        except OSError:
-            self.close()
-            self.dirs = []
-        # Optional: CPU time of the sandbox, for benchmarks (cpuacct.usage, nanoseconds).
-        acct = Path("/sys/fs/cgroup/cpuacct")
-        if self.dirs and acct.is_dir() and os.access(acct, os.W_OK):
-            try:
-                d = acct / name
-                d.mkdir(parents=True)
-                self.dirs.append(d)
-            except OSError:
-                pass
-
-    def cpu_seconds(self) -> float | None:
-        for d in self.dirs:
-            if (d / "cpuacct.usage").is_file():
-                try:
-                    return int((d / "cpuacct.usage").read_text()) / 1e9
-                except (OSError, ValueError):
-                    return None
-        return None
-
-    @property
-    def active(self) -> bool:
-        return bool(self.dirs)
-
-    def open_procs(self) -> list[int]:
-        """Descriptors of the cgroups' ``cgroup.procs``, opened here so the child only writes."""
-        return [os.open(d / "cgroup.procs", os.O_WRONLY) for d in self.dirs]
-
-    def kill(self) -> None:
-        for _ in range(50):
-            pids = set()
-            for d in self.dirs:
-                try:
-                    pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
-                except OSError:
-                    pass
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self.kill()
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
 
 
 # ----------------------------------------------------------------------------- running
@@ -267,7 +200,7 @@ def _limit_child(limits: Limits, procs_fds: list[int]):
         for fd in procs_fds:
             os.write(fd, b"%d" % os.getpid())
         for res, value in ((resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_CPU, cpu),
-                           (resource.RLIMIT_FSIZE, limits.output_bytes + limits.scratch_bytes),
+                           (resource.RLIMIT_FSIZE, limits.scratch_bytes),
                            (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 1024)):
             resource.setrlimit(res, (value, value))
         if nproc:  # root ignores RLIMIT_NPROC; the cgroup caps processes there
@@ -291,11 +224,9 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
     start = time.monotonic()
     result = RunResult()
     private = tempfile.mkdtemp(prefix="dlstudio-lite-sbx-")  # grader-only: not visible inside
-    cgroup = _Cgroup(limits) if sandbox else _Cgroup.__new__(_Cgroup)
-    if not sandbox:
-        cgroup.dirs = []
+    cgroup = Cgroup(limits) if sandbox else Cgroup.inert()
     proc = None
-    read_fd = write_fd = args_r = None
+    fds: dict[str, int] = {}
     procs_fds: list[int] = []
     try:
         procs_fds = cgroup.open_procs()
@@ -303,37 +234,33 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
         with open(job_file, "xb") as f:
             f.write(job)
         os.chmod(job_file, 0o644)
-        out_path = os.path.join(private, "output.txt")
-        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        read_fd, write_fd = os.pipe()
-        pass_fds = [write_fd]
+        fds["result"], fds["result_w"] = os.pipe()
+        fds["output"], fds["output_w"] = os.pipe()
+        pass_fds = [fds["result_w"]]
         if sandbox:
-            args_r, args_w = os.pipe()
+            fds["args"], args_w = os.pipe()
             data = b"\0".join(a.encode() for a in _bwrap_args(job_file, limits)) + b"\0"
             os.write(args_w, data)  # small (a few KB): fits in the pipe buffer
             os.close(args_w)
-            pass_fds.append(args_r)
-            py = sys.executable
-            cmd = [shutil.which("bwrap") or "bwrap", "--args", str(args_r), py, "-I",
-                   f"{RUN_DIR}/runner.py", f"{RUN_DIR}/job.pt", str(write_fd)]
+            pass_fds.append(fds["args"])
+            cmd = [shutil.which("bwrap") or "bwrap", "--args", str(fds["args"]), sys.executable, "-I",
+                   f"{RUN_DIR}/runner.py", f"{RUN_DIR}/job.pt", str(fds["result_w"])]
             env = {}  # bwrap itself is PID 1 inside: its /proc/1/environ must not show ours
             cwd = "/"
         else:
-            home = os.path.join(private, "home")
-            os.mkdir(home)
-            cmd = [sys.executable, "-I", str(RUNNER), job_file, str(write_fd)]
-            env = sandbox_env(home)
-            cwd = home
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
+            cwd = os.path.join(private, "home")
+            os.mkdir(cwd)
+            cmd = [sys.executable, "-I", str(RUNNER), job_file, str(fds["result_w"])]
+            env = sandbox_env(cwd)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fds["output_w"], stderr=fds["output_w"],
                                 pass_fds=pass_fds, env=env, cwd=cwd, start_new_session=True,
                                 preexec_fn=_limit_child(limits, procs_fds))
-        os.close(out_fd)
-        os.close(write_fd)
-        write_fd = None
-        if args_r is not None:
-            os.close(args_r)
-            args_r = None
-        _read_frames(read_fd, proc, limits, result, start)
+        for name in ("result_w", "output_w", "args"):  # the child's ends: only the child holds them now
+            if name in fds:
+                os.close(fds.pop(name))
+        output = bytearray()
+        _collect(fds, limits, result, output, start)
+        result.output = output.decode("utf-8", "replace")[: limits.output_chars]
     except OSError as err:
         result.problems.append(f"the sandbox could not be started ({err})")
     finally:
@@ -342,50 +269,74 @@ def run_sandboxed(job: bytes, limits: Limits, *, sandbox: bool = True) -> RunRes
         cgroup.kill()
         result.cpu_seconds = cgroup.cpu_seconds()
         cgroup.close()
-        for fd in (read_fd, write_fd, args_r, *procs_fds):
-            if fd is not None:
-                os.close(fd)
-        result.output = _read_output(os.path.join(private, "output.txt"), limits)
+        for fd in (*fds.values(), *procs_fds):
+            os.close(fd)
         shutil.rmtree(private, ignore_errors=True)
         result.seconds = time.monotonic() - start
     return result
 
 
-def _read_frames(fd: int, proc: subprocess.Popen, limits: Limits, result: RunResult, start: float) -> None:
-    """Read length-prefixed frames until the runner says done, the pipe closes or time runs out."""
+def _collect(fds: dict[str, int], limits: Limits, result: RunResult, output: bytearray, start: float) -> None:
+    """Read frames and output until the runner says done, the result pipe closes or time runs out.
+
+    The output pipe is read up to ``limits.output_bytes`` and then closed, so a flood of prints
+    meets a broken pipe instead of filling anything on the grader's side.
+    """
     buf = bytearray()
     total = 0
     deadline = start + limits.notebook_s
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            result.problems.append(f"the notebook ran past its time limit ({limits.notebook_s:g} s) "
-                                   "and was stopped")
-            return
-        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-        if not ready:
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return  # everyone holding the pipe has exited
-        total += len(chunk)
-        if total > limits.result_bytes:
-            result.problems.append(f"the notebook sent more than {limits.result_bytes} bytes of "
-                                   "results and was stopped")
-            return
-        buf += chunk
-        while len(buf) >= 8:
-            (n,) = struct.unpack(">Q", bytes(buf[:8]))
-            if n == 0:  # the runner's last word
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                result.problems.append(f"the notebook ran past its time limit ({limits.notebook_s:g} s) "
+                                       "and was stopped")
                 return
-            if n > limits.result_bytes:
-                result.problems.append("the result pipe carried a malformed frame")
+            watch = [fds["result"]] + ([fds["output"]] if "output" in fds else [])
+            ready, _, _ = select.select(watch, [], [], min(left, 1.0))
+            if "output" in fds and fds["output"] in ready:
+                _read_output(fds, limits, output)
+            if fds["result"] not in ready:
+                continue
+            chunk = os.read(fds["result"], 1 << 16)
+            if not chunk:
+                return  # everyone holding the pipe has exited
+            total += len(chunk)
+            if total > limits.result_bytes:
+                result.problems.append(f"the notebook sent more than {limits.result_bytes} bytes of "
+                                       "results and was stopped")
                 return
-            if len(buf) < 8 + n:
-                break
-            frame = bytes(buf[8:8 + n])
-            del buf[:8 + n]
-            result.frames.append(frame)
+            buf += chunk
+            while len(buf) >= 8:
+                (n,) = struct.unpack(">Q", bytes(buf[:8]))
+                if n == 0:  # the runner's last word
+                    return
+                if n > limits.result_bytes:
+                    result.problems.append("the result pipe carried a malformed frame")
+                    return
+                if len(buf) < 8 + n:
+                    break
+                result.frames.append(bytes(buf[8:8 + n]))
+                del buf[:8 + n]
+    finally:
+        if "output" in fds:  # what the runner printed before its last word, without waiting for more
+            os.set_blocking(fds["output"], False)
+            _read_output(fds, limits, output, drain=True)
+
+
+def _read_output(fds: dict[str, int], limits: Limits, output: bytearray, drain: bool = False) -> None:
+    """One read (``drain``: all that is there) of the output pipe, kept up to ``output_bytes``;
+    at that cap, or at its end, the pipe is closed."""
+    while "output" in fds:
+        try:
+            chunk = os.read(fds["output"], 1 << 16)
+        except BlockingIOError:
+            return
+        output += chunk[: max(0, limits.output_bytes - len(output))]
+        if not chunk or len(output) >= limits.output_bytes:
+            os.close(fds.pop("output"))
+        if not drain:
+            return
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -398,15 +349,3 @@ def _kill(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def _read_output(path: str, limits: Limits) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return ""
-    try:
-        data = os.read(fd, limits.output_chars * 4 + 4)
-    finally:
-        os.close(fd)
-    return data.decode("utf-8", "replace")[: limits.output_chars]

@@ -88,8 +88,8 @@ with skip_if_unanswered():
 
 # %% tags=["hidden-tests"] question="nearest_code" points=3
 # Trusted: runs in the grader only. Each check() sends the call's inputs into the sandbox
-# and judges what comes back with the verdict, here.
-g = torch.Generator().manual_seed(11)
+# and judges what comes back with the verdict, here. rng(n) draws new inputs every grading run.
+g = rng(11)
 
 
 def verdict(r, z_e, codebook, shape, K):
@@ -103,8 +103,8 @@ def verdict(r, z_e, codebook, shape, K):
         for i in range(h):
             for j in range(w):
                 best = int(((codebook - z_e[b, :, i, j]) ** 2).sum(dim=1).argmin())
-                assert int(idx[b, i, j]) == best, f"a {shape} input with {K} codes: wrong code index at (b={b}, i={i}, j={j})"
-                assert torch.allclose(z_q[b, :, i, j], codebook[best]), f"a {shape} input: z_q at (b={b}, i={i}, j={j}) is not the chosen code"
+                assert int(idx[b, i, j]) == best, f"a {shape} input with {K} codes: some positions get a code that is not their nearest"
+                assert torch.allclose(z_q[b, :, i, j], codebook[best]), f"a {shape} input: z_q does not hold the chosen codes at their positions"
 
 
 for shape, K in (((2, 4, 3, 5), 7), ((1, 3, 4, 2), 5), ((3, 6, 1, 1), 9)):
@@ -150,14 +150,26 @@ with skip_if_unanswered():
     print("perplexity: the check passed")
 
 # %% tags=["hidden-tests"] question="perplexity" points=2
-g = torch.Generator().manual_seed(5)
+g = rng(5)
 
 
 def verdict(r, shape, K, expected):
     got = r.value
     assert torch.is_tensor(got) and got.dim() == 0, f"expected a scalar tensor, got {type(got).__name__}"
-    assert math.isfinite(float(got)), f"indices of shape {shape} with {K} codes (some unused): got {float(got)}"
-    assert abs(float(got) - expected) < 1e-3 * expected, f"indices of shape {shape} with {K} codes: expected {expected:.6g}, got {float(got):.6g} (relative error {abs(float(got) / expected - 1):.2g})"
+    assert math.isfinite(float(got)), f"indices of shape {shape} with {K} codes (some unused): the result is not finite (is 0 * log 0 taken as 0?)"
+    assert abs(float(got) - expected) < 1e-3 * expected, f"indices of shape {shape} with {K} codes, some unused: the value is not exp(entropy of code usage)"
+
+
+# The visible check's own inputs: here the feedback may show the numbers.
+def visible_verdict(r, what, expected):
+    got = r.value
+    assert torch.is_tensor(got) and got.dim() == 0, f"expected a scalar tensor, got {type(got).__name__}"
+    assert abs(float(got) - expected) < 1e-4, f"{what}: expected {expected}, got {float(got):.6g}"
+
+
+check(Call("perplexity", torch.arange(8).repeat(2, 3, 1).reshape(2, 3, 8), 8), visible_verdict, visible=True,
+      what="8 codes used equally", expected=8.0)
+check(Call("perplexity", torch.full((2, 4, 4), 3), 8), visible_verdict, visible=True, what="a single code used", expected=1.0)
 
 
 for shape, K in (((4, 3, 5), 16), ((2, 8, 8), 6), ((5, 2, 3), 64)):

@@ -95,14 +95,14 @@ with skip_if_unanswered():
 # %% tags=["hidden-tests"] question="kl_closed_form" points=3
 from torch.distributions import Normal, kl_divergence
 
-g = torch.Generator().manual_seed(3)
+g = rng(3)
 
 
 def verdict(r, B, d, expected):
     got = r.tensor()
     assert tuple(got.shape) == (B,), f"inputs of shape {(B, d)}: expected output shape {(B,)}, got {tuple(got.shape)}"
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), \
-        f"two non-standard Gaussians of dimension {d}: the values differ from KL(q || p) (max error {float((got - expected).abs().max()):.3g})"
+        f"two non-standard Gaussians of dimension {d}: the values differ from KL(q || p)"
 
 
 for B, d in ((4, 3), (2, 7)):
@@ -154,7 +154,7 @@ with skip_if_unanswered():
     print(f"Monte-Carlo {float(estimate):.4f} vs closed form {float(exact):.4f}: the check passed")
 
 # %% tags=["hidden-tests"] question="kl_monte_carlo" points=2
-g = torch.Generator().manual_seed(8)
+g = rng(8)
 
 
 def verdict(r, S, B, d, expected):
@@ -167,11 +167,12 @@ def verdict(r, S, B, d, expected):
 for (B, d), S, seed in (((3, 5), 1, 0), ((3, 5), 7, 1), ((3, 5), 500, 2), ((1, 2), 9, 3)):   # the last: a batch of one
     mu_q, mu_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
     logvar_q, logvar_p = torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)
-    eps = torch.randn(S, B, d, generator=torch.Generator().manual_seed(seed))
+    gen = Gen(seed)                              # seeded from this run's seed and `seed`
+    eps = torch.randn(S, B, d, generator=gen.make())
     z = mu_q + (0.5 * logvar_q).exp() * eps
     lq = -0.5 * (math.log(2 * math.pi) + logvar_q + (z - mu_q) ** 2 / logvar_q.exp()).sum(-1)
     lp = -0.5 * (math.log(2 * math.pi) + logvar_p + (z - mu_p) ** 2 / logvar_p.exp()).sum(-1)
-    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, Gen(seed)), verdict, S=S, B=B, d=d, expected=(lq - lp).mean(0))
+    check(Call("kl_monte_carlo", mu_q, logvar_q, mu_p, logvar_p, S, gen), verdict, S=S, B=B, d=d, expected=(lq - lp).mean(0))
 
 # %% [markdown]
 # ## How fast does the estimate settle?

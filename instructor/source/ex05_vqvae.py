@@ -104,7 +104,7 @@ with skip_if_unanswered():
     print("vq_losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="vq_losses" points=3
-g = torch.Generator().manual_seed(31)
+g = rng(31)
 
 
 def verdict(r, z_e, codes, z_q_value, g_codes_ref):
@@ -114,7 +114,7 @@ def verdict(r, z_e, codes, z_q_value, g_codes_ref):
     for name, value in (("codebook_loss", cb), ("commitment_loss", cm), ("total", total)):
         assert value.dim() == 0, f"input {shape}: {name} should be a scalar, got shape {tuple(value.shape)}"
     assert torch.allclose(cb, mse) and torch.allclose(cm, mse), \
-        f"input {shape}: the losses are not the mean squared error between z_e and z_q (expected {float(mse):.6g}, got {float(cb):.6g} and {float(cm):.6g})"
+        f"input {shape}: the losses are not the mean squared error between z_e and z_q"
     assert torch.allclose(total, 1.3 * mse), f"input {shape}: total is not codebook_loss + beta * commitment_loss"
     (g_codes,) = r.grad(0)
     assert g_codes is not None and g_codes.abs().sum() > 0, "the codebook loss does not train the codebook"
@@ -172,7 +172,7 @@ with skip_if_unanswered():
     print("straight_through: the checks passed")
 
 # %% tags=["hidden-tests"] question="straight_through" points=2
-g = torch.Generator().manual_seed(2)
+g = rng(2)
 
 
 def verdict(r, z_e, z_q, upstream):
@@ -260,7 +260,7 @@ with skip_if_unanswered():
     print("vector_quantize: the check passed")
 
 # %% tags=["hidden-tests"] question="fix_quantizer" points=3
-g = torch.Generator().manual_seed(17)
+g = rng(17)
 
 
 def verdict(r, shape, K, z_e, codebook, upstream):
@@ -334,7 +334,7 @@ with skip_if_unanswered():
         print(f"{label:22s} returns {idx}: {'passes' if idx == list(range(6)) else 'FAILS'} the known-answer test")
 
 # %% tags=["hidden-tests"] question="known_answer" points=2
-g = torch.Generator().manual_seed(23)
+g = rng(23)
 
 
 def verdict(r, codebook):

@@ -104,12 +104,10 @@ with skip_if_unanswered():
 # %% tags=["hidden-tests"] question="adaptive_lambda" points=3
 # The student's function gets two losses that share a small decoder; the graph is built in
 # the sandbox from these whitelisted ops, and the same graph here gives the expected value.
-torch.manual_seed(5)
-decoder = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-disc = nn.Linear(3, 1)
-x, noise = torch.randn(6, 3), torch.randn(6, 4)
-W1, b1, W2, b2 = (p.detach().clone().requires_grad_() for p in decoder.parameters())
-Wd, bd = (p.detach().clone().requires_grad_() for p in disc.parameters())
+g = rng(5)
+x, noise = torch.randn(6, 3, generator=g), torch.randn(6, 4, generator=g)
+W1, b1, W2, b2, Wd, bd = (torch.randn(*shape, generator=g).mul_(scale).requires_grad_() for shape, scale in
+                          (((8, 4), 0.5), ((8,), 0.5), ((3, 8), 0.35), ((3,), 0.35), ((1, 3), 0.6), ((1,), 0.6)))
 x_hat = Op("linear", Op("relu", Op("linear", noise, W1, b1)), W2, b2)
 rec = Op("mean", Op("pow", Op("sub", x, x_hat), 2))
 gan = Op("neg", Op("mean", Op("linear", x_hat, Wd, bd)))
@@ -118,11 +116,11 @@ g_rec = torch.autograd.grad(rec_value, W2, retain_graph=True)[0]
 g_gan = torch.autograd.grad(gan_value, W2, retain_graph=True)[0]
 
 
-def verdict(r, delta, cap):
+def verdict(r, delta, cap, label):
     lam = r.value
     expected = (g_rec.norm() / (g_gan.norm() + delta)).clamp(0, cap)
     assert torch.is_tensor(lam) and lam.numel() == 1, "lambda should be a scalar tensor"
-    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"delta={delta}, max_value={cap}: expected {float(expected):.6g}, got {float(lam):.6g} (relative error {abs(float(lam) / float(expected) - 1):.2g})"
+    assert torch.allclose(lam.detach(), expected, rtol=1e-4), f"{label}: lambda is not |grad rec| / (|grad gan| + delta), clamped to [0, max_value]"
     assert not lam.requires_grad, "lambda is not detached"
     assert not isinstance(r.grads[0], str) and r.grads[0][0] is not None, \
         "after adaptive_lambda the generator can no longer backpropagate its loss"
@@ -131,9 +129,11 @@ def verdict(r, delta, cap):
         assert r.grad_after_call(t) is None, f"adaptive_lambda left a .grad on {name}: use torch.autograd.grad, not .backward()"
 
 
-for delta, cap in ((1e-4, 1e4), (1e-6, 0.05)):
+ratio = float(g_rec.norm() / g_gan.norm())
+for delta, cap, label in ((1e-4, 1e4, "delta=1e-4, max_value far above the ratio"),
+                          (1e-6, ratio / 2, "delta=1e-6, max_value below the ratio")):
     check(Call("adaptive_lambda", rec, gan, W2, delta=delta, max_value=cap,
-               grads=[Grad([(rec, None), (gan, None)], wrt=[W2])]), verdict, delta=delta, cap=cap)
+               grads=[Grad([(rec, None), (gan, None)], wrt=[W2])]), verdict, delta=delta, cap=cap, label=label)
 
 # %% [markdown]
 # ## Question 2 (2 points): hinge losses
@@ -173,20 +173,20 @@ with skip_if_unanswered():
     print("hinge losses: the checks passed")
 
 # %% tags=["hidden-tests"] question="hinge_losses" points=2
-g = torch.Generator().manual_seed(14)
+g = rng(14)
 
 
 def d_verdict(r, expected, shape):
     got = r.tensor()
     assert got.dim() == 0, f"logits {shape}: the discriminator loss should be a scalar, got shape {tuple(got.shape)}"
     assert torch.allclose(got, expected, atol=1e-6), \
-        f"discriminator loss on random logits {shape}: expected {float(expected):.6g}, got {float(got):.6g}"
+        f"discriminator loss on random logits {shape}: not 0.5 * (mean relu(1 - real) + mean relu(1 + fake))"
 
 
 def g_verdict(r, expected, shape):
     got = r.tensor()
     assert got.dim() == 0, f"logits {shape}: the generator loss should be a scalar, got shape {tuple(got.shape)}"
-    assert torch.allclose(got, expected, atol=1e-6), f"generator loss on logits {shape}: expected {float(expected):.6g}, got {float(got):.6g}"
+    assert torch.allclose(got, expected, atol=1e-6), f"generator loss on logits {shape}: not -mean(fake logits)"
 
 
 for shape in ((2, 1, 5, 5), (1, 1, 3, 7)):
@@ -242,7 +242,7 @@ with skip_if_unanswered():
     print("top_k_sample: the check passed")
 
 # %% tags=["hidden-tests"] question="top_k_sampling" points=3
-g = torch.Generator().manual_seed(6)
+g = rng(6)
 logits = torch.randn(3, 10, generator=g) * 2
 
 
@@ -266,21 +266,26 @@ def batch_of_one_verdict(r):
 
 check(Call("top_k_sample", logits[:1], 3, generator=Gen(0)), batch_of_one_verdict)
 
-# The generator decides the draws. The sandbox seeds torch's global generator with 0 before
-# every call, so an answer that ignores `generator` draws exactly what the global one gives.
-flat = torch.zeros(64, 10)
-with torch.random.fork_rng():
-    torch.manual_seed(0)
-    unseeded = torch.multinomial(torch.full((64, 10), 0.1), 1).squeeze(1)
+# The generator decides the draws: two generators in the same state give the same draws, one
+# in another state different ones (64 rows of uneven logits: equal draws by chance are out of
+# the question). The sandbox seeds torch's global generator with 0 before every call, so an
+# answer that ignores `generator` draws the same for every generator, whatever its tie order.
+wide = torch.randn(64, 10, generator=g) * 1.5
 
 
-def generator_verdict(r):
-    draws = r.tensor()
-    assert tuple(draws.shape) == (64,), f"logits (64, 10): expected shape (64,), got {tuple(draws.shape)}"
-    assert not torch.equal(draws, unseeded), "the draws ignore the generator argument: pass generator= to torch.multinomial"
+def generator_verdict(rs, k, allowed):
+    first, again, other = (r.tensor() for r in rs)
+    for draws in (first, again, other):
+        assert tuple(draws.shape) == (64,), f"logits (64, 10): expected shape (64,), got {tuple(draws.shape)}"
+        assert all(int(i) in row for i, row in zip(draws.tolist(), allowed)), f"k={k}: an index outside the top {k} was drawn"
+    assert torch.equal(first, again), f"k={k}: two generators in the same state gave different draws: draw only with `generator`"
+    assert not torch.equal(first, other), \
+        f"k={k}: generators in different states gave the same draws: the draws ignore the generator argument"
 
 
-check(Call("top_k_sample", flat, 10, generator=Gen(1)), generator_verdict)
+for k in (10, 4):
+    calls = [Call("top_k_sample", wide, k, generator=Gen(seed)) for seed in (100 + k, 100 + k, 200 + k)]
+    check(tuple(calls), generator_verdict, k=k, allowed=torch.topk(wide, k, dim=1).indices.tolist())
 
 # With temperature 0.5 and k = V the draws must follow softmax(logits / 0.5).
 row = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
@@ -292,8 +297,7 @@ def temperature_verdict(r):
     assert tuple(draws.shape) == (n,), f"logits ({n}, 4): expected shape ({n},), got {tuple(draws.shape)}"
     freq = torch.bincount(draws.long().clamp(0, 3), minlength=4).float() / n
     expected = torch.softmax(row[0] / 0.5, 0)
-    assert (freq - expected).abs().max() < 0.03, \
-        f"temperature 0.5: the draws do not follow softmax(logits / temperature) (frequencies {freq.tolist()})"
+    assert (freq - expected).abs().max() < 0.03, "temperature 0.5: the draws do not follow softmax(logits / temperature)"
 
 
 check(Call("top_k_sample", row.expand(n, 4), 4, temperature=0.5, generator=Gen(0)), temperature_verdict)
