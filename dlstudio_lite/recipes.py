@@ -37,8 +37,8 @@ class Recipe:
     data: ``DataConfig`` fields; model: constructor arguments (``latent_size`` included);
     train: ``TrainConfig`` fields; codes_of: the recipe whose model encodes the data
     (stage 2 only) and level: which of a VQ-VAE-2's code grids; sweep: ``--grid`` /
-    ``--base`` factors when the run is a sweep of this point; lecture and about: for the
-    checkpoint table."""
+    ``--base`` factors when the run is a sweep of this point; shipped: whether
+    ``data/checkpoints/NAME`` holds its result; lecture and about: for the checkpoint table."""
     name: str
     target: str
     lecture: str
@@ -49,6 +49,7 @@ class Recipe:
     codes_of: str | None = None
     level: str | None = None
     sweep: dict[str, list[str]] = field(default_factory=dict)
+    shipped: bool = True
     quick: bool = False
 
     def replace(self, **changes) -> "Recipe":
@@ -172,6 +173,11 @@ _LIST = [
            sweep=dict(grid=["beta=0.25,0.75,1.25,1.75", "lr=1e-3,1e-4,1e-5",
                             "num_codes=128,256,512"],
                       base=["beta=1.25", "lr=1e-3", "num_codes=512"])),
+    Recipe("sweep_demo", "vqvae", "appendix 8", "the lecture's live two-point sweep, tiny "
+           "images", data=dict(image_size=16, num_images=2000),
+           model=dict(base_channels=8, code_dim=16, num_codes=64),
+           train=dict(steps=150, batch_size=16, log_every=10, eval_batches=2, progress=False),
+           sweep=dict(grid=["beta=0.25,1.75"]), shipped=False),
     Recipe("crossdata_shapes/vae", "vae", "7 (appendix)", "the matched-rate pair's VAE",
            data=dict(image_size=32), model=dict(latent_size=8, base_channels=8),
            train=dict(_SCHEDULE, steps=1500)),

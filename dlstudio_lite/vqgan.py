@@ -320,14 +320,14 @@ class VQGAN(VQVAE):
                 make_optimizer(name, trainable(self.discriminator_parameters()),
                                lr=config.lr * self.disc_lr_scale, **kwargs)]
 
-    def training_step(self, x: torch.Tensor, step: int, run) -> dict[str, torch.Tensor]:
+    def training_step(self, x: torch.Tensor, step: int, runner) -> dict[str, torch.Tensor]:
         """Generator (encoder, codebook, decoder) first, then the discriminator on the
-        detached reconstructions of the same batch. ``run`` is the trainer's
+        detached reconstructions of the same batch. ``runner`` is the trainer's
         :class:`~dlstudio_lite.train.StepRunner`."""
-        g_loss, g_logs, x_hat = run.forward("generator_loss", x, step)
-        run.update(g_loss, 0)
-        d_loss, d_logs = run.forward("discriminator_loss", x, x_hat, step)
-        run.update(d_loss, 1)
+        g_loss, g_logs, x_hat = runner.forward("generator_loss", x, step)
+        runner.update(g_loss, 0)
+        d_loss, d_logs = runner.forward("discriminator_loss", x, x_hat, step)
+        runner.update(d_loss, 1)
         return {**g_logs, **d_logs, "loss": g_loss.detach(), "d_loss": d_loss.detach()}
 
     # --- losses -----------------------------------------------------------------------------

@@ -130,6 +130,8 @@ def render() -> str:
     from dlstudio_lite.recipes import RECIPES
     rows, done = [], set()
     for name, found in RECIPES.items():
+        if not found.shipped:
+            continue
         family = name.split("/")[0] if name.startswith("vae_beta_sweep/") else name
         if family in done:
             continue

@@ -31,15 +31,15 @@ def add_cli(sub) -> None:
                         epilog="the shipped copy (recipe shape_features): dlstudio-lite quality train --out data/checkpoints/shape_features")
     from ..shape_features import train_shape_features
     found = recipe("shape_features")  # train_shape_features' defaults, shrunk in quick mode
-    run = {**{k: p.default for k, p in inspect.signature(train_shape_features).parameters.items()},
+    defaults = {**{k: p.default for k, p in inspect.signature(train_shape_features).parameters.items()},
            **found.data, **found.train}
     t.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    t.add_argument("--steps", type=int, default=run["steps"], help="(default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=run["batch_size"],
+    t.add_argument("--steps", type=int, default=defaults["steps"], help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=defaults["batch_size"],
                    help="64x64 images per step, plus half as many 32x32 (default: %(default)s)")
-    t.add_argument("--num-images", type=int, default=run["num_images"],
+    t.add_argument("--num-images", type=int, default=defaults["num_images"],
                    help="64x64 shapes images to draw from, the last 200 held out (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=run["lr"], help="(default: %(default)s)")
+    t.add_argument("--lr", type=float, default=defaults["lr"], help="(default: %(default)s)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(func=_cli_train)
