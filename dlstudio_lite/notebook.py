@@ -25,8 +25,8 @@ def load_or_train(name, train_data=None, test_data=None, *args,
                   **overrides):
     """A trained model of the recipe ``name``: the shipped one, or one trained here.
 
-    In normal mode the model in ``checkpoint`` (default: ``data/checkpoints/NAME/``) is
-    returned when it loads; in quick mode, or when the file is missing or damaged (a
+    In normal mode the model in ``checkpoint`` (default: ``data/checkpoints/NAME/``; none
+    for a recipe that is not shipped) is returned when it loads; in quick mode, or when the file is missing or damaged (a
     warning says why), the recipe's model is trained here on ``train_data`` / ``test_data``
     (default: the recipe's own data splits). ``model_kwargs``: constructor arguments the
     data decides (a prior's ``num_codes`` and ``latent_shape``); ``overrides``: training
@@ -41,7 +41,7 @@ def load_or_train(name, train_data=None, test_data=None, *args,
     found = recipe(name)
     device = get_device(overrides.get("device"))
     checkpoint = CHECKPOINTS / name / "checkpoint.pt" if checkpoint is None else checkpoint
-    if not quick_mode():
+    if found.shipped and not quick_mode():
         try:
             ckpt = load_checkpoint(checkpoint)
             return model_from_checkpoint(ckpt, checkpoint).to(device), ckpt["history"]

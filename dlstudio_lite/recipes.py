@@ -173,6 +173,16 @@ _LIST = [
            sweep=dict(grid=["beta=0.25,0.75,1.25,1.75", "lr=1e-3,1e-4,1e-5",
                             "num_codes=128,256,512"],
                       base=["beta=1.25", "lr=1e-3", "num_codes=512"])),
+    # Live demos: trained in their notebook every time, never shipped.
+    Recipe("autoencoder_depth_demo", "autoencoder", "3 (section 6)", "short runs of a narrow "
+           "autoencoder, with and without skip connections, at two depths",
+           data=dict(image_size=32, num_images=4000), model=dict(latent_size=8, base_channels=8),
+           train=dict(steps=150, batch_size=16, lr=2e-3, scheduler="cosineannealinglr",
+                      log_every=10, progress=False), shipped=False),
+    Recipe("dead_code_demo", "vqvae", "5", "a VQ-VAE whose codebook starts in one far cluster",
+           data=dict(image_size=32, num_images=1024),
+           model=dict(latent_size=8, base_channels=8, code_dim=16, num_codes=64, kmeans_init=False),
+           train=dict(steps=300, batch_size=32, lr=2e-3, log_every=10), shipped=False),
     Recipe("sweep_demo", "vqvae", "appendix 8", "the lecture's live two-point sweep, tiny "
            "images", data=dict(image_size=16, num_images=2000),
            model=dict(base_channels=8, code_dim=16, num_codes=64),

@@ -387,17 +387,14 @@ print(f"{int(holes.sum())} hole pixels in {len(x_h)} test images "
 
 # %%
 SMALL = 32
-small_train = ShapesDataset("train", image_size=SMALL, num_images=pick(normal=4000, quick=1_024))
-small_test = ShapesDataset("test", image_size=SMALL, num_images=pick(normal=4000, quick=1_024))
+# The recipe autoencoder_depth_demo (dlstudio_lite/recipes.py): its data, model and training.
+small_train, small_test = recipe("autoencoder_depth_demo").data_config().splits()
 
 
-def short_run(latent_size=SMALL // 4, **hparams):
+def short_run(**hparams):
     """Train a small autoencoder briefly; returns (model, history)."""
     seed_everything(0)
-    return load_or_train(
-        None, lambda: Autoencoder(image_size=SMALL, latent_size=latent_size, base_channels=8, **hparams),
-        small_train, small_test, steps=pick(normal=150, quick=20), batch_size=16, lr=2e-3,
-        scheduler="cosineannealinglr", log_every=pick(normal=10, quick=5), progress=False)
+    return load_or_train("autoencoder_depth_demo", small_train, small_test, model_kwargs=hparams)
 
 
 depth_runs = {}

@@ -347,7 +347,7 @@ print("the first image's grid, top-left corner:\n", indices[0, :5, :8].numpy())
 # the size.)
 
 # %%
-small_train = ShapesDataset("train", image_size=32, num_images=1024)
+small_train = recipe("dead_code_demo").data_config().splits()[0]
 
 
 @torch.no_grad()
@@ -360,12 +360,11 @@ def set_codebook(quantizer, codes):
 
 def dead_code_run(quantizer, dead_code_steps):
     seed_everything(0)
-    model = VQVAE(image_size=32, latent_size=8, base_channels=8, code_dim=16, num_codes=64,
-                  quantizer=quantizer, kmeans_init=False, dead_code_steps=dead_code_steps)
-    bad = 2.0 + 0.01 * torch.randn(64, 16)   # all codes in one small, far-away cluster
+    demo = recipe("dead_code_demo")   # dlstudio_lite/recipes.py
+    model = demo.build_model(quantizer=quantizer, dead_code_steps=dead_code_steps)
+    bad = 2.0 + 0.01 * torch.randn(model.num_codes, model.code_dim)   # one small, far-away cluster
     set_codebook(model.quantizer, bad)
-    trainer = Trainer(model, small_train, steps=pick(normal=300, quick=12), batch_size=32,
-                      lr=2e-3, log_every=pick(normal=10, quick=2))
+    trainer = Trainer(model, small_train, config=demo.train_config())
     return model.eval(), trainer.fit()
 
 
