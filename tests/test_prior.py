@@ -245,3 +245,26 @@ def test_the_shipped_prior_written_with_n_layer_still_loads():
     assert "n_layer" in json.loads((folder / "metrics.json").read_text())["hparams"]  # the old name
     prior = load_prior(folder / "checkpoint.pt")
     assert prior.hparams["n_layers"] == len(prior.blocks) == 4 and "n_layer" not in prior.hparams
+
+
+def test_encode_once_then_train_a_prior_on_the_code_file(vq_checkpoint, tmp_path):
+    import json
+
+    from dlstudio_lite.cli import main
+    from dlstudio_lite.commands.codes import load_codes
+    codes = tmp_path / "codes.pt"
+    assert main(["encode", "--vq-checkpoint", str(vq_checkpoint), "--out", str(codes),
+                 "--num-images", "64", "--device", "cpu"]) == 0
+    stored = load_codes(codes)
+    assert stored["train"]["codes"].shape == (52, 4, 4) and stored["num_codes"] == {"codes": K}
+    out = tmp_path / "prior"
+    assert main(["train", "prior", "--codes", str(codes), "--out", str(out), "--steps", "2",
+                 "--batch-size", "8", "--n-layers", "1", "--n-embd", "16", "--n-samples", "2",
+                 "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_grids"] == 52 and metrics["encode_seconds"] < 5  # read, not encoded
+    # Any prior trains on the same file: a PixelCNN over the VQ-VAE's one grid.
+    assert main(["train", "pixelcnn", "--codes", str(codes), "--out", str(tmp_path / "pixelcnn"),
+                 "--steps", "1", "--batch-size", "8", "--channels", "8", "--n-layers", "2",
+                 "--n-samples", "0", "--device", "cpu", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "pixelcnn" / "metrics.json").read_text())["latent_shape"] == [4, 4]
