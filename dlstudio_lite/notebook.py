@@ -20,8 +20,8 @@ from .recipes import STAGE2, recipe
 from .train import Trainer
 
 
-def load_or_train(name, train_data=None, test_data=None, *args,
-                  checkpoint: str | os.PathLike | None = None, model_kwargs: dict | None = None,
+def load_or_train(name: str, train_data: Dataset | None = None, test_data: Dataset | None = None,
+                  *, checkpoint: str | os.PathLike | None = None, model_kwargs: dict | None = None,
                   **overrides):
     """A trained model of the recipe ``name``: the shipped one, or one trained here.
 
@@ -32,12 +32,7 @@ def load_or_train(name, train_data=None, test_data=None, *args,
     data decides (a prior's ``num_codes`` and ``latent_shape``); ``overrides``: training
     settings that differ from the recipe, e.g. ``progress=False``. Returns
     ``(model in eval mode, history)``.
-
-    A live demo that is no recipe (a handful of steps, trained in the notebook) calls
-    ``load_or_train(checkpoint_or_None, make_model, train_data, test_data, steps=...)``.
     """
-    if callable(train_data):  # the live demos' form: (checkpoint, make_model, data, ...)
-        return _load_or_make(name, train_data, test_data, *args, **overrides)
     found = recipe(name)
     device = get_device(overrides.get("device"))
     checkpoint = CHECKPOINTS / name / "checkpoint.pt" if checkpoint is None else checkpoint
@@ -55,19 +50,3 @@ def load_or_train(name, train_data=None, test_data=None, *args,
     history = Trainer(model, train_data, test_data, found.train_config(**overrides)).fit()
     return model.eval(), history
 
-
-def _load_or_make(checkpoint, make_model, train_data: Dataset, test_data: Dataset | None = None,
-                  *, steps: int, **trainer_kwargs):
-    """A live demo's model (no recipe): the one in ``checkpoint`` in normal mode when it
-    loads, else ``make_model()`` trained for ``steps`` steps (``trainer_kwargs``: its
-    ``TrainConfig`` fields)."""
-    device = get_device(trainer_kwargs.get("device"))
-    if checkpoint is not None and not quick_mode():
-        try:
-            ckpt = load_checkpoint(checkpoint)
-            return model_from_checkpoint(ckpt, checkpoint).to(device), ckpt["history"]
-        except CheckpointError as err:
-            warnings.warn(f"{err}; training a new model instead", stacklevel=3)
-    model = make_model()
-    history = Trainer(model, train_data, test_data, steps=steps, **trainer_kwargs).fit()
-    return model.eval(), history

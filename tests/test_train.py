@@ -352,28 +352,27 @@ def test_load_or_train_uses_a_good_checkpoint_in_normal_mode(tmp_path, normal):
     data = TensorDataset(torch.rand(8, 3, 16, 16) * 2 - 1)
     trained = Trainer(_tiny_ae(), data, out_dir=tmp_path, steps=2, batch_size=4, progress=False)
     trained.fit()
-    built = []
-    model, history = load_or_train(tmp_path / "checkpoint.pt", lambda: built.append(1) or _tiny_ae(),
-                                   data, steps=2, batch_size=4, progress=False)
-    assert built == [] and not model.training
-    assert history == trained.history
+    model, history = load_or_train("autoencoder_shapes", data, checkpoint=tmp_path / "checkpoint.pt")
+    assert not model.training and history == trained.history
     for a, b in zip(model.state_dict().values(), trained.model.state_dict().values()):
         assert torch.equal(a.cpu(), b.cpu())
 
 
 def test_load_or_train_trains_when_the_checkpoint_is_unusable_or_in_quick_mode(tmp_path, monkeypatch):
-    data = TensorDataset(torch.rand(8, 3, 16, 16) * 2 - 1)
+    data = TensorDataset(torch.rand(8, 3, 32, 32) * 2 - 1)
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"\x00truncated")
     monkeypatch.delenv("DLSTUDIO_LITE_QUICK", raising=False)
     with pytest.warns(UserWarning, match="training a new model instead"):
-        model, history = load_or_train(bad, _tiny_ae, data, steps=2, batch_size=4, progress=False)
+        model, history = load_or_train("crossdata_shapes/vae", data, checkpoint=bad, steps=2,
+                                       batch_size=4)
     assert [s for s, _ in history["train/loss"]][-1] == 2
     monkeypatch.setenv("DLSTUDIO_LITE_QUICK", "1")   # quick mode trains even with a checkpoint
     good = tmp_path / "good"
-    Trainer(_tiny_ae(), data, out_dir=good, steps=1, batch_size=4, progress=False).fit()
-    _, history = load_or_train(good / "checkpoint.pt", _tiny_ae, data, steps=3, batch_size=4,
-                               progress=False)
+    Trainer(_tiny_ae(), TensorDataset(torch.rand(8, 3, 16, 16) * 2 - 1), out_dir=good, steps=1,
+            batch_size=4, progress=False).fit()
+    _, history = load_or_train("crossdata_shapes/vae", data, checkpoint=good / "checkpoint.pt",
+                               steps=3, batch_size=4)
     assert [s for s, _ in history["train/loss"]][-1] == 3
 
 
