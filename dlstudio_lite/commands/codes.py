@@ -31,7 +31,7 @@ from . import options
 from .train import set_recipe_defaults
 
 FORMAT = "dlstudio-lite-codes/1"
-_MODELS = {  # target -> (class path, help, levels it may model)
+_MODELS = {  # target -> (help, the levels it may model)
     "prior": ("transformer prior over the codes of a trained VQ model (lecture 6)", ("codes", "top")),
     "pixelcnn": ("gated PixelCNN prior over the top or bottom codes of a VQ-VAE-2 (appendix 9)",
                  ("top", "bottom")),
