@@ -14,8 +14,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {  # module -> public names it provides
-    "config": ["QUICK_ENV", "NORMAL", "QUICK", "PRESETS", "Preset", "TrainConfig", "pick",
-               "preset", "quick_mode", "records_hparams"],
+    "config": ["QUICK_ENV", "TrainConfig", "pick", "quick_mode", "records_hparams"],
+    "recipes": ["RECIPES", "Recipe", "recipe"],
     "paths": ["CHECKPOINTS", "DATA_ROOT"],
     "device": ["get_device", "seed_everything"],
     "data": ["DataConfig", "DatasetUnavailableError", "ShapeImages", "ShapesDataset",

@@ -1,7 +1,8 @@
 """The ``dlstudio-lite`` command line.
 
 Each module that owns a command registers it through an ``add_cli`` function, so this
-file stays a table of contents. Run ``dlstudio-lite --help`` for the list.
+file stays a table of contents; no command imports this module back (a sweep gets
+:func:`main` handed to it). Run ``dlstudio-lite --help`` for the list.
 """
 from __future__ import annotations
 
@@ -9,42 +10,38 @@ import argparse
 import sys
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen=None) -> argparse.ArgumentParser:
+    """The parser; ``chosen`` (a ``recipes.Recipe``) supplies the defaults of the ``train``
+    target it trains (``--recipe NAME``, see :func:`main`)."""
     parser = argparse.ArgumentParser(
         prog="dlstudio-lite",
         description="Companion command line of the dlstudio-lite course: generate the shapes "
-        "dataset, train the course's models, sample from them and grade exercises.",
+        "dataset, train the course's models (named recipes: `train --recipe NAME`), sample "
+        "from them and grade exercises.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # --- register: data ---
-    from .commands import data
-    data.add_cli(sub)
-    # --- register: train ---
-    from .commands import train
-    train_sub = train.add_cli(sub)
-    # --- register: prior / sample ---
-    from .commands import prior
-    prior.add_cli(sub, train_sub)
-    # --- register: train pixelcnn (VQ-VAE-2 priors) ---
-    from .commands import pixelcnn
-    pixelcnn.add_cli(train_sub)
-    # --- register: exercises / grade (instructor tooling, its own subpackage) ---
+    from .commands import checkpoint, codes, data, quality, sample, sweep, train
     from .grading import commands as grading
-    grading.add_cli(sub)
-    # --- register: quality (sample-quality measure) ---
-    from .commands import quality
+    data.add_cli(sub)
+    train_sub = train.add_cli(sub, chosen)     # train MODEL
+    codes.add_cli(sub, train_sub, chosen)      # encode, train prior, train pixelcnn
+    sample.add_cli(sub)
+    grading.add_cli(sub)                       # exercises, grade (instructor tooling)
     quality.add_cli(sub)
-    # --- register: checkpoint slim ---
-    from .commands import checkpoint
     checkpoint.add_cli(sub)
-    # --- register: sweep (a grid of train runs; after every train target) ---
-    from .commands import sweep
-    sweep.add_cli(sub, train_sub)
+    sweep.add_cli(sub, train_sub, main)        # after every train target
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    from .commands.train import recipe_in
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # `train --recipe NAME`: the recipe's settings become the defaults
+        argv, chosen = recipe_in(argv)
+    except ValueError as err:
+        print(f"dlstudio-lite: error: {err}", file=sys.stderr)
+        return 2
+    parser = build_parser(chosen)
     # A command with ``extra_args`` (sweep) passes the flags it does not know on to another.
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "extra_args", False):

@@ -1,17 +1,19 @@
-"""Run-wide settings, each stated once: the quick-mode switch, ``TrainConfig``, the
-presets of the command line, and ``hparams`` recorded from a constructor's signature.
+"""Run-wide settings, each stated once: the quick-mode switch, ``TrainConfig``, and
+``hparams`` recorded from a constructor's signature.
 
 ``DLSTUDIO_LITE_QUICK=1`` switches the course (notebooks, command line, tests) into
-*quick mode*. Quick mode is a named preset applied at the entry points only (the command
-line, the notebooks): library constructors never read the environment, so
-``ShapesDataset()`` or ``VQGAN()`` mean the same thing everywhere.
+*quick mode*. What it shrinks is derived in one place, ``recipes.quick_variant``, and
+applied at the entry points only (the command line, the notebooks, through the named
+recipes): library constructors never read the environment, so ``ShapesDataset()`` or
+``VQGAN()`` mean the same thing everywhere.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,9 +30,10 @@ def quick_mode() -> bool:
 
 
 def pick(normal: T, quick: T) -> T:
-    """Return ``quick`` in quick mode and ``normal`` otherwise (for notebooks and commands).
+    """Return ``quick`` in quick mode and ``normal`` otherwise: for what a notebook *shows*
+    (how many images, points or trials), never for a training run (those are recipes).
 
-    Example: ``steps = pick(normal=5000, quick=20)``.
+    Example: ``n_show = pick(normal=64, quick=16)``.
     """
     return quick if quick_mode() else normal
 
@@ -45,10 +48,10 @@ def _option(default, help: str, **kw):
 class TrainConfig:
     """Everything that shapes a run, in plain types (saved in checkpoints and config.json).
     The command line's flags and their help are generated from these fields."""
-    steps: int | None = _option(None, "optimizer steps in total; wins over epochs")
+    steps: int | None = _option(None, "optimizer steps in total (--epochs clears it)")
     epochs: int | None = _option(None, "epochs, when steps is not given (default: 1 epoch)")
-    batch_size: int = _option(48, "images per step and process (the lecture's 48)")
-    lr: float = _option(1e-4, "learning rate (the lecture's 1e-4)")
+    batch_size: int = _option(48, "images per step and process")
+    lr: float = _option(1e-4, "learning rate")
     optimizer: str | None = _option(None, "adam, adamw, rmsprop or sgd (default: the model's "
                                     "choice; Adam, AdamW for the prior)")
     weight_decay: float = _option(0.0, "weight decay")
@@ -100,47 +103,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# --- presets ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Preset:
-    """Defaults of a command-line run, grouped by what they configure. Each group overrides
-    the defaults of one dataclass or constructor (``data`` -> the dataset options, ``model``
-    -> any model constructor that has the argument, ``train`` -> ``TrainConfig``; the
-    ``prior_*`` groups do the same for ``train prior``)."""
-    name: str
-    data: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    prior_model: dict[str, Any] = field(default_factory=dict)
-    prior_train: dict[str, Any] = field(default_factory=dict)
-
-
-# The course's runs: the lecture's Adam with lr 1e-4 and batch 48 on 64x64 images
-# (TrainConfig's and DataConfig's defaults), 2000 steps; the prior like minGPT (its AdamW
-# with lr 3e-4 and a cosine schedule).
-NORMAL = Preset(
-    "normal",
-    train=dict(steps=2000, eval_every=250, checkpoint_every=500),
-    prior_train=dict(steps=2000, batch_size=64, lr=3e-4, scheduler="cosineannealinglr"))
-# Tiny images, narrow models, a few dozen steps: every run well under a minute on a CPU.
-# The larger learning rate lets so few steps visibly learn.
-QUICK = Preset(
-    "quick",
-    data=dict(image_size=32, num_images=1_024),
-    model=dict(base_channels=16, disc_start=5),
-    train=dict(steps=20, batch_size=16, lr=1e-3, log_every=5, eval_every=10, eval_batches=4,
-               checkpoint_every=None),
-    prior_model=dict(n_layer=2, n_embd=64),
-    prior_train={**NORMAL.prior_train, "steps": 20, "batch_size": 16, "log_every": 5})
-PRESETS = {p.name: p for p in (NORMAL, QUICK)}
-
-
-def preset() -> Preset:
-    """``QUICK`` in quick mode, else ``NORMAL``."""
-    return QUICK if quick_mode() else NORMAL
-
-
 # --- constructor arguments recorded once -----------------------------------------------------
 
 def records_hparams(init):
@@ -169,3 +131,21 @@ def records_hparams(init):
         self.hparams = {**self.__dict__.get("hparams", {}), **hparams}
     wrapper.__signature__ = signature
     return wrapper
+
+
+def parameters(cls) -> dict[str, inspect.Parameter]:
+    """Constructor parameters of ``cls``, following ``**kwargs`` into the base classes
+    (a ``VQGAN``'s are its own and then its ``VQVAE``'s)."""
+    out: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = inspect.unwrap(klass.__dict__.get("__init__", object.__init__))
+        if init is object.__init__:
+            break
+        params = list(inspect.signature(init).parameters.values())[1:]
+        hints = typing.get_type_hints(init)
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in out:
+                out[p.name] = p.replace(annotation=hints.get(p.name, p.annotation))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return out

@@ -189,7 +189,7 @@ class ShapesDataset(Dataset):
     """The embedded shapes dataset (a PurdueShapes5GAN stand-in).
 
     The last ``test_size`` images form the test split, the rest the train split.
-    Defaults: 20,000 images of 64x64 (quick mode's preset: 1,024 of 32x32, see config.py).
+    Defaults: 20,000 images of 64x64 (quick mode caps them at 1,024 of 32x32: recipes.quick_variant).
     Item: ``(image (3, H, W) in [-1, 1], number of shapes)``, or ``(image, holes (H, W) bool)``
     with ``return_holes=True``.
     """

@@ -5,7 +5,7 @@ Read row by row, the grid is a sentence over a vocabulary of ``num_codes`` words
 decoder-only transformer learns ``p(c_t | c_<t)`` with plain next-token cross-entropy.
 Sampling a new sentence code by code and decoding it with the VQ model gives a new image.
 
-Two mistakes of the lecture's listing (REFERENCE.md, bug 5) are avoided on purpose:
+Two mistakes of the lecture's listing (docs/ERRATA.md, B6) are avoided on purpose:
 
 * the start token is ``num_codes``, one past the last code, so it can never be confused
   with a real code (the lecture's start/end tokens 66/67 were valid code indices);
@@ -103,7 +103,7 @@ class TransformerPrior(nn.Module):
     Args:
         num_codes: K, the VQ model's codebook size
         latent_shape: (h, w) of the code grid
-        n_layer: transformer blocks
+        n_layers: transformer blocks (``n_layers`` like the PixelCNN's; minGPT calls it n_layer)
         n_head: attention heads
         n_embd: embedding width
         dropout: dropout rate in training
@@ -111,7 +111,7 @@ class TransformerPrior(nn.Module):
 
     @records_hparams
     def __init__(self, num_codes: int, latent_shape: tuple[int, int] | list[int] = (8, 8),
-                 n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1):
+                 n_layers: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1):
         super().__init__()
         if num_codes < 2:
             raise ValueError(f"num_codes must be at least 2, got {num_codes}")
@@ -125,19 +125,36 @@ class TransformerPrior(nn.Module):
         self.tok_emb = nn.Embedding(self.num_codes + 1, n_embd)
         self.pos_emb = nn.Embedding(self.block_size, n_embd)  # learned positions
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layers)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, self.num_codes, bias=False)
         self.apply(self._init_weights)
-        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so that the sum of
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layers) so that the sum of
         # many residual branches keeps unit variance at initialisation.
         for name, p in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+
+    @staticmethod
+    def upgrade_hparams(hparams: dict) -> dict:
+        """Constructor arguments of a checkpoint written when the depth was ``n_layer``."""
+        if "n_layer" not in hparams:
+            return hparams
+        hparams = dict(hparams)
+        hparams["n_layers"] = hparams.pop("n_layer")
+        return hparams
 
     def configure_optimizers(self, config) -> list[torch.optim.Optimizer]:
-        """AdamW, as in minGPT and nanoGPT (unless the run names another optimizer)."""
-        return [make_optimizer(config.optimizer or "adamw", trainable(self.parameters()),
+        """AdamW, as in minGPT and nanoGPT (unless the run names another optimizer), with
+        minGPT's two groups: weight decay on the weight matrices of the linear layers only;
+        biases, LayerNorm gains and the embeddings are not pulled towards zero."""
+        decay = [p for m in self.modules() if isinstance(m, nn.Linear)
+                 for name, p in m.named_parameters(recurse=False) if name == "weight"]
+        chosen = {id(p) for p in decay}
+        params = trainable(self.parameters())
+        groups = [{"params": [p for p in params if id(p) in chosen]},
+                  {"params": [p for p in params if id(p) not in chosen], "weight_decay": 0.0}]
+        return [make_optimizer(config.optimizer or "adamw", groups,
                                lr=config.lr, weight_decay=config.weight_decay,
                                betas=config.betas, momentum=config.momentum)]
 

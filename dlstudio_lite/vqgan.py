@@ -12,7 +12,7 @@ that its gradient at the output has the size of the reconstruction gradient. Bot
 discriminator and the GAN term stay off for the first ``disc_start`` steps, so that the
 autoencoder first learns to reconstruct and the discriminator then refines details.
 
-Two bugs of the lecture's implementation (REFERENCE.md, bug 4) are avoided: the
+Two bugs of the lecture's implementation (docs/ERRATA.md, B5) are avoided: the
 discriminator's fake branch detaches the *generator's output* (the lecture detached the
 discriminator's output, so it never learned from fakes), and lambda and the delayed start
 of Eq. 26 are implemented.
@@ -141,8 +141,16 @@ def generator_gan_loss(logits_fake: torch.Tensor, kind: str = "hinge") -> torch.
     raise ValueError(f"unknown GAN loss {kind!r}: expected one of {', '.join(GAN_LOSSES)}")
 
 
+# delta of Eq. 26: it only keeps the division finite when the GAN gradient vanishes. 1e-6 is
+# the lecture's value; taming-transformers (calculate_adaptive_weight) adds 1e-4. The choice
+# barely matters: while ||grad L_GAN|| is much larger than delta, lambda changes by a factor
+# of about 1 - delta / ||grad L_GAN||, and when the gradient does vanish, lambda is clamped
+# to [0, 1e4] either way.
+ADAPTIVE_LAMBDA_DELTA = 1e-6
+
+
 def adaptive_lambda(rec_loss: torch.Tensor, gan_loss: torch.Tensor,
-                    last_layer_weight: torch.Tensor, delta: float = 1e-6,
+                    last_layer_weight: torch.Tensor, delta: float = ADAPTIVE_LAMBDA_DELTA,
                     max_value: float = 1e4) -> torch.Tensor:
     """Eq. 26: ||grad_w rec_loss|| / (||grad_w gan_loss|| + delta), clamped to [0, max_value].
 
@@ -259,7 +267,7 @@ class VQGAN(VQVAE):
         "recon" is the MSE either way, so runs compare.
     perceptual_weight: weight of the optional VGG perceptual loss (0 = off; needs weights,
         from torchvision's cache or ``perceptual_weights_path``).
-    delta: the small constant in lambda's denominator.
+    delta: the small constant in lambda's denominator (see ``ADAPTIVE_LAMBDA_DELTA``).
     """
 
     @records_hparams
@@ -268,7 +276,7 @@ class VQGAN(VQVAE):
                  disc_start: int = 1000, disc_weight: float = 0.8, disc_lr_scale: float = 1.0,
                  gan_loss: str = "hinge",
                  recon_loss: str = "mse", perceptual_weight: float = 0.0, perceptual_weights_path: str | None = None,
-                 delta: float = 1e-6, **vqvae_kwargs):
+                 delta: float = ADAPTIVE_LAMBDA_DELTA, **vqvae_kwargs):
         if gan_loss not in GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {gan_loss!r}: expected one of {', '.join(GAN_LOSSES)}")
         if recon_loss not in ("l1", "mse"):
@@ -312,14 +320,14 @@ class VQGAN(VQVAE):
                 make_optimizer(name, trainable(self.discriminator_parameters()),
                                lr=config.lr * self.disc_lr_scale, **kwargs)]
 
-    def training_step(self, x: torch.Tensor, step: int, run) -> dict[str, torch.Tensor]:
+    def training_step(self, x: torch.Tensor, step: int, runner) -> dict[str, torch.Tensor]:
         """Generator (encoder, codebook, decoder) first, then the discriminator on the
-        detached reconstructions of the same batch. ``run`` is the trainer's
+        detached reconstructions of the same batch. ``runner`` is the trainer's
         :class:`~dlstudio_lite.train.StepRunner`."""
-        g_loss, g_logs, x_hat = run.forward("generator_loss", x, step)
-        run.update(g_loss, 0)
-        d_loss, d_logs = run.forward("discriminator_loss", x, x_hat, step)
-        run.update(d_loss, 1)
+        g_loss, g_logs, x_hat = runner.forward("generator_loss", x, step)
+        runner.update(g_loss, 0)
+        d_loss, d_logs = runner.forward("discriminator_loss", x, x_hat, step)
+        runner.update(d_loss, 1)
         return {**g_logs, **d_logs, "loss": g_loss.detach(), "d_loss": d_loss.detach()}
 
     # --- losses -----------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from IPython.display import Markdown, display
 from torch import nn
 
 from dlstudio_lite import (CHECKPOINTS, Autoencoder, Decoder, Encoder, ShapesDataset, SkipBlockDecoder,
-                           SkipBlockEncoder, load_or_train, pick, psnr, quick_mode, reconstruction_metrics,
-                           seed_everything)
+                           SkipBlockEncoder, load_or_train, pick, psnr, quick_mode, recipe,
+                           reconstruction_metrics, seed_everything)
 from dlstudio_lite.plot import plot_history, show_images, show_side_by_side
 
 seed_everything(0)
@@ -57,10 +57,9 @@ print("quick mode:", quick_mode())
 # images so that the notebook runs in seconds; normal mode uses the lecture's $64 \times 64$.)
 
 # %%
-IMAGE_SIZE = pick(normal=64, quick=32)
-NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+# The data of the recipe `autoencoder_shapes` (dlstudio_lite/recipes.py; quick mode: its quick variant).
+train_set, test_set = recipe("autoencoder_shapes").data_config().splits()
+IMAGE_SIZE, NUM_IMAGES = train_set.image_size, len(train_set) + len(test_set)   # the last 200: test
 print(f"{len(train_set)} training and {len(test_set)} test images of {IMAGE_SIZE}x{IMAGE_SIZE}")
 show_images(train_set.tensors(16), nrow=8, title="training images")
 plt.show()
@@ -260,13 +259,7 @@ for part, shapes in (("encoder", enc_shapes), ("decoder", dec_shapes)):
 
 # %%
 seed_everything(0)
-autoencoder, history = load_or_train(
-    CHECKPOINTS / "autoencoder_shapes" / "checkpoint.pt",
-    lambda: Autoencoder(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
-                        base_channels=pick(normal=16, quick=8)),
-    train_set, test_set, steps=pick(normal=4000, quick=8), batch_size=pick(normal=32, quick=16),
-    lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
-    log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=1))
+autoencoder, history = load_or_train("autoencoder_shapes", train_set, test_set)
 device = next(autoencoder.parameters()).device
 print(f"trained for {history['train/loss'][-1][0]} steps;", autoencoder.hparams)
 print(f"{sum(p.numel() for p in autoencoder.parameters()):,} parameters")
@@ -394,17 +387,14 @@ print(f"{int(holes.sum())} hole pixels in {len(x_h)} test images "
 
 # %%
 SMALL = 32
-small_train = ShapesDataset("train", image_size=SMALL, num_images=pick(normal=4000, quick=1_024))
-small_test = ShapesDataset("test", image_size=SMALL, num_images=pick(normal=4000, quick=1_024))
+# The recipe autoencoder_depth_demo (dlstudio_lite/recipes.py): its data, model and training.
+small_train, small_test = recipe("autoencoder_depth_demo").data_config().splits()
 
 
-def short_run(latent_size=SMALL // 4, **hparams):
+def short_run(**hparams):
     """Train a small autoencoder briefly; returns (model, history)."""
     seed_everything(0)
-    return load_or_train(
-        None, lambda: Autoencoder(image_size=SMALL, latent_size=latent_size, base_channels=8, **hparams),
-        small_train, small_test, steps=pick(normal=150, quick=20), batch_size=16, lr=2e-3,
-        scheduler="cosineannealinglr", log_every=pick(normal=10, quick=5), progress=False)
+    return load_or_train("autoencoder_depth_demo", small_train, small_test, model_kwargs=hparams)
 
 
 depth_runs = {}

@@ -40,7 +40,8 @@ import torch
 from torch.distributions import Normal
 
 from dlstudio_lite import (CHECKPOINTS, VAE, CheckpointError, ShapesDataset, bits_per_dim, kl_divergence,
-                           load_model, load_or_train, pick, psnr, quick_mode, reparameterize, seed_everything)
+                           load_model, load_or_train, pick, psnr, quick_mode, recipe, reparameterize,
+                           seed_everything)
 from dlstudio_lite.plot import input_output_pairs, plot_history, show_images, show_side_by_side
 
 seed_everything(0)
@@ -250,21 +251,13 @@ plt.show()
 # file is missing or damaged, it trains here.
 
 # %%
-IMAGE_SIZE = pick(normal=64, quick=32)
-NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+# The recipe `vae_shapes` (dlstudio_lite/recipes.py) holds the data, model and training
+# settings; quick mode runs its quick variant.
+train_set, test_set = recipe("vae_shapes").data_config().splits()
+IMAGE_SIZE = train_set.image_size
 
-
-TRAIN_KWARGS = dict(batch_size=pick(normal=32, quick=16), lr=pick(normal=1e-3, quick=2e-3),
-                    scheduler="cosineannealinglr", log_every=pick(normal=25, quick=3),
-                    eval_batches=pick(normal=None, quick=1))
 seed_everything(0)
-vae, history = load_or_train(
-    CHECKPOINTS / "vae_shapes" / "checkpoint.pt",
-    lambda: VAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
-                base_channels=pick(normal=16, quick=8), beta=0.1),
-    train_set, test_set, steps=pick(normal=4000, quick=8), **TRAIN_KWARGS)
+vae, history = load_or_train("vae_shapes", train_set, test_set)
 device = next(vae.parameters()).device
 print(f"trained for {history['train/loss'][-1][0]} steps;", vae.hparams)
 
@@ -341,19 +334,14 @@ plt.show()
 # section 3 is the yardstick: the smallest $\beta$ must come close to its test MSE.
 
 # %%
-SWEEP_SIZE = 32
-SWEEP_STEPS = pick(normal=3000, quick=4)
-sweep_train = ShapesDataset("train", image_size=SWEEP_SIZE, num_images=pick(normal=20_000, quick=1_024))
-sweep_test = ShapesDataset("test", image_size=SWEEP_SIZE, num_images=pick(normal=20_000, quick=1_024))
-betas = pick(normal=[0.01, 0.1, 1.0, 10.0, 100.0], quick=[0.1, 100.0])
+betas = pick(normal=[0.01, 0.1, 1.0, 10.0, 100.0], quick=[0.1, 100.0])   # which runs to show
+# One recipe per beta: vae_beta_sweep/beta_B (dlstudio_lite/recipes.py), all on the same data.
+sweep_train, sweep_test = recipe("vae_beta_sweep/beta_0.1").data_config().splits()
+SWEEP_SIZE = sweep_train.image_size
 sweep = {}
 for b in betas:
     seed_everything(0)
-    model, hist = load_or_train(
-        CHECKPOINTS / "vae_beta_sweep" / f"beta_{b:g}" / "checkpoint.pt",
-        lambda: VAE(image_size=SWEEP_SIZE, latent_size=SWEEP_SIZE // 4, base_channels=8, beta=b),
-        sweep_train, sweep_test, steps=SWEEP_STEPS,
-        **{**TRAIN_KWARGS, "batch_size": pick(normal=32, quick=16), "progress": not quick_mode()})
+    model, hist = load_or_train(f"vae_beta_sweep/beta_{b:g}", sweep_train, sweep_test)
     sweep[b] = {"model": model, "recon": hist["test/recon"][-1][1], "kl": hist["test/kl"][-1][1]}
     print(f"beta {b:>7}: test MSE {sweep[b]['recon']:.4f}, KL {sweep[b]['kl']:8.1f} nats")
 main_mse = history["test/recon"][-1][1]

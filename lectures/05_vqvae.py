@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlstudio_lite import (CHECKPOINTS, VAE, VQVAE, ShapesDataset, Trainer, latent_rate, load_or_train,
-                           pick, psnr, quick_mode, seed_everything)
+                           pick, psnr, quick_mode, recipe, seed_everything)
 from dlstudio_lite.plot import plot_history, show_images, show_reconstructions
 
 seed_everything(0)
@@ -191,21 +191,13 @@ print("forward value:", z_q.detach().tolist(), " gradient reaching z:", z.grad.t
 # mode, or when the file is missing or damaged, it trains a model here.
 
 # %%
-IMAGE_SIZE = pick(normal=64, quick=32)
-NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+# The recipe `vqvae_shapes` (dlstudio_lite/recipes.py) holds the data, model and training
+# settings; quick mode runs its quick variant.
+train_set, test_set = recipe("vqvae_shapes").data_config().splits()   # the last 200: test
+IMAGE_SIZE, NUM_IMAGES = train_set.image_size, len(train_set) + len(test_set)
 
 seed_everything(0)
-vqvae, vq_history = load_or_train(
-    CHECKPOINTS / "vqvae_shapes" / "checkpoint.pt",
-    lambda: VQVAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 2,
-                  base_channels=pick(normal=16, quick=8), code_dim=pick(normal=64, quick=16),
-                  num_codes=pick(normal=512, quick=64), kmeans_init=True,
-                  dead_code_steps=pick(normal=20, quick=5)),
-    train_set, test_set, steps=pick(normal=4000, quick=15), batch_size=pick(normal=32, quick=16),
-    lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
-    log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2))
+vqvae, vq_history = load_or_train("vqvae_shapes", train_set, test_set)
 print({k: vqvae.hparams[k] for k in ("base_channels", "latent_size", "num_codes", "code_dim",
                                      "beta", "quantizer", "decay", "kmeans_init", "dead_code_steps")})
 n_params = sum(p.numel() for p in vqvae.parameters())
@@ -355,7 +347,7 @@ print("the first image's grid, top-left corner:\n", indices[0, :5, :8].numpy())
 # the size.)
 
 # %%
-small_train = ShapesDataset("train", image_size=32, num_images=1024)
+small_train = recipe("dead_code_demo").data_config().splits()[0]
 
 
 @torch.no_grad()
@@ -368,12 +360,11 @@ def set_codebook(quantizer, codes):
 
 def dead_code_run(quantizer, dead_code_steps):
     seed_everything(0)
-    model = VQVAE(image_size=32, latent_size=8, base_channels=8, code_dim=16, num_codes=64,
-                  quantizer=quantizer, kmeans_init=False, dead_code_steps=dead_code_steps)
-    bad = 2.0 + 0.01 * torch.randn(64, 16)   # all codes in one small, far-away cluster
+    demo = recipe("dead_code_demo")   # dlstudio_lite/recipes.py
+    model = demo.build_model(quantizer=quantizer, dead_code_steps=dead_code_steps)
+    bad = 2.0 + 0.01 * torch.randn(model.num_codes, model.code_dim)   # one small, far-away cluster
     set_codebook(model.quantizer, bad)
-    trainer = Trainer(model, small_train, steps=pick(normal=300, quick=12), batch_size=32,
-                      lr=2e-3, log_every=pick(normal=10, quick=2))
+    trainer = Trainer(model, small_train, config=demo.train_config())
     return model.eval(), trainer.fit()
 
 
@@ -470,22 +461,9 @@ def hole_scores(x, x_hat, holes):
 
 
 seed_everything(0)
-vae, _ = load_or_train(
-    CHECKPOINTS / "vae_shapes" / "checkpoint.pt",
-    lambda: VAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
-                base_channels=pick(normal=16, quick=8)),
-    train_set, test_set, steps=pick(normal=4000, quick=15), batch_size=pick(normal=32, quick=16),
-    lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
-    log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2))
+vae, _ = load_or_train("vae_shapes", train_set, test_set)
 seed_everything(0)
-vqvae16, _ = load_or_train(
-    CHECKPOINTS / "vqvae16_shapes" / "checkpoint.pt",
-    lambda: VQVAE(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 4,
-                  base_channels=pick(normal=16, quick=8), code_dim=pick(normal=64, quick=16),
-                  num_codes=pick(normal=512, quick=64)),
-    train_set, test_set, steps=pick(normal=4000, quick=15), batch_size=pick(normal=32, quick=16),
-    lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
-    log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2))
+vqvae16, _ = load_or_train("vqvae16_shapes", train_set, test_set)
 models = {"VAE 16x16": vae, "VQ-VAE 16x16": vqvae16, "VQ-VAE 32x32": vqvae}
 with torch.no_grad():
     x_vae = vae.reconstruct(x_test).clamp(-1, 1)     # decodes the posterior mean

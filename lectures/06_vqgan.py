@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from dlstudio_lite import (CHECKPOINTS, ShapesDataset, load_or_train, pick, psnr, quick_mode,
+from dlstudio_lite import (CHECKPOINTS, ShapesDataset, load_or_train, pick, psnr, quick_mode, recipe,
                            seed_everything)
 from dlstudio_lite.plot import interactive, plot_history, show_images, show_side_by_side
 from dlstudio_lite.prior import TransformerPrior, encode_dataset, sample_images
@@ -114,8 +114,9 @@ plt.show()
 # statistics across the whole image, so the autograd trick above would light up every pixel.)
 
 # %%
-IMAGE_SIZE = pick(normal=64, quick=32)
-NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
+# The data of the recipe `vqgan_shapes` (dlstudio_lite/recipes.py; quick mode: its quick variant).
+DATA = recipe("vqgan_shapes").data_config()
+IMAGE_SIZE = DATA.image_size
 disc = PatchDiscriminator(image_size=IMAGE_SIZE)
 print(f"{IMAGE_SIZE} x {IMAGE_SIZE} images -> logits of shape",
       tuple(disc(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)).shape))
@@ -172,8 +173,7 @@ print("package hinge_d_loss, real logits +2, fake logits -2:",
 
 # %%
 seed_everything(0)
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+train_set, test_set = DATA.splits()   # the last 200 images are the test split
 x = test_set.tensors(8)
 
 gan = VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8, base_channels=8, code_dim=16,
@@ -221,16 +221,7 @@ print(f"lambda by hand: {float(by_hand):.4f}   package adaptive_lambda: "
 
 # %%
 seed_everything(0)
-vqgan, gan_history = load_or_train(
-    CHECKPOINTS / "vqgan_shapes" / "checkpoint.pt",
-    lambda: VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8,
-                  base_channels=pick(normal=16, quick=8), code_dim=pick(normal=64, quick=16),
-                  num_codes=pick(normal=1024, quick=64), dead_code_steps=pick(normal=20, quick=5),
-                  disc_start=pick(normal=1500, quick=6), disc_lr_scale=0.1),
-    train_set, test_set, steps=pick(normal=4500, quick=14), batch_size=pick(normal=32, quick=16),
-    lr=pick(normal=5e-4, quick=2e-3), betas=(0.5, 0.9), scheduler="cosineannealinglr",
-    log_every=pick(normal=10, quick=2),
-    eval_batches=pick(normal=None, quick=2))
+vqgan, gan_history = load_or_train("vqgan_shapes", train_set, test_set)
 disc_start = vqgan.disc_start
 print({k: vqgan.hparams[k] for k in ("base_channels", "latent_size", "num_codes", "code_dim",
                                      "disc_start", "disc_weight", "disc_lr_scale", "gan_loss")})
@@ -318,15 +309,7 @@ plt.show()
 
 # %%
 seed_everything(0)
-baseline, base_history = load_or_train(
-    CHECKPOINTS / "vqgan_nodisc_shapes" / "checkpoint.pt",
-    lambda: VQGAN(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 8,
-                  base_channels=pick(normal=16, quick=8), code_dim=pick(normal=64, quick=16),
-                  num_codes=pick(normal=1024, quick=64), dead_code_steps=pick(normal=20, quick=5),
-                  disc_start=10 ** 9, disc_lr_scale=0.1),
-    train_set, test_set, steps=pick(normal=4500, quick=14), batch_size=pick(normal=32, quick=16),
-    lr=pick(normal=5e-4, quick=2e-3), betas=(0.5, 0.9), scheduler="cosineannealinglr",
-    log_every=pick(normal=10, quick=2), eval_batches=pick(normal=None, quick=2))
+baseline, base_history = load_or_train("vqgan_nodisc_shapes", train_set, test_set)
 with torch.no_grad():
     x_base = baseline.reconstruct(x_test).clamp(-1, 1)
 scores = {name: float(psnr(x_hat, x_test)) for name, x_hat in
@@ -555,7 +538,7 @@ print("targets:", codes[:8].tolist(), "...")
 # is a property of the architecture, not of training.)
 
 # %%
-probe = TransformerPrior(vqgan.num_codes, tuple(grid.shape), n_layer=2, n_head=4, n_embd=32).eval()
+probe = TransformerPrior(vqgan.num_codes, tuple(grid.shape), n_layers=2, n_head=4, n_embd=32).eval()
 tokens = torch.cat([torch.tensor([start]), codes[:-1]])[None]         # (1, L): start + codes
 changed_at = tokens.shape[1] // 2
 perturbed = tokens.clone()
@@ -587,14 +570,8 @@ prior_data = (TensorDataset(encode_dataset(vqgan, torch.utils.data.Subset(train_
               TensorDataset(encode_dataset(vqgan, test_set)))
 train_codes = prior_data[0].tensors[0]
 prior, prior_history = load_or_train(
-    CHECKPOINTS / "prior_shapes" / "checkpoint.pt",
-    lambda: TransformerPrior(vqgan.num_codes, tuple(train_codes.shape[1:]),
-                             n_layer=pick(normal=4, quick=1), n_head=4,
-                             n_embd=pick(normal=128, quick=32)),
-    *prior_data, steps=pick(normal=6000, quick=10),
-    batch_size=pick(normal=64, quick=16), lr=1e-3, optimizer="adamw",
-    scheduler="cosineannealinglr", log_every=pick(normal=25, quick=2),
-    eval_every=pick(normal=200, quick=5))
+    "prior_shapes", *prior_data,
+    model_kwargs=dict(num_codes=vqgan.num_codes, latent_shape=tuple(train_codes.shape[1:])))
 
 # A prior that ignores the context can do no better than the entropy of the code frequencies.
 freq = torch.bincount(train_codes.flatten(), minlength=vqgan.num_codes).double()

@@ -50,7 +50,7 @@ from torch.utils.data import Subset, TensorDataset
 
 from dlstudio_lite import (CHECKPOINTS, DATA_ROOT, VAE, VQVAE, DatasetUnavailableError, ShapesDataset,
                            latent_rate, load_dataset, load_or_train, pick, psnr, quality_report,
-                           quick_mode, seed_everything)
+                           quick_mode, recipe, seed_everything)
 from dlstudio_lite.plot import show_images, show_side_by_side
 from dlstudio_lite.quantize import kmeans, nearest_codes
 
@@ -122,50 +122,38 @@ if missing:
 # otherwise a short run here (`LIVE_STEPS`, about half a minute per model on a laptop).
 
 # %%
-NUM_SHAPES = pick(normal=20_000, quick=1_024)
-LIVE_STEPS = pick(normal=300, quick=10)
+# The recipes crossdata_shapes/vae and crossdata_shapes/vqvae (dlstudio_lite/recipes.py)
+# hold both models and their training; another dataset runs the same recipe, shorter.
+SHAPES = recipe("crossdata_shapes/vae").data_config()   # quick mode: the quick variant's data
+LIVE_STEPS = 300    # training steps for a dataset without a checkpoint (normal mode)
 N_EVAL = pick(normal=200, quick=32)
 
 
 def splits(name):
     if name == "shapes":
-        return (ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_SHAPES),
-                ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_SHAPES))
+        return SHAPES.splits()
     return load_dataset(name, "train", image_size=IMAGE_SIZE, download=False), found[name]
 
 
-def make_vae(channels):
-    return VAE(in_channels=channels, image_size=IMAGE_SIZE, latent_size=8, base_channels=8,
-               latent_channels=16, beta=0.1)
-
-
-def make_vqvae(channels):
-    return VQVAE(in_channels=channels, image_size=IMAGE_SIZE, latent_size=8, base_channels=8,
-                 code_dim=16, num_codes=16, kmeans_init=True, dead_code_steps=pick(normal=20, quick=5))
-
-
-def trained(name, kind, make, train, test):
-    """The shipped (or your own) checkpoint for this dataset, else a short run here."""
+def trained(name, kind, train, test):
+    """The shipped (or your own) checkpoint for this dataset, else its recipe trained here."""
     folder = "crossdata_" + re.sub(r"[^a-z0-9]+", "_", name.lower().split(":", 1)[-1]).strip("_")
     ckpt = CHECKPOINTS / folder / kind / "checkpoint.pt"
-    steps = pick(normal=1500 if name == "shapes" else LIVE_STEPS, quick=LIVE_STEPS)
-    model, _ = load_or_train(ckpt if ckpt.exists() else None, make, train, Subset(test, range(N_EVAL)),
-                             steps=steps, batch_size=pick(normal=32, quick=16),
-                             lr=pick(normal=1e-3, quick=2e-3), scheduler="cosineannealinglr",
-                             log_every=pick(normal=25, quick=3), eval_batches=pick(normal=None, quick=2),
-                             progress=False)
+    live = {} if name == "shapes" or quick_mode() else {"steps": LIVE_STEPS}
+    model, history = load_or_train(f"crossdata_shapes/{kind}", train, Subset(test, range(N_EVAL)),
+                                   checkpoint=ckpt, progress=False, **live)
     loaded = ckpt.exists() and not quick_mode()
+    steps = history["train/loss"][-1][0]
     return model.cpu().eval(), f"loaded from {folder}/{kind}" if loaded else f"trained here, {steps} steps"
 
 
 models = {}
 for name in ["shapes"] + list(found):
     train, test = splits(name)
-    channels = test[0][0].shape[0]
     seed_everything(0)
-    vae, vae_source = trained(name, "vae", lambda: make_vae(channels), train, test)
+    vae, vae_source = trained(name, "vae", train, test)
     seed_everything(0)
-    vq, vq_source = trained(name, "vqvae", lambda: make_vqvae(channels), train, test)
+    vq, vq_source = trained(name, "vqvae", train, test)
     x = torch.stack([test[i][0] for i in range(min(N_EVAL, len(test)))])
     models[name] = {"vae": vae, "vqvae": vq, "x": x}
     print(f"{name:8s} VAE: {vae_source}   VQ-VAE: {vq_source}")
@@ -429,7 +417,7 @@ from torchvision.transforms import ColorJitter  # noqa: E402
 
 jitter = ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
 torch.manual_seed(0)
-train_shapes = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_SHAPES)
+train_shapes = SHAPES.splits()[0]
 one = train_shapes.tensors(1)
 jittered_one = torch.cat([one] + [jitter((one + 1) / 2) * 2 - 1 for _ in range(7)])
 show_images(jittered_one, nrow=8, title="one training image: original, then seven jittered copies (input = target)")

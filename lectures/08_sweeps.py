@@ -42,7 +42,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dlstudio_lite import CHECKPOINTS, pick, quick_mode, read_table
+from dlstudio_lite import CHECKPOINTS, quick_mode, read_table
 from dlstudio_lite.cli import main as dlstudio_lite
 
 print("quick mode:", quick_mode())
@@ -83,12 +83,10 @@ dlstudio_lite(["sweep", "vqvae", *FACTORS, *BASE, "--out", "runs/ofat", "--steps
 
 # %%
 demo = Path(tempfile.mkdtemp(prefix="sweep_demo_"))
-TINY = ["--image-size", "16", "--num-images", str(pick(normal=2000, quick=64)),
-        "--base-channels", "8", "--code-dim", "16", "--num-codes", "64",
-        "--batch-size", "16", "--steps", str(pick(normal=150, quick=3)),
-        "--log-every", str(pick(normal=10, quick=1)), "--eval-batches", "2",
-        "--threads", "1", "--data-root", str(demo / "data")]  # tiny models: 1 thread is fastest
-live = ["sweep", "vqvae", "--grid", "beta=0.25,1.75", "--out", str(demo / "sweep"), *TINY]
+# The recipe sweep_demo (dlstudio_lite/recipes.py) holds the tiny runs' settings and the
+# factor; the command adds where the runs go and how many threads each gets.
+RUN = ["--threads", "1", "--data-root", str(demo / "data")]  # tiny models: 1 thread is fastest
+live = ["sweep", "--recipe", "sweep_demo", "--out", str(demo / "sweep"), *RUN]
 print("$ dlstudio-lite", shlex.join(live))
 assert dlstudio_lite(live) == 0
 rows = read_table(demo / "sweep" / "sweep.csv")
@@ -122,13 +120,11 @@ print("columns of sweep.csv:", ", ".join(list(rows[0])[:14]), "...")
 # the same three factors and the same base point as the report:
 #
 # ```bash
-# dlstudio-lite sweep vqvae --grid beta=0.25,0.75,1.25,1.75 --grid lr=1e-3,1e-4,1e-5 \
-#     --grid num_codes=128,256,512 --base beta=1.25 --base lr=1e-3 --base num_codes=512 \
-#     --jobs 2 --results-only --out data/checkpoints/sweep_shapes \
-#     --image-size 32 --num-images 4000 --base-channels 16 --code-dim 32 \
-#     --quantizer gradient --steps 800 --batch-size 16 --log-every 10 \
-#     --eval-every 100 --eval-batches 8
+# dlstudio-lite sweep --recipe sweep_shapes --jobs 2 --results-only --out data/checkpoints/sweep_shapes
 # ```
+#
+# (the recipe `sweep_shapes` in `dlstudio_lite/recipes.py` holds the factors, the base point
+# and every setting of the runs; `data/checkpoints/README.md` lists them)
 #
 # It differs from the report in scale, not in kind: 32x32 shapes instead of 64x64 faces,
 # 800 iterations of 16 images instead of 10,000, a narrow network, an 8x8 grid of codes per
@@ -143,8 +139,8 @@ if not (SHIPPED / "sweep.csv").exists():
     # A missing folder (e.g. a moved DLSTUDIO_LITE_CHECKPOINTS): the same design, much shorter.
     print(f"{SHIPPED / 'sweep.csv'} is missing: running a short version of the sweep here")
     SHIPPED = demo / "ofat"
-    dlstudio_lite(["sweep", "vqvae", *FACTORS, *BASE, "--out", str(SHIPPED), *TINY,
-                   "--quantizer", "gradient"])
+    dlstudio_lite(["sweep", "--recipe", "sweep_demo", *FACTORS, *BASE, "--out", str(SHIPPED), *RUN,
+                   "--quantizer", "gradient", "--no-kmeans-init", "--dead-code-steps", "0"])
 table = [r for r in read_table(SHIPPED / "sweep.csv") if r["status"] == "finished"]
 histories = {r["point"]: json.loads((SHIPPED / r["point"] / "history.json").read_text())
              for r in table}

@@ -47,7 +47,8 @@ import torch
 from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
-from dlstudio_lite import CHECKPOINTS, ShapesDataset, load_or_train, pick, psnr, quick_mode, seed_everything
+from dlstudio_lite import (CHECKPOINTS, ShapesDataset, load_or_train, pick, psnr, quick_mode, recipe,
+                          seed_everything)
 from dlstudio_lite.pixelcnn import (MaskedConv2d, PixelCNN, causal_mask, input_dependence,
                                     pair_with_condition, sample_vqvae2)
 from dlstudio_lite.plot import plot_history, show_images, show_side_by_side
@@ -157,20 +158,12 @@ print(f"earlier positions the gated PixelCNN sees and the plain stack misses: {i
 # (one `dlstudio-lite train vqvae2` command, see `data/checkpoints/README.md`).
 
 # %%
-IMAGE_SIZE = 32
-NUM_IMAGES = pick(normal=8_000, quick=512)   # the last 200 (quick: a fifth) are the test split
-train_set = ShapesDataset("train", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
-test_set = ShapesDataset("test", image_size=IMAGE_SIZE, num_images=NUM_IMAGES)
+# The recipe `vqvae2_shapes` (dlstudio_lite/recipes.py) holds the data, model and training
+# settings; quick mode runs its quick variant.
+train_set, test_set = recipe("vqvae2_shapes").data_config().splits()   # the last 200: test
+IMAGE_SIZE, NUM_IMAGES = train_set.image_size, len(train_set) + len(test_set)
 seed_everything(0)
-vq, vq_history = load_or_train(
-    CHECKPOINTS / "vqvae2_shapes" / "checkpoint.pt",
-    lambda: VQVAE2(image_size=IMAGE_SIZE, latent_size=IMAGE_SIZE // 2,
-                   base_channels=pick(normal=16, quick=8), code_dim=pick(normal=32, quick=8),
-                   num_codes_top=pick(normal=128, quick=32), num_codes_bottom=pick(normal=128, quick=32),
-                   kmeans_init=True, dead_code_steps=20),
-    train_set, test_set, steps=pick(normal=1200, quick=12), batch_size=pick(normal=32, quick=16),
-    lr=2e-3, scheduler="cosineannealinglr", log_every=pick(normal=25, quick=4),
-    eval_batches=pick(normal=None, quick=1))
+vq, vq_history = load_or_train("vqvae2_shapes", train_set, test_set)
 print({k: vq.hparams[k] for k in ("base_channels", "latent_size", "num_codes_top",
                                   "num_codes_bottom", "code_dim", "drop_bottom")})
 print("top grid", vq.latent_shapes["top"], "bottom grid", vq.latent_shapes["bottom"])
@@ -241,22 +234,15 @@ n_encode = pick(normal=2000, quick=256)
 train_subset = Subset(train_set, range(min(n_encode, len(train_set))))
 codes_train = {level: encode_dataset(LevelCodes(vq, level), train_subset) for level in ("top", "bottom")}
 codes_test = {level: encode_dataset(LevelCodes(vq, level), test_set) for level in ("top", "bottom")}
-prior_steps = pick(normal=1000, quick=6)
-prior_options = dict(steps=prior_steps, batch_size=pick(normal=64, quick=16), lr=2e-3,
-                     scheduler="cosineannealinglr", log_every=pick(normal=25, quick=2))
 top_prior, top_history = load_or_train(
-    CHECKPOINTS / "pixelcnn_top_shapes" / "checkpoint.pt",
-    lambda: PixelCNN(vq.num_codes["top"], vq.latent_shapes["top"], channels=pick(normal=20, quick=8),
-                     n_layers=pick(normal=4, quick=2)),
-    TensorDataset(codes_train["top"]), TensorDataset(codes_test["top"]), **prior_options)
+    "pixelcnn_top_shapes", TensorDataset(codes_train["top"]), TensorDataset(codes_test["top"]),
+    model_kwargs=dict(num_codes=vq.num_codes["top"], latent_shape=vq.latent_shapes["top"]))
 bottom_prior, bottom_history = load_or_train(
-    CHECKPOINTS / "pixelcnn_bottom_shapes" / "checkpoint.pt",
-    lambda: PixelCNN(vq.num_codes["bottom"], vq.latent_shapes["bottom"],
-                     condition_codes=vq.num_codes["top"], channels=pick(normal=16, quick=8),
-                     n_layers=pick(normal=4, quick=2)),
+    "pixelcnn_bottom_shapes",
     TensorDataset(pair_with_condition(codes_train["bottom"], codes_train["top"])),
     TensorDataset(pair_with_condition(codes_test["bottom"], codes_test["top"])),
-    **{**prior_options, "steps": pick(normal=800, quick=6), "batch_size": pick(normal=32, quick=16)})
+    model_kwargs=dict(num_codes=vq.num_codes["bottom"], latent_shape=vq.latent_shapes["bottom"],
+                      condition_codes=vq.num_codes["top"]))
 
 
 def context_free_bits(codes, num_codes):
@@ -328,11 +314,8 @@ print(f"{2 * n_show} samples in {time.perf_counter() - start:.1f} s")
 # %%
 seed_everything(0)
 transformer, transformer_history = load_or_train(
-    CHECKPOINTS / "prior_vqvae2_top_shapes" / "checkpoint.pt",
-    lambda: TransformerPrior(vq.num_codes["top"], vq.latent_shapes["top"], n_layer=pick(normal=2, quick=1),
-                             n_head=4, n_embd=pick(normal=32, quick=16)),
-    TensorDataset(codes_train["top"]), TensorDataset(codes_test["top"]),
-    **{**prior_options, "optimizer": "adamw"})
+    "prior_vqvae2_top_shapes", TensorDataset(codes_train["top"]), TensorDataset(codes_test["top"]),
+    model_kwargs=dict(num_codes=vq.num_codes["top"], latent_shape=vq.latent_shapes["top"]))
 
 
 @torch.no_grad()

@@ -112,9 +112,9 @@ def test_dataset_range_split_and_items(tmp_path):
     assert torch.allclose(denormalize(x), torch.from_numpy(full.images[3]).permute(2, 0, 1) / 255.0)
 
 
-def test_dataset_defaults_ignore_quick_mode_whose_preset_the_entry_points_apply(tmp_path,
-                                                                               monkeypatch):
-    from dlstudio_lite.config import NORMAL, QUICK, preset
+def test_dataset_defaults_ignore_quick_mode_whose_recipes_the_entry_points_apply(tmp_path,
+                                                                                monkeypatch):
+    from dlstudio_lite.recipes import recipe
     calls = []
     tiny = generate_shapes(300, 8)
 
@@ -124,11 +124,11 @@ def test_dataset_defaults_ignore_quick_mode_whose_preset_the_entry_points_apply(
     monkeypatch.setattr(data, "load_shapes", fake_load)
     monkeypatch.setenv("DLSTUDIO_LITE_QUICK", "1")
     ShapesDataset(root=tmp_path)
-    assert preset() is QUICK
-    data.DataConfig(**preset().data, data_root=str(tmp_path)).splits()
+    assert recipe("vqvae_shapes").quick
+    data.DataConfig(**recipe("vqvae_shapes").data, data_root=str(tmp_path)).splits()
     monkeypatch.delenv("DLSTUDIO_LITE_QUICK")
     ShapesDataset(root=tmp_path)
-    assert preset() is NORMAL
+    assert not recipe("vqvae_shapes").quick
     assert calls == [(20_000, 64), (1024, 32), (1024, 32), (20_000, 64)]
 
 

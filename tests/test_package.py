@@ -1,4 +1,4 @@
-"""The package as a whole: a light import, public names, presets, generated flags."""
+"""The package as a whole: a light import, public names, recipes as defaults, generated flags."""
 import json
 import subprocess
 import sys
@@ -8,7 +8,8 @@ import pytest
 import dlstudio_lite
 from dlstudio_lite import cli
 from dlstudio_lite.commands import options
-from dlstudio_lite.config import NORMAL, QUICK, TrainConfig, records_hparams
+from dlstudio_lite.config import TrainConfig, records_hparams
+from dlstudio_lite.recipes import recipe
 
 
 def test_import_pulls_in_neither_plotting_nor_instructor_tooling():
@@ -51,23 +52,23 @@ def _parse(argv):
 
 
 @pytest.mark.parametrize("mode", ["quick", "normal"])
-def test_flag_defaults_are_the_dataclass_defaults_under_the_preset(mode, request):
+def test_flag_defaults_are_the_default_recipe_over_the_library_defaults(mode, request):
     request.getfixturevalue(mode)
-    run = QUICK if mode == "quick" else NORMAL
+    run = recipe("vqgan_shapes")  # the quick variant in quick mode
     args = _parse(["train", "vqgan", "--out", "x"])
     assert options.from_args(TrainConfig, args) == TrainConfig(**run.train)
-    assert args.image_size == run.data.get("image_size", 64)  # DataConfig's default
+    assert args.image_size == run.data.get("image_size", 64)  # else DataConfig's default
     assert args.num_images == run.data.get("num_images")      # None: ShapesDataset's 20,000
-    assert args.disc_start == run.model.get("disc_start", 1000)  # VQGAN's own default
-    assert args.num_codes == 256 and args.quantizer == "ema" and args.decay == 0.99
+    assert args.disc_start == run.model["disc_start"]
+    assert args.quantizer == "ema" and args.decay == 0.99      # VQGAN's own defaults
     prior = _parse(["train", "prior", "--vq-checkpoint", "v.pt", "--out", "x"])
-    assert options.from_args(TrainConfig, prior) == TrainConfig(**run.prior_train)
+    assert options.from_args(TrainConfig, prior) == TrainConfig(**recipe("prior_shapes").train)
 
 
 def test_help_shows_the_defaults_in_use(quick, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "vqgan", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--disc-start DISC_START step at which the discriminator and the GAN term switch on (default: 5)" in text
-    assert "--batch-size BATCH_SIZE images per step and process (the lecture's 48) (default: 16)" in text
+    assert "--disc-start DISC_START step at which the discriminator and the GAN term switch on (default: 4)" in text
+    assert "--batch-size BATCH_SIZE images per step and process (default: 16)" in text
     assert "{gradient,ema}" in text

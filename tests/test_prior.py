@@ -5,14 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlstudio_lite.prior import CausalSelfAttention, TransformerPrior, filter_logits
+from dlstudio_lite.prior import CausalSelfAttention, TransformerPrior, filter_logits, load_prior
 
 K = 16  # codes
 
 
 def tiny_prior(**kw) -> TransformerPrior:
     torch.manual_seed(0)
-    args = dict(num_codes=K, latent_shape=(3, 4), n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    args = dict(num_codes=K, latent_shape=(3, 4), n_layers=2, n_head=2, n_embd=32, dropout=0.0)
     args.update(kw)
     return TransformerPrior(**args).eval()
 
@@ -181,14 +181,14 @@ def test_train_prior_and_sample_commands(vq_checkpoint, tmp_path):
 
     out = tmp_path / "prior"
     assert main(["train", "prior", "--vq-checkpoint", str(vq_checkpoint), "--out", str(out),
-                 "--num-images", "64", "--steps", "3", "--batch-size", "8", "--n-layer", "1",
+                 "--num-images", "64", "--steps", "3", "--batch-size", "8", "--n-layers", "1",
                  "--n-embd", "16", "--n-samples", "4", "--device", "cpu", "--no-progress"]) == 0
     for name in ("checkpoint.pt", "metrics.json", "loss_curves.png", "samples.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["latent_shape"] == [4, 4] and metrics["num_codes"] == K
     assert metrics["sample_fd"] >= 0 and 0 <= metrics["sample_valid_shape_rate"] <= 1
-    assert metrics["train_sequences"] == 52 and metrics["test_sequences"] == 12
+    assert metrics["train_grids"] == 52 and metrics["test_grids"] == 12
     assert 0 <= metrics["context_free_bits_per_code"] <= math.log2(K)
     prior = load_prior(out / "checkpoint.pt")
     assert prior.num_codes == K and prior.latent_shape == (4, 4)
@@ -210,7 +210,7 @@ def test_sample_command_refuses_a_mismatched_pair(vq_checkpoint, tmp_path, capsy
     from dlstudio_lite.checkpoint import save_checkpoint
     from dlstudio_lite.cli import main
 
-    other = TransformerPrior(num_codes=K, latent_shape=(2, 2), n_layer=1, n_embd=16)
+    other = TransformerPrior(num_codes=K, latent_shape=(2, 2), n_layers=1, n_embd=16)
     path = save_checkpoint({"model_name": "prior", "hparams": other.hparams,
                             "model": other.state_dict(), "optimizers": [], "schedulers": [],
                             "step": 0, "epoch": 0, "history": {}, "rng": {}, "config": {}},
@@ -221,3 +221,50 @@ def test_sample_command_refuses_a_mismatched_pair(vq_checkpoint, tmp_path, capsy
     # a VQ checkpoint is not a prior checkpoint
     assert main(["sample", "--vq-checkpoint", str(vq_checkpoint), "--prior-checkpoint",
                  str(vq_checkpoint), "--out", str(tmp_path / "x.png"), "--device", "cpu"]) == 2
+
+
+def test_weight_decay_reaches_only_the_linear_weights_as_in_mingpt():
+    from dlstudio_lite.config import TrainConfig
+    prior = TransformerPrior(num_codes=K, latent_shape=(2, 2), n_layers=1, n_head=2, n_embd=16)
+    (opt,) = prior.configure_optimizers(TrainConfig(lr=1e-3, weight_decay=0.1))
+    decayed, kept = ({id(p) for p in g["params"]} for g in opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    names = {id(p): n for n, p in prior.named_parameters()}
+    assert decayed | kept == set(names) and not decayed & kept
+    for i in kept:  # biases, LayerNorm gains and both embeddings are not decayed
+        assert names[i].endswith("bias") or "ln" in names[i] or "emb" in names[i], names[i]
+    assert all(names[i].endswith("weight") and "emb" not in names[i] for i in decayed)
+    assert "tok_emb.weight" in {names[i] for i in kept} and "head.weight" in {names[i] for i in decayed}
+
+
+def test_the_shipped_prior_written_with_n_layer_still_loads():
+    import json
+
+    from dlstudio_lite.paths import CHECKPOINTS
+    folder = CHECKPOINTS / "prior_shapes"
+    assert "n_layer" in json.loads((folder / "metrics.json").read_text())["hparams"]  # the old name
+    prior = load_prior(folder / "checkpoint.pt")
+    assert prior.hparams["n_layers"] == len(prior.blocks) == 4 and "n_layer" not in prior.hparams
+
+
+def test_encode_once_then_train_a_prior_on_the_code_file(vq_checkpoint, tmp_path):
+    import json
+
+    from dlstudio_lite.cli import main
+    from dlstudio_lite.commands.codes import load_codes
+    codes = tmp_path / "codes.pt"
+    assert main(["encode", "--vq-checkpoint", str(vq_checkpoint), "--out", str(codes),
+                 "--num-images", "64", "--device", "cpu"]) == 0
+    stored = load_codes(codes)
+    assert stored["train"]["codes"].shape == (52, 4, 4) and stored["num_codes"] == {"codes": K}
+    out = tmp_path / "prior"
+    assert main(["train", "prior", "--codes", str(codes), "--out", str(out), "--steps", "2",
+                 "--batch-size", "8", "--n-layers", "1", "--n-embd", "16", "--n-samples", "2",
+                 "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_grids"] == 52 and metrics["encode_seconds"] < 5  # read, not encoded
+    # Any prior trains on the same file: a PixelCNN over the VQ-VAE's one grid.
+    assert main(["train", "pixelcnn", "--codes", str(codes), "--out", str(tmp_path / "pixelcnn"),
+                 "--steps", "1", "--batch-size", "8", "--channels", "8", "--n-layers", "2",
+                 "--n-samples", "0", "--device", "cpu", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "pixelcnn" / "metrics.json").read_text())["latent_shape"] == [4, 4]

@@ -180,7 +180,7 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     torch.manual_seed(0)
     vq = save(VQVAE(image_size=32, base_channels=8, num_codes=16, code_dim=8, latent_size=8,
                     kmeans_init=False), "vqvae", tmp_path / "vq" / "checkpoint.pt")
-    prior = save(TransformerPrior(16, (8, 8), n_layer=1, n_head=2, n_embd=16), "prior",
+    prior = save(TransformerPrior(16, (8, 8), n_layers=1, n_head=2, n_embd=16), "prior",
                  tmp_path / "prior" / "checkpoint.pt")
     for t, k in [("1.0", None), ("0.7", "5")]:
         argv = ["quality", "score", str(vq), "--prior", str(prior), "--n", "6", "--temperature", t,

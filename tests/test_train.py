@@ -13,6 +13,7 @@ from dlstudio_lite.checkpoint import CheckpointError, load_checkpoint
 from dlstudio_lite.device import seed_everything
 from dlstudio_lite.checkpoint import MODELS, load_model
 from dlstudio_lite.notebook import load_or_train
+from dlstudio_lite.recipes import recipe
 from dlstudio_lite.train import (NonFiniteLossError, TrainConfig, Trainer, make_optimizer,
                                  make_scheduler)
 
@@ -310,8 +311,10 @@ def test_cli_main_job_writes_all_its_files(tmp_path, quick, model):
     assert config["model"] == model and config["hparams"]["image_size"] == 16
     if model == "vqvae":
         assert 1 <= metrics["perplexity"] <= 512 and 0 < metrics["codebook_usage"] <= 1
-        assert config["hparams"]["num_codes"] == 512 and config["hparams"]["decay"] == 0.99
-        assert config["train"]["lr"] == 1e-3  # quick mode; normal mode keeps the lecture's 1e-4
+        quick_recipe = recipe("vqvae_shapes")  # `train vqvae` runs its quick variant here
+        assert config["hparams"]["num_codes"] == quick_recipe.model["num_codes"]
+        assert config["hparams"]["decay"] == 0.99  # the class's default
+        assert config["train"]["lr"] == quick_recipe.train["lr"] and config["recipe"] == "vqvae_shapes"
     assert type(load_model(out / "checkpoint.pt")).__name__ == type(
         MODELS[model](**config["hparams"])).__name__
 
@@ -349,26 +352,38 @@ def test_load_or_train_uses_a_good_checkpoint_in_normal_mode(tmp_path, normal):
     data = TensorDataset(torch.rand(8, 3, 16, 16) * 2 - 1)
     trained = Trainer(_tiny_ae(), data, out_dir=tmp_path, steps=2, batch_size=4, progress=False)
     trained.fit()
-    built = []
-    model, history = load_or_train(tmp_path / "checkpoint.pt", lambda: built.append(1) or _tiny_ae(),
-                                   data, steps=2, batch_size=4, progress=False)
-    assert built == [] and not model.training
-    assert history == trained.history
+    model, history = load_or_train("autoencoder_shapes", data, checkpoint=tmp_path / "checkpoint.pt")
+    assert not model.training and history == trained.history
     for a, b in zip(model.state_dict().values(), trained.model.state_dict().values()):
         assert torch.equal(a.cpu(), b.cpu())
 
 
 def test_load_or_train_trains_when_the_checkpoint_is_unusable_or_in_quick_mode(tmp_path, monkeypatch):
-    data = TensorDataset(torch.rand(8, 3, 16, 16) * 2 - 1)
+    data = TensorDataset(torch.rand(8, 3, 32, 32) * 2 - 1)
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"\x00truncated")
     monkeypatch.delenv("DLSTUDIO_LITE_QUICK", raising=False)
     with pytest.warns(UserWarning, match="training a new model instead"):
-        model, history = load_or_train(bad, _tiny_ae, data, steps=2, batch_size=4, progress=False)
+        model, history = load_or_train("crossdata_shapes/vae", data, checkpoint=bad, steps=2,
+                                       batch_size=4)
     assert [s for s, _ in history["train/loss"]][-1] == 2
     monkeypatch.setenv("DLSTUDIO_LITE_QUICK", "1")   # quick mode trains even with a checkpoint
     good = tmp_path / "good"
-    Trainer(_tiny_ae(), data, out_dir=good, steps=1, batch_size=4, progress=False).fit()
-    _, history = load_or_train(good / "checkpoint.pt", _tiny_ae, data, steps=3, batch_size=4,
-                               progress=False)
+    Trainer(_tiny_ae(), TensorDataset(torch.rand(8, 3, 16, 16) * 2 - 1), out_dir=good, steps=1,
+            batch_size=4, progress=False).fit()
+    _, history = load_or_train("crossdata_shapes/vae", data, checkpoint=good / "checkpoint.pt",
+                               steps=3, batch_size=4)
     assert [s for s, _ in history["train/loss"]][-1] == 3
+
+
+def test_load_or_train_by_recipe_loads_the_shipped_model_or_trains_the_quick_variant(monkeypatch):
+    monkeypatch.delenv("DLSTUDIO_LITE_QUICK", raising=False)
+    model, history = load_or_train("crossdata_shapes/vae")   # shipped: nothing is built
+    assert model.hparams["base_channels"] == recipe("crossdata_shapes/vae").model["base_channels"]
+    assert history["train/loss"][-1][0] == recipe("crossdata_shapes/vae").train["steps"]
+    monkeypatch.setenv("DLSTUDIO_LITE_QUICK", "1")
+    data = TensorDataset(torch.rand(8, 3, 32, 32) * 2 - 1)
+    model, history = load_or_train("crossdata_shapes/vae", data, progress=False)
+    quick = recipe("crossdata_shapes/vae")
+    assert history["train/loss"][-1][0] == quick.train["steps"] and not model.training
+    assert model.hparams["latent_size"] == quick.model["latent_size"]

@@ -292,3 +292,13 @@ def test_disc_lr_scale_slows_only_the_discriminator():
     assert VQGAN(**model.hparams).disc_lr_scale == 0.1
     with pytest.raises(ValueError, match="disc_lr_scale"):
         tiny_vqgan(disc_lr_scale=0.0)
+
+
+def test_the_adaptive_lambda_delta_is_stated_once():
+    import inspect
+
+    from dlstudio_lite import vqgan
+    assert vqgan.ADAPTIVE_LAMBDA_DELTA == 1e-6  # the lecture's value (taming-transformers: 1e-4)
+    assert inspect.signature(vqgan.adaptive_lambda).parameters["delta"].default == vqgan.ADAPTIVE_LAMBDA_DELTA
+    assert inspect.signature(vqgan.VQGAN.__init__).parameters["delta"].default == vqgan.ADAPTIVE_LAMBDA_DELTA
+    assert inspect.getsource(vqgan).count("= 1e-6") == 1  # the constant, and no other default

@@ -158,7 +158,7 @@ def test_train_vqvae2_pixelcnns_and_sample_through_the_command_line(tmp_path):
         assert m["train_grids"] == 48 and (tmp_path / level / "samples.png").is_file()
     # The transformer of lecture 6 on the same checkpoint models its top codes.
     assert main(["train", "prior", "--vq-checkpoint", str(vq / "checkpoint.pt"), "--out",
-                 str(tmp_path / "transformer"), "--steps", "1", "--batch-size", "8", "--n-layer", "1",
+                 str(tmp_path / "transformer"), "--steps", "1", "--batch-size", "8", "--n-layers", "1",
                  "--n-embd", "16", "--n-samples", "0", "--device", "cpu", "--no-progress"]) == 0
     assert json.loads((tmp_path / "transformer" / "metrics.json").read_text())["latent_shape"] == [4, 4]
     out = tmp_path / "grid.png"

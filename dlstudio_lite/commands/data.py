@@ -6,20 +6,21 @@ import inspect
 import time
 from pathlib import Path
 
-from ..config import preset
+from ..config import quick_mode
 from ..data import DataConfig, ShapesDataset, export_image_folder, load_shapes
 from ..paths import CACHE
+from ..recipes import QUICK_CAPS
 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("data", help="generate the embedded shapes dataset (and optionally write PNGs)",
                        description="Generate the shapes dataset (cached under data/cache) and, with --out, "
                        "write it as an image folder you can browse.")
-    run = preset()  # the dataset's own defaults, or quick mode's
-    p.add_argument("--num-images", type=int, help="(default: %(default)s)", default=run.data.get(
+    defaults = QUICK_CAPS if quick_mode() else {}  # the dataset's own, or quick mode's caps
+    p.add_argument("--num-images", type=int, help="(default: %(default)s)", default=defaults.get(
         "num_images", inspect.signature(ShapesDataset).parameters["num_images"].default))
     p.add_argument("--image-size", type=int, help="(default: %(default)s)",
-                   default=run.data.get("image_size", DataConfig.image_size))
+                   default=defaults.get("image_size", DataConfig.image_size))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write PNGs here (ImageFolder layout)")
     p.set_defaults(func=_cli_data)

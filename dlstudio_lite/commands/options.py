@@ -4,7 +4,7 @@ define them, so that a default or a help text is written once and cannot drift.
 ``add_dataclass(group, TrainConfig, defaults)`` adds ``--batch-size`` and friends (help from
 the field's ``metadata["help"]``); ``add_signature(group, VQVAE, defaults)`` adds one flag
 per constructor argument (help from the class docstring's ``name: text`` lines). The
-``defaults`` are a preset's overrides (config.py); ``%(default)s`` shows the value in use.
+``defaults`` are a recipe's settings (recipes.py); ``%(default)s`` shows the value in use.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import re
 import typing
 from typing import Any
 
+from ..config import parameters
 from ..optim import OPTIMIZERS, SCHEDULERS
 
 # The names some TrainConfig fields accept, listed in their flags' help.
@@ -35,7 +36,18 @@ def key_value(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _add(group, name: str, annotation, default, help_text: str, choices=None) -> None:
+def _clearing(other: str) -> type:
+    """An action that stores its value and clears ``other`` (``--epochs`` clears ``steps``,
+    which a recipe usually sets and which would otherwise win)."""
+    class Clearing(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, values)
+            setattr(namespace, other, None)
+    return Clearing
+
+
+def _add(group, name: str, annotation, default, help_text: str, choices=None,
+         clears: str | None = None) -> None:
     flag = "--" + name.replace("_", "-")
     args = typing.get_args(annotation)
     base = next((a for a in args if a is not type(None)), annotation) if args else annotation
@@ -59,11 +71,13 @@ def _add(group, name: str, annotation, default, help_text: str, choices=None) ->
     else:
         kind = str.lower if base is str and choices else base
         group.add_argument(flag, dest=name, type=kind, default=default, help=help_text,
-                           choices=list(choices) if choices else None)
+                           choices=list(choices) if choices else None,
+                           **({"action": _clearing(clears)} if clears else {}))
 
 
-def add_dataclass(group, cls, defaults: dict | None = None, skip=(), choices=None) -> None:
-    """One flag per field of the dataclass ``cls``."""
+def add_dataclass(group, cls, defaults: dict | None = None, skip=(), choices=None,
+                  clears: dict | None = None) -> None:
+    """One flag per field of the dataclass ``cls``; ``clears``: {field: field it sets to None}."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -71,7 +85,7 @@ def add_dataclass(group, cls, defaults: dict | None = None, skip=(), choices=Non
         default = f.default if f.default is not dataclasses.MISSING else None
         default = (defaults or {}).get(f.name, default)
         _add(group, f.name, hints[f.name], default, f.metadata.get("help", ""),
-             (choices or {}).get(f.name))
+             (choices or {}).get(f.name), (clears or {}).get(f.name))
 
 
 def from_args(cls, args: argparse.Namespace, **fixed):
@@ -86,24 +100,6 @@ def from_args(cls, args: argparse.Namespace, **fixed):
         elif value is None and name in factories:
             values[name] = factories[name]()
     return cls(**{**values, **fixed})
-
-
-def parameters(cls) -> dict[str, inspect.Parameter]:
-    """Constructor parameters of ``cls``, following ``**kwargs`` into the base classes
-    (a ``VQGAN``'s are its own and then its ``VQVAE``'s)."""
-    out: dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        init = inspect.unwrap(klass.__dict__.get("__init__", object.__init__))
-        if init is object.__init__:
-            break
-        params = list(inspect.signature(init).parameters.values())[1:]
-        hints = typing.get_type_hints(init)
-        for p in params:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in out:
-                out[p.name] = p.replace(annotation=hints.get(p.name, p.annotation))
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return out
 
 
 def _docs(cls) -> dict[str, str]:

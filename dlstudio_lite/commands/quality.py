@@ -7,13 +7,15 @@ prior's samples, against the shapes test split. The numbers are not ImageNet FID
 """
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from ..config import pick, quick_mode
+from ..config import quick_mode
+from ..recipes import recipe
 
 
 def add_cli(sub) -> None:
@@ -26,13 +28,18 @@ def add_cli(sub) -> None:
                         description="Train the shape feature network (count, damage-kind and severity heads) "
                         "on the CPU. Writes checkpoint.pt and metrics.json (its own test accuracies and "
                         "sanity-check distances) into --out.",
-                        epilog="the shipped copy: dlstudio-lite quality train --out data/checkpoints/shape_features")
+                        epilog="the shipped copy (recipe shape_features): dlstudio-lite quality train --out data/checkpoints/shape_features")
+    from ..shape_features import train_shape_features
+    found = recipe("shape_features")  # train_shape_features' defaults, shrunk in quick mode
+    defaults = {**{k: p.default for k, p in inspect.signature(train_shape_features).parameters.items()},
+           **found.data, **found.train}
     t.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    t.add_argument("--steps", type=int, default=pick(2000, 20))
-    t.add_argument("--batch-size", type=int, default=pick(64, 16), help="64x64 images per step (plus half as many 32x32)")
-    t.add_argument("--num-images", type=int, default=pick(20_000, 456),
-                   help="64x64 shapes images to draw from (the last 200 held out)")
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--steps", type=int, default=defaults["steps"], help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=defaults["batch_size"],
+                   help="64x64 images per step, plus half as many 32x32 (default: %(default)s)")
+    t.add_argument("--num-images", type=int, default=defaults["num_images"],
+                   help="64x64 shapes images to draw from, the last 200 held out (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=defaults["lr"], help="(default: %(default)s)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(func=_cli_train)

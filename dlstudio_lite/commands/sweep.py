@@ -55,9 +55,10 @@ on a cluster (SLURM job array; one line of points.txt per task):
 """
 
 
-def add_cli(sub, train_sub) -> None:
+def add_cli(sub, train_sub, main) -> None:
     """Register ``dlstudio-lite sweep``; ``train_sub`` holds the ``train`` targets (read when
-    the sweep runs, so models registered later are sweepable too)."""
+    the sweep runs, so models registered later are sweepable too); ``main`` is the command
+    line's entry point, which runs a point in this process."""
     p = sub.add_parser(
         "sweep", help="train a grid of settings and tabulate the results",
         description=textwrap.fill("Run `dlstudio-lite train MODEL` once per point of a grid of settings, each "
@@ -87,7 +88,7 @@ def add_cli(sub, train_sub) -> None:
     p.add_argument("--results-only", action="store_true",
                    help="after each point, keep only its JSON files and log (no checkpoint, no "
                         "pictures): for shipping results or for long sweeps on a small disk")
-    p.set_defaults(func=lambda args: run_sweep(args, train_sub), extra_args=True)
+    p.set_defaults(func=lambda args: run_sweep(args, train_sub, main), extra_args=True)
 
 
 # --- building the points' commands ---------------------------------------------------------
@@ -147,12 +148,11 @@ def status_of(folder: Path) -> str:
 
 # --- running ---------------------------------------------------------------------------------
 
-def _run_here(argv: list[str], log: Path) -> int:
-    """``dlstudio-lite ARGV`` in this process, its output into ``log``."""
-    from .. import cli
+def _run_here(argv: list[str], log: Path, main) -> int:
+    """``dlstudio-lite ARGV`` in this process (through ``main``), its output into ``log``."""
     with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
-            return cli.main(argv)
+            return main(argv)
         except Exception:  # a failed point is recorded; the sweep goes on
             traceback.print_exc()
             return 1
@@ -185,13 +185,13 @@ def _slots(jobs: int, threads: int) -> "queue.Queue[dict]":
     return slots
 
 
-def _run_point(argv, folder: Path, point: sweep.Point, slots) -> str:
+def _run_point(argv, folder: Path, point: sweep.Point, slots, main=None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / "checkpoint.pt").exists():
         argv = [*argv, "--resume"]  # an unfinished run continues from its checkpoint
     start, cpu = time.perf_counter(), time.process_time()
     if slots is None:
-        code = _run_here(argv, folder / "train.log")
+        code = _run_here(argv, folder / "train.log", main)
         cpu_seconds = time.process_time() - cpu
     else:
         env = slots.get()
@@ -238,7 +238,7 @@ def row_of(point: sweep.Point, folder: Path, design_varied: bool) -> dict:
     return row
 
 
-def run_sweep(args, train_sub) -> int:
+def run_sweep(args, train_sub, main) -> int:
     """The job behind ``dlstudio-lite sweep``; returns 1 when a point failed."""
     if args.model not in train_sub.choices:
         raise ValueError(f"sweep: unknown model {args.model!r}; choose one of "
@@ -296,7 +296,7 @@ def run_sweep(args, train_sub) -> int:
           + (f", {args.jobs} at a time" if todo else ""),
           file=sys.stderr)
 
-    failed = _run_all(todo, out, args, threads)
+    failed = _run_all(todo, out, args, threads, main)
     rows = [row_of(p, out / p.name, bool(args.base)) for p in points]
     table = sweep.write_table(rows, out / "sweep.csv")
     print(f"sweep: table of {len(rows)} points in {table}"
@@ -305,7 +305,7 @@ def run_sweep(args, train_sub) -> int:
     return 1 if failed else 0
 
 
-def _run_all(todo, out: Path, args, threads: int) -> list[str]:
+def _run_all(todo, out: Path, args, threads: int, main) -> list[str]:
     from tqdm.auto import tqdm
     failed: list[str] = []
     if not todo:
@@ -323,7 +323,7 @@ def _run_all(todo, out: Path, args, threads: int) -> list[str]:
     try:
         if args.jobs == 1:  # in this process and its main thread, where Ctrl-C saves a checkpoint
             for point, argv in todo:
-                done(point, _run_point(argv, out / point.name, point, None))
+                done(point, _run_point(argv, out / point.name, point, None, main))
                 if json.loads((out / point.name / POINT_FILE).read_text())["returncode"] == 0 \
                         and status_of(out / point.name) != FINISHED:
                     break  # the run was interrupted (Ctrl-C): stop the sweep too

@@ -1,8 +1,9 @@
 """``dlstudio-lite train MODEL``: the course's main job, headless.
 
 Flags come from where the settings are defined: ``DataConfig`` (data.py), the model's
-constructor, ``TrainConfig`` (config.py), with the defaults of the quick or normal preset
-(config.py). ``run_train_command`` builds the data, the model and a :class:`Trainer`, and
+constructor, ``TrainConfig`` (config.py); their defaults are a named recipe's (recipes.py:
+``--recipe NAME``, else the model's default recipe; quick mode's variant in quick mode).
+``run_train_command`` builds the data, the model and a :class:`Trainer`, and
 writes ``checkpoint.pt``, ``config.json``, ``metrics.json``, ``history.json`` (the logged
 curves), ``reconstructions.png`` and ``loss_curves.png`` into ``--out``.
 """
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import MODELS
-from ..config import TrainConfig, preset, quick_mode
+from ..config import TrainConfig, quick_mode
 from ..data import DataConfig
 from ..device import seed_everything
+from ..recipes import DEFAULT_RECIPE, RECIPES, Recipe, image_model_kwargs, recipe
 from . import options
 
-_HELP = {  # ``train prior`` is registered by commands/prior.py
+_HELP = {  # ``train prior`` and ``train pixelcnn`` are registered by commands/codes.py
     "autoencoder": "deterministic autoencoder, MSE loss (lecture section 4)",
     "vae": "variational autoencoder, MSE + KL (lecture sections 2, 3, 5)",
     "vqvae": "VQ-VAE with an EMA codebook (lecture sections 7, 8)",
@@ -28,11 +30,54 @@ _HELP = {  # ``train prior`` is registered by commands/prior.py
 _SKIP = ("in_channels", "image_size", "latent_size")  # from the data (latent: see below)
 
 
-def add_cli(sub) -> Any:
+def recipe_in(argv: list[str]) -> tuple[list[str], Recipe | None]:
+    """The recipe that ``train [MODEL] --recipe NAME ...`` or ``sweep --recipe NAME ...``
+    names, and ``argv`` with the model filled in (and, for a sweep, the recipe's factors
+    unless ``--grid`` is given). Other command lines come back unchanged, with None."""
+    if len(argv) < 2 or argv[0] not in ("train", "sweep"):
+        return argv, None
+    names = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--recipe"]
+    names += [a.split("=", 1)[1] for a in argv if a.startswith("--recipe=")]
+    if not names:
+        return argv, None
+    found = recipe(names[-1])
+    rest = argv[1:]
+    if rest[0] in MODELS or rest[0] in _HELP:
+        if rest[0] != found.target:
+            raise ValueError(f"recipe {found.name} trains a {found.target}, not a {rest[0]}")
+        rest = rest[1:]
+    if found.target == "shape_features":
+        raise ValueError(f"recipe {found.name} is run by `dlstudio-lite quality train`")
+    if argv[0] == "sweep":
+        if not found.sweep:
+            raise ValueError(f"recipe {found.name} is one run, not a sweep")
+        if "--grid" not in rest:
+            rest = [*(f for g in found.sweep.get("grid", []) for f in ("--grid", g)),
+                    *(f for b in found.sweep.get("base", []) for f in ("--base", b)), *rest]
+    return [argv[0], found.target, *rest], found
+
+
+def set_recipe_defaults(parser, found: Recipe) -> None:
+    """Make ``found``'s settings the defaults of ``parser`` (the help shows them); settings
+    without a flag of their own become ``--set`` items."""
+    dests = {a.dest for a in parser._actions}
+    settings = found.settings()
+    if "latent_size" in settings:  # kept as a ratio, so that --image-size alone still fits
+        settings["latent_ratio"] = settings.get("image_size", 64) // settings.pop("latent_size")
+    parser.set_defaults(**{k: v for k, v in settings.items() if k in dests | {"latent_ratio"}},
+                        recipe=found.name, hparams=[(k, v) for k, v in settings.items()
+                                                    if k not in dests | {"latent_ratio"}])
+
+
+def add_cli(sub, chosen: Recipe | None = None) -> Any:
     """Register ``dlstudio-lite train MODEL``; returns the sub-parsers action of ``train``
-    so that other modules can add their own ``train`` targets (e.g. ``train prior``)."""
+    so that other modules can add their own ``train`` targets (e.g. ``train prior``).
+    Each target's defaults are the recipe ``chosen`` (when it trains that target) or the
+    target's default recipe."""
     train = sub.add_parser(
         "train", help="train a model of the course",
+        epilog="recipes (dlstudio-lite train --recipe NAME --out DIR; flags override): "
+               + ", ".join(RECIPES),
         description="Train a model of the course and write, into --out: checkpoint.pt, "
         "config.json, metrics.json (test MSE, PSNR; perplexity and codebook usage for VQ "
         "models), history.json (the logged curves), reconstructions.png and loss_curves.png. "
@@ -40,30 +85,33 @@ def add_cli(sub) -> Any:
         "run of under a minute on a laptop CPU. Run under `torchrun --nproc_per_node N` for "
         "DistributedDataParallel.")
     train_sub = train.add_subparsers(dest="model", required=True, metavar="MODEL")
-    run = preset()
     for name, summary in _HELP.items():
         cls = MODELS[name]
+        found = chosen if chosen is not None and chosen.target == name else recipe(DEFAULT_RECIPE[name])
         p = train_sub.add_parser(
-            name, help=summary, description=f"Train the {summary}.",
-            epilog=f"example: dlstudio-lite train {name} --dataset shapes --out runs/{name}")
+            name, help=summary, description=f"Train the {summary}. Defaults: recipe {found.name}.",
+            epilog=f"example: dlstudio-lite train --recipe {found.name} --out runs/{name}")
+        p.add_argument("--recipe", help="named recipe whose settings are the defaults "
+                       "(dlstudio_lite/recipes.py; default: %(default)s)")
         p.add_argument("--out", required=True, help="output folder (created)")
         p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                        help="continue from CKPT (default: OUT/checkpoint.pt)")
         p.add_argument("--threads", type=int, default=None,
                        help="CPU threads for torch (default: torch's; 1 is much faster when "
                             "other jobs share the cores)")
-        options.add_dataclass(p.add_argument_group("data"), DataConfig, run.data)
+        options.add_dataclass(p.add_argument_group("data"), DataConfig)
         g = p.add_argument_group(f"{name} (constructor arguments of {cls.__name__})")
         g.add_argument("--latent-size", type=int, default=None,
                        help="side of the latent grid (default: the image size divided by the "
-                            "model's ratio, 4 for the VQ-VAE, 8 for the VQGAN)")
-        names = options.add_signature(g, cls, run.model, skip=_SKIP, choices=model_choices())
+                            "recipe's ratio, else the model's: 4 for the VQ-VAE, 8 for the VQGAN)")
+        names = options.add_signature(g, cls, skip=_SKIP, choices=model_choices())
         g.add_argument("--set", dest="hparams", action="append", type=options.key_value,
                        default=[], metavar="KEY=VALUE",
                        help="any other constructor argument (repeatable), e.g. --set num_repeats=1")
-        options.add_dataclass(p.add_argument_group("training"), TrainConfig, run.train,
-                              choices=options.TRAIN_CHOICES)
+        options.add_dataclass(p.add_argument_group("training"), TrainConfig,
+                              choices=options.TRAIN_CHOICES, clears={"epochs": "steps"})
         p.set_defaults(func=run_train_command, model_args=names)
+        set_recipe_defaults(p, found)
     return train_sub
 
 
@@ -74,13 +122,11 @@ def model_choices() -> dict:
 
 
 def model_kwargs(cls: type, args, image_size: int, channels: int) -> dict:
-    """Constructor arguments from the flags. ``--latent-size`` defaults to the image size
-    divided by the model's own default ratio (e.g. 64 / 16 for the VQ-VAE)."""
+    """Constructor arguments from the flags (``recipes.image_model_kwargs`` adds the sizes)."""
     params = options.parameters(cls)
     kwargs: dict[str, Any] = {name: getattr(args, name) for name in args.model_args}
-    ratio = params["image_size"].default // params["latent_size"].default
-    kwargs.update(in_channels=channels, image_size=image_size,
-                  latent_size=args.latent_size or max(1, image_size // ratio))
+    kwargs = image_model_kwargs(cls, {**kwargs, "latent_size": args.latent_size}, image_size,
+                                channels, getattr(args, "latent_ratio", None))
     for key, value in args.hparams:  # --set KEY=VALUE
         if key not in params:
             raise ValueError(f"{cls.__name__} has no argument {key!r}; it accepts "
@@ -112,18 +158,19 @@ def run_train_command(args) -> int:
     try:
         trainer.fit()
         if trainer.is_main:
-            write_outputs(trainer, data, model.hparams)
+            write_outputs(trainer, data, model.hparams, args.recipe)
     finally:
         cleanup_distributed()
     return 0
 
 
-def write_outputs(trainer, data: DataConfig, hparams: dict) -> None:
+def write_outputs(trainer, data: DataConfig, hparams: dict, recipe_name: str | None = None) -> None:
     """config.json, metrics.json (test reconstruction metrics), the pictures."""
     from ..evaluate import reconstruction_metrics
     from ..plot import save_loss_curves
     out, cfg = trainer.out_dir, trainer.config
-    config = {"model": trainer.model_name, "hparams": hparams, "train": cfg.to_dict(),
+    config = {"model": trainer.model_name, "recipe": recipe_name,
+              "hparams": hparams, "train": cfg.to_dict(),
               "dataset": data.dataset, "image_size": data.image_size,
               "num_images": data.num_images, "quick_mode": quick_mode(),
               "world_size": trainer.world_size, "device": str(trainer.device),

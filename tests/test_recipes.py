@@ -1,0 +1,226 @@
+"""Named recipes: the shipped checkpoints record them, every one rebuilds in quick mode, the
+command line and the checkpoint README read them, and every printed command parses."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlstudio_lite import cli
+from dlstudio_lite.checkpoint import MODELS
+from dlstudio_lite.commands import options
+from dlstudio_lite.commands.train import recipe_in
+from dlstudio_lite.config import TrainConfig
+from dlstudio_lite.paths import CHECKPOINTS
+from dlstudio_lite.recipes import RECIPES, STAGE2, recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where and how a run was watched, not what it computed.
+NOT_SETTINGS = {"device"}
+
+
+def _parse(argv):
+    argv, chosen = recipe_in(argv)
+    return cli.build_parser(chosen).parse_known_args(argv)
+
+
+def _train_dict(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in NOT_SETTINGS}
+
+
+def _recorded(name: str) -> dict | None:
+    """What the run behind data/checkpoints/NAME recorded: config.json, or for a stage-2
+    run the hparams and settings in its metrics.json."""
+    folder = CHECKPOINTS / name
+    for file in ("config.json", "metrics.json"):
+        if (folder / file).exists():
+            record = json.loads((folder / file).read_text())
+            if "hparams" in record:
+                return record
+    return None
+
+
+def _shipped(found):
+    """(recipe, recorded) pairs: each shipped folder of this recipe (a sweep: each point)."""
+    if not found.sweep:
+        return [(found, _recorded(found.name))]
+    pairs = []
+    for folder in sorted((CHECKPOINTS / found.name).glob("*=*")):
+        point = dict(part.split("=") for part in folder.name.split(","))
+        model = {k: float(v) for k, v in point.items() if k == "beta"}
+        model.update({k: int(v) for k, v in point.items() if k == "num_codes"})
+        pairs.append((found.replace(model=model, train={"lr": float(point["lr"])}),
+                      _recorded(f"{found.name}/{folder.name}")))
+    return pairs
+
+
+@pytest.mark.parametrize("name", [n for n, r in RECIPES.items() if r.shipped and n != "shape_features"])
+def test_each_shipped_checkpoint_recorded_its_recipe(name, normal):
+    pairs = _shipped(recipe(name))
+    assert pairs and all(recorded is not None for _, recorded in pairs), name
+    for found, recorded in pairs:
+        assert _train_dict(recorded["train"]) == _train_dict(found.train_config().to_dict())
+        cls = MODELS[found.target]
+        hparams = recorded["hparams"]
+        hparams = cls.upgrade_hparams(hparams) if hasattr(cls, "upgrade_hparams") else hparams
+        if found.target in STAGE2:
+            assert recorded["vq_checkpoint"] == f"data/checkpoints/{found.codes_of}/checkpoint.pt"
+            assert recorded.get("level", found.level) in (found.level, None, "top", "codes")
+            extra = {k: hparams[k] for k in ("num_codes", "latent_shape", "condition_codes")
+                     if k in hparams}
+            expected = found.model_kwargs(**extra)
+        else:
+            data = found.data_config()
+            assert (recorded["dataset"], recorded["image_size"], recorded["num_images"]) == \
+                (data.dataset, data.image_size, data.num_images)
+            expected = found.model_kwargs()
+        # Every recorded constructor argument is the recipe's (or the class's default);
+        # checkpoints from before an argument existed record fewer.
+        built = {**{k: p.default for k, p in options.parameters(cls).items()}, **expected}
+        built = {k: list(v) if isinstance(v, tuple) else v for k, v in built.items()}
+        assert {k: built[k] for k in hparams} == hparams, name
+
+
+def test_the_shape_features_run_used_its_recipe(normal):
+    import inspect
+
+    from dlstudio_lite.shape_features import train_shape_features
+    ckpt = torch.load(CHECKPOINTS / "shape_features" / "checkpoint.pt", weights_only=True)
+    defaults = {k: p.default for k, p in inspect.signature(train_shape_features).parameters.items()}
+    found = recipe("shape_features")
+    settings = {**defaults, **found.data, **found.train}
+    for key in ("steps", "batch_size", "num_images", "lr", "seed"):
+        assert ckpt["config"][key] == settings[key], key
+
+
+@pytest.mark.parametrize("name", [n for n in RECIPES if n != "shape_features"])
+def test_every_recipe_rebuilds_in_quick_mode_and_the_command_line_agrees(name, quick):
+    from dlstudio_lite.commands.train import model_kwargs
+    found = recipe(name)
+    assert found.quick and found.train["steps"] <= 12
+    args, _ = _parse(["train", "--recipe", name, "--out", "x"])
+    assert options.from_args(TrainConfig, args) == found.train_config()
+    if found.target in STAGE2:
+        grid = (2, 2) if found.level != "bottom" else (4, 4)
+        extra = {"num_codes": 8, "latent_shape": grid}
+        if found.level == "bottom":
+            extra["condition_codes"] = 8
+        model = found.build_model(**extra)
+        from_flags = MODELS[found.target](**extra, **{k: getattr(args, k) for k in args.model_args})
+        assert from_flags.hparams == model.hparams
+        codes = torch.randint(0, 8, (2, *grid))
+        batch = torch.stack([codes, codes], 1) if found.level == "bottom" else codes
+    else:
+        model = found.build_model()
+        from_flags = MODELS[found.target](**model_kwargs(MODELS[found.target], args, args.image_size, 3))
+        assert from_flags.hparams == model.hparams
+        batch = torch.rand(2, 3, found.data["image_size"], found.data["image_size"]) * 2 - 1
+    loss, logs = model.compute_loss(batch)
+    assert torch.isfinite(loss)
+
+
+def test_the_sweep_recipe_expands_to_its_factors_and_runs_its_points_with_it():
+    argv, found = recipe_in(["sweep", "--recipe", "sweep_shapes", "--out", "x", "--print-commands"])
+    assert found.name == "sweep_shapes" and argv[:2] == ["sweep", "vqvae"]
+    assert argv.count("--grid") == 3 and argv.count("--base") == 3
+
+
+def test_a_recipe_of_another_model_or_an_unknown_one_is_refused(capsys):
+    assert cli.main(["train", "vae", "--recipe", "vqgan_shapes", "--out", "x"]) == 2
+    assert "trains a vqgan, not a vae" in capsys.readouterr().err
+    assert cli.main(["train", "--recipe", "nope", "--out", "x"]) == 2
+    assert "vqgan_shapes" in capsys.readouterr().err  # the message lists the recipes
+
+
+def test_flags_override_a_recipe_and_epochs_clears_its_steps():
+    args, _ = _parse(["train", "--recipe", "vqgan_shapes", "--lr", "1e-2", "--out", "x"])
+    config = options.from_args(TrainConfig, args)
+    assert config.lr == 1e-2 and config.steps == recipe("vqgan_shapes").train["steps"]
+    args, _ = _parse(["train", "vqvae", "--epochs", "2", "--out", "x"])
+    config = options.from_args(TrainConfig, args)
+    assert (config.steps, config.epochs) == (None, 2)
+
+
+def test_the_checkpoint_readme_is_generated_from_the_recipes():
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "checkpoint_readme.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- every command printed in a lecture, README or the package's own help parses ----------------
+PLACEHOLDERS = {"beta_B": "beta_0.01", "--temperature T": "--temperature 1.0", "--top-k K": "--top-k 5",
+                "top|bottom": "top"}
+
+
+def printed_commands() -> list[tuple[str, str]]:
+    """(where, command) for each `dlstudio-lite ...` command shown to a reader: in backticks
+    or on a line of a code block (continued with a backslash) of the Markdown files and the
+    lectures (comment lines of the .py files)."""
+    files = [ROOT / "README.md", ROOT / "START_HERE.md", ROOT / "instructor" / "README.md",
+             *sorted((ROOT / "docs").glob("*.md")), CHECKPOINTS / "README.md",
+             *sorted((ROOT / "lectures").glob("*.py"))]
+    found = []
+    for path in files:
+        text = path.read_text()
+        if path.suffix == ".py":
+            text = "\n".join(line[2:] if line.startswith("# ") else line for line in text.splitlines())
+        text = re.sub(r"\\\n\s*", " ", text)
+        for match in re.finditer(r"`(dlstudio-lite [^`]+)`|^\s*(dlstudio-lite [^\n#`]+)", text, re.M):
+            found.append((path.name, (match.group(1) or match.group(2)).strip()))
+    return found
+
+
+def test_every_printed_command_parses():
+    commands = printed_commands()
+    assert len(commands) > 30
+    checked, failed = 0, []
+    for where, command in commands:
+        if "..." in command or "MODEL" in command or "NAME" in command or "--help" in command \
+                or "--grid KEY" in command or command.endswith(("train", "sweep", "quality")):
+            continue  # a template or a name, not a command to run
+        for placeholder, value in PLACEHOLDERS.items():
+            command = command.replace(placeholder, value)
+        command = command.split(" > ")[0].split(" for B in ")[0]
+        argv = shlex.split(command)[1:]
+        if all(re.fullmatch(r"[a-z]+", a) for a in argv):
+            continue  # `dlstudio-lite checkpoint slim`: a command named in prose
+        if argv[0] in ("train", "sweep", "encode") and "--out" not in argv:
+            argv += ["--out", "x"]  # a fragment in prose: only its flags matter
+        try:
+            _parse(argv)
+        except SystemExit:
+            failed.append(f"{where}: `{command}`")
+        checked += 1
+    assert not failed, "commands that do not parse:\n" + "\n".join(failed)
+    assert checked > 20
+
+
+# --- the command line's modules ------------------------------------------------------------------
+def _imports(path: Path) -> set[str]:
+    """Modules of the package that ``path`` imports, anywhere in the file."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[:len(package) - node.level + 1])
+            target = ".".join(base + ([node.module] if node.module else []))
+            out |= {f"{target}.{a.name}" for a in node.names} | {target}
+    return out
+
+
+def test_the_command_line_has_no_import_circle():
+    commands = sorted((ROOT / "dlstudio_lite" / "commands").glob("*.py"))
+    for path in commands:
+        assert "dlstudio_lite.cli" not in _imports(path), f"{path.name} imports cli back"
+    graph = {p.stem: {m.rsplit(".", 1)[-1] for m in _imports(p)
+                      if m.startswith("dlstudio_lite.commands.")} - {p.stem} for p in commands}
+    for name, deps in graph.items():
+        for dep in deps:
+            assert name not in graph.get(dep, set()), f"commands/{name}.py <-> commands/{dep}.py"
