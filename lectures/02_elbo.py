@@ -573,6 +573,13 @@ def show_two_gaussians(mu_q=1.0, sigma_q=0.6, mu_p=0.0, sigma_p=1.0):
 interactive(show_two_gaussians, mu_q=(-3.0, 3.0, 0.1, 1.0), sigma_q=(0.2, 3.0, 0.1, 0.6),
             mu_p=(-3.0, 3.0, 0.1, 0.0), sigma_p=(0.2, 3.0, 0.1, 1.0))
 
+# %%
+# The defaults: q = N(1, 0.6^2) narrow and inside p = N(0, 1).
+kl_qp_default = torch_kl(Normal(1.0, 0.6), Normal(0.0, 1.0)).item()
+kl_pq_default = torch_kl(Normal(0.0, 1.0), Normal(1.0, 0.6)).item()
+claim(kl_pq_default > 2 * kl_qp_default, "when q is narrow and sits inside p, KL(q || p) stays moderate "
+      "while KL(p || q) is large", quick=True, detail=f"{kl_qp_default:.2f} vs {kl_pq_default:.2f}")
+
 # %% [markdown]
 # ## 8. Trained result: an encoder that learns the posterior
 #
