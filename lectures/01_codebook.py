@@ -135,7 +135,7 @@ say(f"In half precision the distance of a code to itself is off by up to {self_d
 # $K = 8$ vectors. Colouring every location of a dense grid by its nearest code shows the
 # *Voronoi cells*: all points in one cell are replaced by the same code vector (the star).
 #
-# A codebook drawn at random wastes codes: some cells hold no data, and some blobs are split
+# A codebook drawn at random can waste codes: cells that hold little or no data, blobs split
 # or lumped together. A codebook is *learned* so that codes sit where the data is. The
 # classic way is **k-means** (Lloyd's algorithm): alternate between
 #
