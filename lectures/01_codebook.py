@@ -694,7 +694,7 @@ print(f"cost of snapping (no noise at all): {snap_cost:.3f} per attention row; "
 # %%
 first_flip = next(s.item() for s, u in zip(sigmas, unchanged) if u < 1)
 before_flip = [i for i, s in enumerate(sigmas) if s < first_flip]
-say(f"The two curves cross near noise std {break_even:.2f} (grey line). Tokens survive well beyond "
+say(f"The two curves cross near noise std {break_even:.2f} (grey line). Tokens survive beyond "
     f"that: the first ones flip only at std {first_flip:.2f} (left panel), where "
     f"{1 - unchanged[len(before_flip)]:.1%} of them change. From there on the quantized attention moves "
     "too, in jumps: each flipped token swaps a whole row and column of scores.",
