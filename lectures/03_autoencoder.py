@@ -56,7 +56,7 @@ print("quick mode:", quick_mode())
 # The course's shapes dataset stands in for the lecture's PurdueShapes5GAN: RGB images with
 # one to five coloured shapes. Pixels are scaled to $[-1, 1]$. The last 200 images are held
 # out as the **test split**; nothing below ever trains on them. (Quick mode uses $32 \times 32$
-# images so that the notebook runs in seconds; normal mode uses the lecture's $64 \times 64$.)
+# images so that the notebook runs quickly; normal mode uses the lecture's $64 \times 64$.)
 
 # %%
 IMAGE_SIZE = pick(normal=64, quick=32)
