@@ -3,6 +3,8 @@
 
     python3 course.py lab     # set up (.venv + packages) and open your copy of the course
     python3 course.py test    # set up if needed and run every test and notebook (quick mode)
+    python3 course.py test --normal   # every lecture in normal mode, its claims checked, timed
+                                      # (add lecture numbers, e.g. 03 05, to run only those)
 
 Set-up is idempotent: it creates ``.venv`` next to this file on first use and reinstalls
 only when ``pyproject.toml`` changed. ``lab`` works in ``my-work/`` (ignored by git), a
@@ -201,6 +203,59 @@ def test(extra: list[str]) -> int:
     return code
 
 
+def test_normal(extra: list[str]) -> int:
+    """``course.py test --normal``: every lecture in normal mode, with its claim checks, one at
+    a time, then the tests marked ``normal`` (a lecture run against a worse checkpoint must
+    fail); prints each lecture's wall and CPU time. Run it before a change to a lecture, a
+    library default or a shipped checkpoint lands."""
+    python = setup()
+    # Normal mode, as a student runs it: the package picks the thread count (no limit here).
+    env = dict(os.environ, DLSTUDIO_LITE_QUICK="0", MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # `test --normal 03 05` runs only those lectures; other arguments go to pytest.
+    chosen = [a for a in extra if len(a) == 2 and a.isdigit()]
+    extra = [a for a in extra if a not in chosen]
+    lectures = [nb for nb in sorted((ROOT / "lectures").glob("[0-9][0-9]_*.ipynb"))
+                if not chosen or nb.name[:2] in chosen]
+    rows, failed = [], []
+
+    def timed(cmd: list) -> tuple[int, float, float]:
+        cpu_before = _children_cpu_seconds()
+        start = time.perf_counter()
+        print("+", " ".join(str(c) for c in cmd), flush=True)
+        code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+        return code, time.perf_counter() - start, _children_cpu_seconds() - cpu_before
+
+    for notebook in lectures:
+        code, wall, cpu = timed([python, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax",
+                                 "--nbval-cell-timeout=600", "-q", notebook.relative_to(ROOT), *extra])
+        rows.append((notebook.stem, wall, cpu, "ok" if code == 0 else f"FAILED ({code})"))
+        if code:
+            failed.append(notebook.stem)
+    code, wall, cpu = timed([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "normal",
+                             "tests", *extra])
+    rows.append(("tests marked normal", wall, cpu, "ok" if code in (0, 5) else f"FAILED ({code})"))
+    if code not in (0, 5):  # 5: no test collected
+        failed.append("tests marked normal")
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+    print(f"\nNormal mode (load average now {load}; other work on the cores slows every lecture):")
+    print(f"{'':<28} {'wall s':>7} {'CPU s':>7}  result")
+    for name, wall, cpu, result in rows:
+        cpu_text = f"{cpu:7.0f}" if cpu == cpu else "    n/a"
+        print(f"{name:<28} {wall:7.0f} {cpu_text}  {result}{'  (over 2 minutes)' if wall > 120 else ''}")
+    print("all passed" if not failed else f"failed: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds used so far by finished child processes and their kernels (nan on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def update(extra: list[str]) -> int:
     notes = sync_workspace(python_version=kernel_python_version(venv_python()))
     print("\n".join(f"my-work: {note}" for note in notes) or "my-work is up to date.")
@@ -219,6 +274,8 @@ def instructor(*words: str):
 
 
 def main(argv: list[str]) -> int:
+    if argv[:2] == ["test", "--normal"]:
+        return test_normal(argv[2:])
     commands = {"lab": lab, "test": test, "setup": lambda extra: (setup(), 0)[1],
                 "update": update, "build": instructor("exercises", "build"),
                 "release": instructor("exercises", "release"), "grade": instructor("grade")}

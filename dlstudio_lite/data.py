@@ -148,7 +148,12 @@ def generate_shapes(num_images: int, image_size: int = 64, seed: int = 0,
     images = np.empty((num_images, image_size, image_size, 3), np.uint8)
     holes = np.empty((num_images, image_size, image_size), bool)
     counts = np.empty(num_images, np.int64)
-    for i, child in enumerate(np.random.SeedSequence(seed).spawn(num_images)):
+    from tqdm.auto import tqdm
+
+    # A bar for the first, uncached generation of a full dataset (a minute or more on a CPU).
+    children = tqdm(np.random.SeedSequence(seed).spawn(num_images), desc="generating shapes (cached afterwards)",
+                    unit="img", disable=num_images < 5_000, mininterval=2.0)
+    for i, child in enumerate(children):
         images[i], holes[i], counts[i] = _draw_one(np.random.default_rng(child), image_size, max_shapes)
     return ShapeImages(images, holes, counts)
 

@@ -8,6 +8,11 @@ import numpy as np
 import torch
 
 from .config import DEVICE_ENV
+from .threads import use_course_threads
+
+# Chosen once, when the package first imports torch's helpers (every notebook and command
+# does): see dlstudio_lite/threads.py for why, and benchmarks/bench_threads.py for the numbers.
+use_course_threads()
 
 _VALID = ("cuda", "mps", "cpu")
 

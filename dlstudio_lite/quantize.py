@@ -260,6 +260,21 @@ class Quantizer(nn.Module):
         self.codebook[which] = vectors.to(self.codebook.dtype)
 
     # -- shared by every variant -------------------------------------------------------------
+    @torch.no_grad()
+    def load_codebook(self, codes: torch.Tensor) -> None:
+        """Use ``codes (K, D)`` as the codebook, and as the start: no k-means start follows.
+
+        Writing ``self.codebook`` directly leaves a k-means start pending, which overwrites
+        those codes on the first forward pass in training mode.
+        """
+        if tuple(codes.shape) != (self.num_codes, self.code_dim):
+            raise ValueError(f"load_codebook expected codes of shape ({self.num_codes}, "
+                             f"{self.code_dim}), got {tuple(codes.shape)}")
+        self.set_codes(torch.ones(self.num_codes, dtype=torch.bool, device=self.codebook.device),
+                       codes.to(self.codebook.device))
+        self.initialized.fill_(True)
+        self.steps_unused.zero_()
+
     def _flatten(self, z_e: torch.Tensor) -> torch.Tensor:
         """``(B, D, h, w) -> (B*h*w, D)``, one row per latent pixel."""
         if z_e.dim() != 4 or z_e.shape[1] != self.code_dim:

@@ -177,7 +177,7 @@ _LIST = [
     Recipe("autoencoder_depth_demo", "autoencoder", "3 (section 6)", "short runs of a narrow "
            "autoencoder, with and without skip connections, at two depths",
            data=dict(image_size=32, num_images=4000), model=dict(latent_size=8, base_channels=8),
-           train=dict(steps=150, batch_size=16, lr=2e-3, scheduler="cosineannealinglr",
+           train=dict(steps=100, batch_size=16, lr=2e-3, scheduler="cosineannealinglr",
                       log_every=10, progress=False), shipped=False),
     Recipe("dead_code_demo", "vqvae", "5", "a VQ-VAE whose codebook starts in one far cluster",
            data=dict(image_size=32, num_images=1024),

@@ -39,7 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tqdm.auto import tqdm
+
 from dlstudio_lite import pick, quick_mode, seed_everything
+from dlstudio_lite.claims import claim, say, summary
 from dlstudio_lite.plot import interactive
 
 seed_everything(0)
@@ -90,8 +93,9 @@ def nearest_code(z, codebook):
 
 # torch.cdist computes the same distances the slow, obvious way: a check of the algebra.
 z_check, e_check = torch.randn(100, 5), torch.randn(7, 5)
-print("matches torch.cdist:",
-      torch.allclose(squared_distances(z_check, e_check), torch.cdist(z_check, e_check) ** 2, atol=1e-4))
+matches_cdist = torch.allclose(squared_distances(z_check, e_check), torch.cdist(z_check, e_check) ** 2, atol=1e-4)
+print("matches torch.cdist:", matches_cdist)
+claim(matches_cdist, "the expanded form computes the same distances as torch.cdist", quick=True)
 
 # %% [markdown]
 # The expanded form has one weakness. When $z$ is (almost) equal to a code, the three terms
@@ -103,15 +107,26 @@ codes_far = 10 + torch.randn(1000, 16)      # vectors far from the origin: large
 self_d2 = squared_distances(codes_far, codes_far).diagonal()
 print(f"distance of a code to itself: smallest {self_d2.min():.1e}, largest {self_d2.max():.1e}, "
       f"negative in {(self_d2 < 0).float().mean():.0%} of the codes")
+# The same computation in half precision (16-bit floats), converted back for comparison.
+self_d2_half = squared_distances(codes_far.half(), codes_far.half()).diagonal().float()
+cancellation_ratio = (self_d2_half.abs().max() / self_d2.abs().max()).item()
+between_codes = squared_distances(codes_far, codes_far).median().item()
 
 # %% [markdown]
 # The errors are tiny next to the distances between *different* codes (around
 # $2 \cdot 16 = 32$ here), so `argmin` is not affected. Two consequences are worth knowing:
 # clamp at zero before taking a square root (`d2.clamp(min=0).sqrt()`, or a NaN appears),
-# and keep these distances in 32-bit floats. In half precision the same cancellation
-# is about a thousand times larger and the squared norms can overflow, which is why
-# the package switches mixed precision off inside its quantizer
-# ([errata B11](../docs/ERRATA.md#b11)).
+# and keep these distances in 32-bit floats. The next cell measures the same cancellation
+# in half precision (16-bit floats, whose rounding step is $2^{13} = 8192$ times coarser);
+# there the squared norms can also overflow, which is why the package switches mixed
+# precision off inside its quantizer ([errata B11](../docs/ERRATA.md#b11)).
+
+# %%
+say(f"In half precision the distance of a code to itself is off by up to {self_d2_half.abs().max():.2f}, "
+    f"about {cancellation_ratio:,.0f} times the largest 32-bit error (the typical distance between two "
+    f"different codes is {between_codes:.0f}).",
+    (cancellation_ratio > 300, "half precision makes the cancellation hundreds to thousands of times larger"),
+    (self_d2.abs().max() < 0.01 * between_codes, "in 32-bit floats the errors are tiny next to the distances between codes"))
 
 # %% [markdown]
 # ## 2. Quantizing points in the plane
@@ -120,7 +135,7 @@ print(f"distance of a code to itself: smallest {self_d2.min():.1e}, largest {sel
 # $K = 8$ vectors. Colouring every location of a dense grid by its nearest code shows the
 # *Voronoi cells*: all points in one cell are replaced by the same code vector (the star).
 #
-# A codebook drawn at random wastes codes: some cells hold no data, and some blobs are split
+# A codebook drawn at random can waste codes: cells that hold little or no data, blobs split
 # or lumped together. A codebook is *learned* so that codes sit where the data is. The
 # classic way is **k-means** (Lloyd's algorithm): alternate between
 #
@@ -190,6 +205,8 @@ plot_voronoi(random_codebook, points, axes[0],
 plot_voronoi(learned_codebook, points, axes[1],
              f"k-means codebook, K=8\nquantization error {quantization_error(points, learned_codebook):.2f}")
 plt.show()
+claim(quantization_error(points, learned_codebook) < quantization_error(points, random_codebook),
+      "the k-means codebook quantizes the points with a smaller error than the random one")
 
 # %% [markdown]
 # ## 3. Quantizing an encoder's feature map, step by step
@@ -238,6 +255,8 @@ vec = z_e[b, :, h, w]
 brute = ((codebook - vec) ** 2).sum(1).argmin().item()
 print("token at (1, 2, 3):", tokens[b, h, w].item(), "| brute-force nearest code:", brute)
 print("z_q holds that code:", torch.equal(z_q[b, :, h, w], codebook[brute]))
+claim(tokens[b, h, w].item() == brute and torch.equal(z_q[b, :, h, w], codebook[brute]),
+      "the token stored at (1, 2, 3) is the brute-force nearest code, and z_q holds it", quick=True)
 
 
 # %% [markdown]
@@ -288,6 +307,10 @@ for ax, t, title in [(axes[0], true_tokens, "tokens put in"),
     ax.imshow(t[0], cmap="tab10", vmin=0, vmax=9)
     ax.set(title=title, xticks=[], yticks=[])
 plt.show()
+good_share, bad_share = (good_tokens == true_tokens).float().mean().item(), (bad_tokens == true_tokens).float().mean().item()
+claim(good_share == 1.0, "the correct recipe gets all the tokens back", quick=True)
+claim(bad_share < 0.5, "the version without the permute gets only a few right, by luck",
+      detail=f"{bad_share:.0%} right")
 
 # %% [markdown]
 # ### Pitfall: `argmax` instead of `argmin`
@@ -317,16 +340,22 @@ print(f"mean squared error with argmin: {d2_few.min(1).values.mean():.2f}, "
 #
 # `dlstudio_lite.quantize.VectorQuantizer` is the trainable module used from lecture 5 on.
 # Loaded with the same codebook, it must pick the same tokens as the plain function above.
+# Load it with `load_codebook`: a quantizer starts its codebook by k-means on the first
+# training batch unless it is told that it already has one (lecture 5 explains why), and
+# writing into `vq.codebook` directly would let that start overwrite our codes.
 
 # %%
 from dlstudio_lite.quantize import VectorQuantizer, perplexity  # noqa: E402
 
 vq = VectorQuantizer(num_codes=K, code_dim=C)
+vq.load_codebook(codebook)
 with torch.no_grad():
-    vq.codebook.copy_(codebook)
     out = vq(z_e)
-print("same tokens as the plain function:", torch.equal(out.indices, tokens))
-print("same quantized map:               ", torch.allclose(out.quantized, z_q, atol=1e-6))
+same_tokens, same_map = torch.equal(out.indices, tokens), torch.allclose(out.quantized, z_q, atol=1e-6)
+print("same tokens as the plain function:", same_tokens)
+print("same quantized map:               ", same_map)
+claim(same_tokens and same_map, "the package's quantizer picks the same tokens (and the same "
+      "quantized map) as the plain function", quick=True)
 
 # %% [markdown]
 # ## 4. An image as a grid of tokens
@@ -365,6 +394,7 @@ def patch_vectors(x):
 
 
 K_img = 64
+print(f"fitting a {K_img}-code codebook to {len(patch_vectors(train_images)):,} patches by k-means ...")
 image_codebook = kmeans(patch_vectors(train_images), K_img, iters=pick(normal=25, quick=10))
 z_q_img, img_tokens = quantize(to_features(test_images), image_codebook)
 recon = to_image(z_q_img)
@@ -387,10 +417,16 @@ plt.show()
 # %% [markdown]
 # The same token grid, with the integers written in. This is the picture to keep in mind
 # for the rest of the course: a $32 \times 32$ colour image has become $16 \times 16 = 256$
-# numbers from $\{0, \dots, 63\}$. Background patches all share one token; shapes use a
-# handful of others. In lecture 6 a transformer will learn to *write* such grids.
+# numbers from $\{0, \dots, 63\}$. In lecture 6 a transformer will learn to *write* such grids.
 
 # %%
+is_background = ~(to_features(test_images[:1]) > -1).any(dim=1)[0]      # (16, 16): all-black patch
+background_tokens = img_tokens[0][is_background].unique()
+shape_tokens = img_tokens[0][~is_background].unique()
+say(f"In image 0 all {int(is_background.sum())} background patches share "
+    f"{'one token' if len(background_tokens) == 1 else f'{len(background_tokens)} tokens'}; "
+    f"its {int((~is_background).sum())} shape patches use {len(shape_tokens)} others.",
+    (len(background_tokens) == 1, "background patches all share one token"))
 fig, ax = plt.subplots(figsize=(6.5, 6.5))
 ax.imshow(img_tokens[0], cmap="nipy_spectral", vmin=0, vmax=K_img - 1, alpha=0.6)
 for (i, j), t in np.ndenumerate(img_tokens[0].numpy()):
@@ -423,13 +459,22 @@ axes[1].set(yscale="log", xlabel="code rank (same order as the tiles)", ylabel="
             title=f"code usage on {len(train_tokens):,} training patches")
 plt.tight_layout()
 plt.show()
+# A tile is "one colour" when its four pixels differ by less than 0.1 in every channel.
+one_colour = (code_tiles.amax(dim=(2, 3)) - code_tiles.amin(dim=(2, 3))).amax(dim=1)[order] < 0.1
+first_tile_black = code_tiles[order[0]].max().item() < 0.05
+say(f"The first tile is plain black: the background code, used {code_counts[order[0]] / code_counts[order[1]]:.0f} "
+    f"times as often as the next one (note the log scale). Of the next 16 codes, {int(one_colour[1:17].sum())} are "
+    f"whole patches of one colour, the insides of shapes; of the last 32, "
+    f"{'none is' if not one_colour[-32:].any() else f'only {int(one_colour[-32:].sum())} are'}: "
+    "further down two-tone tiles take over, pieces of edges between a shape and the background "
+    "(or a pinhole inside a shape).",
+    (first_tile_black and code_counts[order[0]] > 10 * code_counts[order[1]],
+     "the most used code is plain black, used far more than any other"),
+    (one_colour[1:17].float().mean() > one_colour[-32:].float().mean(), "one-colour tiles come first, two-tone tiles further down"))
 
 # %% [markdown]
-# The first tile is plain black: the background code, used by far the most (note the log
-# scale). Most of the next ones are whole patches of one colour, the insides of shapes;
-# further down two-tone tiles take over, pieces of edges between a shape and the
-# background (or a pinhole inside a shape). The codebook is a vocabulary of small image
-# pieces, and how often each piece occurs is very uneven; section 5 puts a number on that.
+# The codebook is a vocabulary of small image pieces, and how often each piece occurs is
+# very uneven; section 5 puts a number on that.
 
 # %% [markdown]
 # ## 5. How big should the codebook be?
@@ -469,7 +514,7 @@ Ks = pick(normal=[2, 4, 8, 16, 32, 64, 128, 256], quick=[2, 4, 8, 16, 32, 64])
 train_vectors = patch_vectors(train_images)
 foreground = (to_features(test_images) > -1).any(dim=1)   # (B, H/2, W/2): not plain background
 errors, perplexities, fg_perplexities, used = [], [], [], []
-for k in Ks:
+for k in tqdm(Ks, desc="k-means for each K"):
     cb = kmeans(train_vectors, k, iters=pick(normal=20, quick=6))
     zq, tok = quantize(to_features(test_images), cb)
     errors.append(F.mse_loss(to_image(zq), test_images).item())
@@ -495,13 +540,25 @@ for ax in axes:
 plt.tight_layout()
 plt.show()
 
+# %%
+share_used = [u / k for u, k in zip(used, Ks)]
+fg_share = [p / k for p, k in zip(fg_perplexities, Ks)]
+say(f"The error falls steadily with $K$, from {errors[0]:.3f} at $K = {Ks[0]}$ to {errors[-1]:.4f} at "
+    f"$K = {Ks[-1]}$. Most codes do appear somewhere in the test images (at least {min(share_used):.0%} "
+    f"of them for every $K$), yet the perplexity over all positions stays far below $K$ "
+    f"({perplexities[-1]:.1f} at $K = {Ks[-1]}$): the background, the share given in the title, all "
+    "goes to one code, and that one code dominates the usage histogram. Perplexity counts codes by how "
+    f"much they are *used*, not whether. Over the foreground alone the perplexity is far higher: "
+    f"{fg_perplexities[-1]:.0f} at $K = {Ks[-1]}$, {fg_share[-1]:.0%} of $K$ (and {fg_share[0]:.0%} of "
+    f"$K$ at $K = {Ks[0]}$). A bigger codebook buys detail, but each added code is used less.",
+    (all(a > b for a, b in zip(errors, errors[1:])), "the error falls steadily with K"),
+    (min(share_used) >= 0.5, "most codes do appear somewhere in the test images"),
+    (all(p < k / 2 for p, k in zip(perplexities[2:], Ks[2:])), "the all-positions perplexity stays far below K"),
+    (all(f > 2 * p for f, p in zip(fg_perplexities[3:], perplexities[3:])),
+     "over the foreground alone the perplexity is far higher"),
+    (fg_share[-1] < fg_share[0], "each added code is used less"))
+
 # %% [markdown]
-# The error falls steadily with $K$. Most codes do appear somewhere in the test images,
-# yet the perplexity over all positions stays far below $K$: the background, the share
-# given in the title, all goes to one code, and that one code dominates the usage
-# histogram. Perplexity counts codes by how much they are *used*, not whether. Over the
-# foreground alone the perplexity is far higher and not far below $K$: on the shapes the
-# codebook is used fairly evenly. A bigger codebook buys detail, but each added code is used less.
 # Codebook usage will be a headline number when we train VQ-VAEs, and there too the
 # background weighs on it.
 #
@@ -632,11 +689,22 @@ print(f"cost of snapping (no noise at all): {snap_cost:.3f} per attention row; "
 # snapping (dotted line) and stays flat: as long as every token survives, the quantized
 # attention is **bit-for-bit** the same as without noise (left panel, dashed). The raw
 # attention starts close to the ideal and drifts away steadily with the noise; on a linear
-# axis its first steps would look like zero, but they are not. The two curves cross near
-# the noise level printed above (grey line). Beyond it tokens start to flip and the
-# quantized attention moves too, in jumps: each flipped token swaps a whole row and column
-# of scores.
-#
+# axis its first steps would look like zero, but they are not.
+
+# %%
+first_flip = next(s.item() for s, u in zip(sigmas, unchanged) if u < 1)
+before_flip = [i for i, s in enumerate(sigmas) if s < first_flip]
+say(f"The two curves cross near noise std {break_even:.2f} (grey line). Tokens survive beyond "
+    f"that: the first ones flip only at std {first_flip:.2f} (left panel), where "
+    f"{1 - unchanged[len(before_flip)]:.1%} of them change. From there on the quantized attention moves "
+    "too, in jumps: each flipped token swaps a whole row and column of scores.",
+    (all(math.isclose(change_q[i], snap_cost, rel_tol=1e-5) for i in before_flip) and all(rows_identical[i] == 1 for i in before_flip),
+     "as long as every token survives, the quantized attention is bit-for-bit the same (the curve stays flat)"),
+    (all(a < b for a, b in zip(change_raw, change_raw[1:])), "the raw attention drifts away steadily with the noise"),
+    (first_flip > break_even, "tokens start to flip only beyond the crossing"),
+    (change_q[-1] > snap_cost, "beyond the first flips the quantized attention moves too"))
+
+# %% [markdown]
 # So quantizing is a trade: a fixed, known distortion in exchange for an input that does
 # not change at all under small perturbations. It pays off when the perturbations are
 # larger than the snapping error, and the snapping error is small when encoder outputs sit
@@ -656,11 +724,21 @@ noise_levels = [0.02, 0.1, 0.2, 0.4]
 x0 = test_images[:1]
 clean_grid = quantize(to_features(x0), image_codebook)[1][0]
 gen = torch.Generator().manual_seed(0)
+# Three kinds of position in the clean image: plain background, a patch of one colour inside
+# a shape, and a two-tone patch (a shape's edge or a pinhole).
+x0_patches = to_features(x0)[0]                                   # (12, 16, 16)
+kind_background = ~(x0_patches > -1).any(dim=0)
+pixel_colours = x0_patches.view(3, 4, 16, 16)                     # (RGB, 4 pixels, 16, 16)
+kind_two_tone = (pixel_colours.amax(1) - pixel_colours.amin(1)).amax(0) > 0.1
+kind_flat_shape = ~kind_background & ~kind_two_tone
+flip_rates = {"background": [], "one-colour shape patches": [], "two-tone patches": []}
 fig, axes = plt.subplots(2, len(noise_levels), figsize=(2.6 * len(noise_levels), 6.0))
 for col, std in enumerate(noise_levels):
     x_noisy = (x0 + std * torch.randn(x0.shape, generator=gen)).clamp(-1, 1)
     noisy_grid = quantize(to_features(x_noisy), image_codebook)[1][0]
     flipped = noisy_grid != clean_grid
+    for name, where in zip(flip_rates, [kind_background, kind_flat_shape, kind_two_tone]):
+        flip_rates[name].append((int(flipped[where].sum()), int(where.sum())))
     moved = (to_features(x_noisy) != to_features(x0)).any(dim=1).float().mean()
     axes[0, col].imshow(denormalize(x_noisy[0]).permute(1, 2, 0))
     axes[0, col].set_title(f"pixel noise std {std}\n{moved:.0%} of patch vectors changed", fontsize=9)
@@ -673,14 +751,38 @@ for ax in axes.flat:
 plt.tight_layout(h_pad=2.0)
 plt.show()
 
+# %%
+rate = {name: [f / n if n else 0.0 for f, n in pairs] for name, pairs in flip_rates.items()}
+flips_at_smallest = sum(pairs[0][0] for pairs in flip_rates.values())
+first_background_flip = next((std for std, (f, _) in zip(noise_levels, flip_rates["background"]) if f), None)
+table = "\n".join(f"| {name} ({flip_rates[name][0][1]}) | " + " | ".join(f"{f}" for f, _ in pairs) + " |"
+                  for name, pairs in flip_rates.items())
+say("Tokens changed by the noise, by kind of position (number of such positions in brackets):\n\n"
+    "| position | " + " | ".join(f"std {n}" for n in noise_levels) + " |\n|---|" + "---|" * len(noise_levels)
+    + "\n" + table + "\n\n"
+    f"At the smallest noise every patch vector has moved, yet {flips_at_smallest} tokens change: the "
+    "token grid, and therefore anything a transformer computes from it, stays the same. As the noise "
+    "grows, the tokens of shape patches flip far more often than the background's; "
+    + (f"the first background tokens flip at std {first_background_flip}." if first_background_flip
+       else "no background token flips at all."),
+    (flips_at_smallest == 0, "at the smallest noise the token grid is unchanged"),
+    (all(max(rate["one-colour shape patches"][i], rate["two-tone patches"][i]) > rate["background"][i]
+         for i in range(1, len(noise_levels))), "shape tokens flip far more often than background ones"))
+
 # %% [markdown]
-# At the smallest noise every patch vector has moved, yet the token grid, and therefore
-# anything a transformer computes from it, is unchanged. As the noise grows, tokens flip
-# first on the edges of the shapes and around their pinholes: a two-colour patch has
-# several similar two-tone codes nearby, so its cell borders are close. The plain
-# background, whose code has no close neighbour, holds out longest. A learned
-# encoder followed by a codebook behaves the same way, with cells drawn in feature space
-# instead of pixel space.
+# Why the shapes' tokens flip first: a shape's patches have similar codes nearby (variants
+# of a colour, two-tone codes that differ in one pixel), so their cell borders are close.
+# The clamp to the image range $[-1, 1]$ also removes the half of the noise that would push
+# a black pixel below $-1$. A learned encoder followed by a codebook behaves the same way,
+# with cells drawn in feature space instead of pixel space.
+
+# %%
+gaps = torch.cdist(image_codebook, image_codebook).fill_diagonal_(float("inf")).min(dim=1).values
+background_code = clean_grid[kind_background][0]
+shape_codes = clean_grid[~kind_background].unique()
+say(f"Distance from a code to its nearest other code: {gaps[background_code]:.2f} for the background code, "
+    f"{gaps[shape_codes].median():.2f} (median) for the codes of this image's shapes.",
+    (gaps[background_code] > gaps[shape_codes].median(), "the shapes' codes have closer neighbours than the background's"))
 
 # %% [markdown]
 # ## Summary
@@ -707,8 +809,9 @@ plt.show()
 # 2. With a codebook of $K$ codes, how many bits does one token carry at most? How many bits
 #    per token does a perplexity of 8 correspond to? For a $16 \times 16$ grid, compare
 #    this with the bits in the $32 \times 32 \times 3$ image of section 4 at 8 bits per value.
-# 3. The noise experiment of section 6 found a noise level beyond which raw vectors beat
-#    snapped ones. What would move that level to the left or to the right?
+# 3. The noise experiment of section 6 found a noise level below which the raw vectors stay
+#    closer to the clean attention and beyond which the snapped ones do. What would move that
+#    level to the left or to the right?
 # 4. The foreground perplexity was much higher than the all-positions one. If you trained a
 #    model to predict tokens, which of the two numbers tells you more about how hard its
 #    job is, and why?
@@ -716,3 +819,6 @@ plt.show()
 # **Next:** [exercise 1](../exercises/ex01_codebook.ipynb) (the codebook exercise) asks you to write the
 # nearest-code lookup and the perplexity yourself. Lecture 2 turns to the probabilistic
 # side: the ELBO that variational autoencoders maximise.
+
+# %%
+print(summary())

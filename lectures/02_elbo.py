@@ -39,6 +39,7 @@ from torch.distributions import MultivariateNormal, Normal
 from torch.distributions import kl_divergence as torch_kl
 
 from dlstudio_lite import pick, quick_mode, seed_everything
+from dlstudio_lite.claims import claim, summary
 from dlstudio_lite.plot import interactive
 
 seed_everything(0)
@@ -226,7 +227,9 @@ def kl_diag(mu_q, logvar_q, mu_p, logvar_p):
 mu_q, mu_p = torch.randn(5, 3), torch.randn(5, 3)
 lv_q, lv_p = torch.randn(5, 3), torch.randn(5, 3)
 reference = torch_kl(Normal(mu_q, (0.5 * lv_q).exp()), Normal(mu_p, (0.5 * lv_p).exp())).sum(-1)
-print("matches torch.distributions:", torch.allclose(kl_diag(mu_q, lv_q, mu_p, lv_p), reference, atol=1e-5))
+matches_torch = torch.allclose(kl_diag(mu_q, lv_q, mu_p, lv_p), reference, atol=1e-5)
+print("matches torch.distributions:", matches_torch)
+claim(matches_torch, "the closed-form KL matches torch.distributions", quick=True)
 
 # %% [markdown]
 # The package's `dlstudio_lite.vae.kl_divergence(mu, logvar)` is the standard-normal special case
@@ -236,7 +239,9 @@ print("matches torch.distributions:", torch.allclose(kl_diag(mu_q, lv_q, mu_p, l
 from dlstudio_lite.vae import kl_divergence  # noqa: E402
 
 zeros = torch.zeros(5, 3)
-print("package agrees:", torch.allclose(kl_divergence(mu_q, lv_q), kl_diag(mu_q, lv_q, zeros, zeros), atol=1e-5))
+package_agrees = torch.allclose(kl_divergence(mu_q, lv_q), kl_diag(mu_q, lv_q, zeros, zeros), atol=1e-5)
+print("package agrees:", package_agrees)
+claim(package_agrees, "the package's kl_divergence agrees with the closed form", quick=True)
 
 # %% [markdown]
 # **A caution when reading the slides** ([errata E1](../docs/ERRATA.md#e1)). The lecture quotes
@@ -257,6 +262,11 @@ print(f"slide Eq. 14:                      {eq14:.3f}")
 print(f"slide code line:                   {code_line:.3f}")
 print(f"sampled KL(q || p) = E_q[log q/p]: {(q1.log_prob(zq) - prior1.log_prob(zq)).mean():.3f}")
 print(f"sampled KL(p || q) = E_p[log p/q]: {(prior1.log_prob(zp) - q1.log_prob(zp)).mean():.3f}")
+sampled_qp = (q1.log_prob(zq) - prior1.log_prob(zq)).mean()
+sampled_pq = (prior1.log_prob(zp) - q1.log_prob(zp)).mean()
+claim(abs(eq14 - sampled_pq) < 0.05 and abs(code_line - sampled_qp) < 0.05 and abs(eq14 - code_line) > 1,
+      "Eq. 14 is KL(p(z) || q) and the code line is KL(q || p(z)): sampling tells them apart", quick=True,
+      detail=f"Eq. 14 {eq14:.3f} vs {sampled_pq:.3f}, code {code_line:.3f} vs {sampled_qp:.3f}")
 
 # %% [markdown]
 # What the KL term does to an encoder: for one latent dimension, here is
@@ -314,6 +324,9 @@ axes[1].set(xscale="log", yscale="log", xlabel="number of samples N", ylabel="er
 axes[1].legend()
 plt.tight_layout()
 plt.show()
+predicted = log_ratio.std() / ns.sqrt()
+claim(((rmse[9:] / predicted[9:]).log().abs() < math.log(1.5)).all(),
+      "the RMS error falls like 1/sqrt(N) (within a factor 1.5 of std/sqrt(N) from N = 10 on)")
 
 # %% [markdown]
 # The closed form gives the exact value at no cost and with no noise, which is why VAEs use
@@ -439,6 +452,10 @@ plt.tight_layout()
 plt.show()
 print(f"largest |gap - KL| over t: {(gap_t - kl_to_post).abs().max():.1e} nats;  "
       f"gap at t = 1: {gap_t[-1].item():.1e} nats")
+claim((gap_t - kl_to_post).abs().max() < 1e-3 and abs(gap_t[-1].item()) < 1e-4,
+      "the gap is the KL to the posterior, and it closes at t = 1", quick=True)
+claim(all(abs(m.item() - elbo_exact(x_obs, mu_t[i], lv_t[i]).item()) < 4 * e.item() + 1e-3
+          for (m, e), i in zip(mc, t_mc)), "the sampled ELBO agrees with the closed form (within its error bars)")
 
 # %% [markdown]
 # ### 5.2 No $q$ beats the evidence
@@ -450,6 +467,7 @@ print(f"largest |gap - KL| over t: {(gap_t - kl_to_post).abs().max():.1e} nats; 
 rand_mu, rand_lv = 3 * torch.randn(1000, d), 2 * torch.randn(1000, d)
 gaps = log_px - elbo_exact(x_obs, rand_mu, rand_lv)
 print(f"smallest gap among 1,000 random q: {gaps.min():.3f} nats (never below 0)")
+claim(gaps.min() >= 0, "no random q gives a gap below 0", quick=True)
 
 # %% [markdown]
 # ### 5.3 When a diagonal $q$ cannot reach the posterior
@@ -469,6 +487,9 @@ m_c = S_c @ W_c.T @ (W_c @ torch.randn(d) + s * torch.randn(n)) / s**2   # poste
 posterior_c = MultivariateNormal(m_c, S_c)
 best_diag = MultivariateNormal(m_c, torch.diag(1 / Lam_c.diagonal()))
 print(f"gap left by the best diagonal q: {torch_kl(best_diag, posterior_c).item():.3f} nats")
+claim(torch_kl(best_diag, posterior_c).item() > 1e-3, "the best diagonal q keeps a gap", quick=True)
+claim((best_diag.covariance_matrix.diagonal() < S_c.diagonal()).all(),
+      "the best diagonal q is too narrow along the correlated direction", quick=True)
 
 g = torch.linspace(-1, 1, 200)
 G1, G2 = torch.meshgrid(g + m_c[0], g + m_c[1], indexing="xy")
@@ -519,6 +540,8 @@ print(f"d/dlogvar: sampled {logvar.grad.item():.3f}   exact {math.exp(logvar.ite
 dist = Normal(mu, torch.exp(0.5 * logvar))
 print("sample() carries a gradient:", dist.sample().requires_grad,
       "| rsample() carries a gradient:", dist.rsample().requires_grad)
+claim(abs(mu.grad.item() - 2 * mu.item()) < 0.05 and abs(logvar.grad.item() - math.exp(logvar.item())) < 0.05,
+      "the reparameterized gradients match the exact ones", quick=True)
 
 # %% [markdown]
 # The package's `dlstudio_lite.vae.reparameterize(mu, logvar)` is the same one line; lecture 4
@@ -549,6 +572,13 @@ def show_two_gaussians(mu_q=1.0, sigma_q=0.6, mu_p=0.0, sigma_p=1.0):
 
 interactive(show_two_gaussians, mu_q=(-3.0, 3.0, 0.1, 1.0), sigma_q=(0.2, 3.0, 0.1, 0.6),
             mu_p=(-3.0, 3.0, 0.1, 0.0), sigma_p=(0.2, 3.0, 0.1, 1.0))
+
+# %%
+# The defaults: q = N(1, 0.6^2) narrow and inside p = N(0, 1).
+kl_qp_default = torch_kl(Normal(1.0, 0.6), Normal(0.0, 1.0)).item()
+kl_pq_default = torch_kl(Normal(0.0, 1.0), Normal(1.0, 0.6)).item()
+claim(kl_pq_default > 2 * kl_qp_default, "when q is narrow and sits inside p, KL(q || p) stays moderate "
+      "while KL(p || q) is large", quick=True, detail=f"{kl_qp_default:.2f} vs {kl_pq_default:.2f}")
 
 # %% [markdown]
 # ## 8. Trained result: an encoder that learns the posterior
@@ -625,6 +655,14 @@ plt.show()
 print(f"average gap log p(x) - ELBO after training: {final_gap:.4f} nats")
 print("posterior variances, true:   ", [round(v, 4) for v in S_v.diagonal().tolist()])
 print("posterior variances, encoder:", [round(v, 4) for v in lv_v.exp().mean(0).tolist()])
+mean_error = ((mu_v - m_v).abs().max() / m_v.abs().max()).item()
+variance_error = (lv_v.exp().mean(0) / S_v.diagonal() - 1).abs().max().item()
+claim(mean_error < 0.05, "the encoder's means line up with the exact posterior means",
+      detail=f"largest error {mean_error:.1%} of the largest mean")
+claim(variance_error < 0.05, "the encoder's variances line up with the exact posterior variances",
+      detail=f"largest relative error {variance_error:.1%}")
+claim(0 <= final_gap < 0.01, "the remaining gap (the KL to the posterior) is close to zero",
+      detail=f"{final_gap:.4f} nats")
 
 # %% [markdown]
 # The encoder never saw a posterior: it only maximised the ELBO, yet its means line up
@@ -666,3 +704,6 @@ print("posterior variances, encoder:", [round(v, 4) for v in lv_v.exp().mean(0).
 # **Next:** [exercise 2](../exercises/ex02_elbo.ipynb) (the ELBO exercise) has you implement the Gaussian KL
 # in closed form and a Monte-Carlo estimate of it, and compare the two. Lecture 3 builds
 # the plain autoencoder that the VAE extends.
+
+# %%
+print(summary())

@@ -39,10 +39,12 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 from torch import nn
+from tqdm.auto import tqdm
 
 from dlstudio_lite import (CHECKPOINTS, Autoencoder, Decoder, Encoder, ShapesDataset, SkipBlockDecoder,
                            SkipBlockEncoder, load_or_train, pick, psnr, quick_mode, recipe,
                            reconstruction_metrics, seed_everything)
+from dlstudio_lite.claims import claim, say, summary
 from dlstudio_lite.plot import plot_history, show_images, show_side_by_side
 
 seed_everything(0)
@@ -54,7 +56,7 @@ print("quick mode:", quick_mode())
 # The course's shapes dataset stands in for the lecture's PurdueShapes5GAN: RGB images with
 # one to five coloured shapes. Pixels are scaled to $[-1, 1]$. The last 200 images are held
 # out as the **test split**; nothing below ever trains on them. (Quick mode uses $32 \times 32$
-# images so that the notebook runs in seconds; normal mode uses the lecture's $64 \times 64$.)
+# images so that the notebook runs quickly; normal mode uses the lecture's $64 \times 64$.)
 
 # %%
 # The data of the recipe `autoencoder_shapes` (dlstudio_lite/recipes.py; quick mode: its quick variant).
@@ -137,6 +139,9 @@ with torch.no_grad():
     f_x = F.relu(plain_block.norm2(plain_block.conv2(F.relu(plain_block.norm1(plain_block.conv1(x))))))
     rewritten = F.conv2d(x + f_x, D.weight, 2 * D.bias, stride=2)
     print("             == W (x + f(x)) + 2b:", torch.allclose(plain_block(x), rewritten, atol=1e-5))
+claim(torch.allclose(plain_block(x), package_block(x), atol=1e-6) and
+      torch.allclose(plain_block(x), rewritten, atol=1e-5),
+      "the plain block equals SkipBlockEncoder, and D(x) + D(f(x)) = W (x + f(x)) + 2b", quick=True)
 
 # %% [markdown]
 # The encoder has a second kind of block that keeps the resolution and **doubles** the
@@ -207,6 +212,7 @@ def stage_shapes(module, x):
 
 
 BASE = 64  # the lecture's width
+latent_numbers = {}
 rows = ["| ratio | encoder: output shape (C, H, W) after each layer | latent numbers | decoder output |",
         "| --- | --- | --- | --- |"]
 with torch.device("meta"):
@@ -218,7 +224,10 @@ with torch.device("meta"):
         dec_shapes, out = stage_shapes(dec, z)
         path = " → ".join(str(s) for _, s in enc_shapes)
         rows.append(f"| {ratio} | (3, 64, 64) → {path} | {z[0].numel():,} | {tuple(out.shape[1:])} |")
+        latent_numbers[ratio] = z[0].numel()
 display(Markdown("\n".join(rows)))
+claim(all(n > 3 * 64 * 64 for n in latent_numbers.values()),
+      "every latent of the lecture's widths holds more numbers than the 12,288 of the image", quick=True)
 
 # %% [markdown]
 # The full, layer-by-layer list for ratio 4 (the lecture's main setting, and the one the
@@ -270,9 +279,7 @@ print(f"{sum(p.numel() for p in autoencoder.parameters()):,} parameters")
 # `train/recon` is the running mean of the training loss between log points; `test/recon`
 # is the same loss on the 200 held-out images. The shipped run measured it every 250 steps,
 # so in normal mode it is a full curve; a model trained here in quick mode is tested only
-# once, at the end, and shows a single dot. The test curve stays close to the training curve
-# all the way: the model does not just memorise its training images. The log scale shows
-# that both keep falling long after the first, steep drop.
+# once, at the end, and shows a single dot.
 
 # %%
 ax = plot_history(history, keys=[k for k in ("train/recon", "test/recon") if k in history],
@@ -281,6 +288,22 @@ for line in ax.get_lines():
     if len(line.get_xdata()) == 1:
         line.set(marker="o", linestyle="none")  # a single test point
 plt.show()
+
+
+def train_value_at(step):
+    """The running training loss logged closest to `step`."""
+    return min(history["train/recon"], key=lambda point: abs(point[0] - step))[1]
+
+
+test_curve = history["test/recon"]
+test_over_train = max(value / train_value_at(step) for step, value in test_curve)
+middle = min(test_curve, key=lambda point: abs(point[0] - test_curve[-1][0] // 4))
+say(f"The test curve stays close to the training curve all the way (at most {test_over_train - 1:.0%} "
+    "above it): the model does not just memorise its training images. The log scale shows that both "
+    f"keep falling long after the first, steep drop: the test loss still falls from {middle[1]:.4f} at "
+    f"step {middle[0]} to {test_curve[-1][1]:.4f} at step {test_curve[-1][0]}.",
+    (test_over_train < 1.25, "the test curve stays close to the training curve"),
+    (test_curve[-1][1] < 0.8 * middle[1], "both curves keep falling long after the first drop"))
 
 # %% [markdown]
 # ### Reconstructions of unseen images
@@ -310,6 +333,8 @@ show_images(input_output_pairs(x_test, x_rec), nrow=4,
             title=f"test images: input | output   (these 16: PSNR {psnr(x_rec, x_test):.1f} dB; "
                   f"all {test_metrics['num_images']}: {test_metrics['psnr']:.1f} dB)", scale=1.5)
 plt.show()
+claim(test_metrics["psnr"] > 22, "the autoencoder reconstructs unseen shapes well (PSNR above 22 dB "
+      "on the whole test split)", detail=f"{test_metrics['psnr']:.1f} dB")
 
 # %%
 x_all = test_set.tensors(len(test_set)).to(device)
@@ -326,11 +351,23 @@ axes[1].set(xlabel="% of the image covered by shapes", ylabel="PSNR (dB)", title
 plt.tight_layout()
 plt.show()
 
+# %%
+gen = torch.Generator().manual_seed(0)
+subset_means = torch.stack([per_image_psnr[torch.randperm(len(per_image_psnr), generator=gen)[:16]].mean()
+                            for _ in range(1000)])
+off_by = (subset_means - per_image_psnr.mean()).abs()
+correlation = torch.corrcoef(torch.stack([shape_area, per_image_psnr]))[0, 1].item()
+say("A mostly black image is easy: the background costs almost nothing, so its PSNR is high. The more "
+    "of an image the shapes cover, the more edges and colours there are to get wrong (correlation "
+    f"between covered area and PSNR: {correlation:.2f}); single images range from "
+    f"{per_image_psnr.min():.1f} to {per_image_psnr.max():.1f} dB. A sample of 16 images therefore "
+    f"lands {off_by.mean():.1f} dB away from the split's mean on average, and {(off_by >= 1).float().mean():.0%} "
+    "of random samples of 16 land a dB or more away, depending on which images they happen to contain; "
+    "quote the whole split.",
+    (correlation < -0.5, "the more of an image the shapes cover, the lower its PSNR"),
+    (per_image_psnr.std() > 2, "single images vary by several dB"))
+
 # %% [markdown]
-# A mostly black image is easy: the background costs almost nothing, so its PSNR is high.
-# The more of an image the shapes cover, the more edges and colours there are to get wrong.
-# A sample of 16 or 32 images can therefore land a dB or more away from the split's mean,
-# depending on which images it happens to contain; quote the whole split.
 #
 # ### Look closer: the pinholes
 #
@@ -365,14 +402,22 @@ plt.show()
 print(f"{int(holes.sum())} hole pixels in {len(x_h)} test images "
       f"({holes.float().mean():.2%} of all pixels)")
 
+# %%
+brightness = ((x_h_rec + 1) / 2).mean(dim=1)                        # (B, H, W), 0 = black
+shape_pixels = (x_h > -1).any(dim=1) & ~holes                       # lit pixels of the shapes
+at_holes, on_shapes = brightness[holes].mean().item(), brightness[shape_pixels].mean().item()
+say(f"The shipped autoencoder does not ignore the holes, but it does not draw them either: at the hole "
+    f"pixels its output has a mean brightness of {at_holes:.2f} (black is 0), against {on_shapes:.2f} on the "
+    "rest of the shapes: darker spots in roughly the right places, in a blurred, speckled texture, where "
+    f"the input has crisp black pixels. The holes are {holes.float().mean():.1%} of the pixels, so they hardly "
+    "move the MSE, and they are among the last things a model learns.",
+    (at_holes < 0.9 * on_shapes, "the output is darker at the holes than on the rest of the shapes"),
+    (at_holes > 0.5 * on_shapes, "but the autoencoder does not draw the holes black"))
+
 # %% [markdown]
-# The shipped autoencoder does not ignore the holes, but it does not draw them either:
-# where the input has crisp black pixels, the output has a blurred, speckled texture with
-# darker spots in roughly the right places. The holes are about one pixel in a hundred, so
-# they hardly move the MSE, and they are among the last things a model learns. Whether a
-# model keeps them is a question about what its latent can carry and how it is trained;
-# this autoencoder, with no limit on its latent except the grid's coarseness, is the
-# reference point for lectures 4 and 5.
+# Whether a model keeps them is a question about what its latent can carry and how it is
+# trained; this autoencoder, with no limit on its latent except the grid's coarseness, is
+# the reference point for lectures 4 and 5.
 #
 # ## 5. Do the skips matter? Depth and bottleneck, measured
 #
@@ -381,9 +426,10 @@ print(f"{int(holes.sum())} hole pixels in {len(x_h)} test images "
 # `Autoencoder` takes `skip_connections=False` (every block without its skip path: a plain
 # stack of convolutions) and `num_repeats` (extra same-width blocks per encoder stage, as in
 # the lecture's code). Short runs on $32 \times 32$ images with a narrow model
-# (`base_channels=8`, identical seeds and settings) are enough to see both effects; each
-# run takes a few seconds. (Quick mode cuts the runs to 20 steps, and then the curves
-# below mean nothing.)
+# (`base_channels=8`, identical settings) are enough to see both effects. A difference
+# between two single runs can be an accident of the random start, so every setting is
+# trained from three seeds, 100 steps each (the recipe `autoencoder_depth_demo`). (Quick mode
+# cuts the runs to a few steps and one seed, and then the curves below mean nothing.)
 
 # %%
 SMALL = 32
@@ -391,39 +437,65 @@ SMALL = 32
 small_train, small_test = recipe("autoencoder_depth_demo").data_config().splits()
 
 
-def short_run(**hparams):
-    """Train a small autoencoder briefly; returns (model, history)."""
-    seed_everything(0)
+SEEDS = pick(normal=[0, 1, 2], quick=[0])
+
+
+def short_run(seed=0, **hparams):
+    """Train a small autoencoder briefly (the recipe, with ``hparams`` changed); returns (model, history)."""
+    seed_everything(seed)
     return load_or_train("autoencoder_depth_demo", small_train, small_test, model_kwargs=hparams)
 
 
-depth_runs = {}
-for repeats in (0, 4):
-    for skips in (True, False):
-        model, hist = short_run(num_repeats=repeats, skip_connections=skips)
-        blocks = len(model.encoder.blocks) + len(model.decoder.blocks)
-        depth_runs[(repeats, skips)] = (blocks, hist)
-        if repeats == 0 and skips:
-            baseline_model = model      # reused in the bottleneck comparison below
+depth_runs = {}      # (repeats, skips) -> (blocks, [history of each seed])
+settings = [(repeats, skips, seed) for repeats in (0, 4) for skips in (True, False) for seed in SEEDS]
+for repeats, skips, seed in tqdm(settings, desc="short training runs"):
+    model, hist = short_run(num_repeats=repeats, skip_connections=skips, seed=seed)
+    blocks = len(model.encoder.blocks) + len(model.decoder.blocks)
+    depth_runs.setdefault((repeats, skips), (blocks, []))[1].append(hist)
+    if repeats == 0 and skips and seed == SEEDS[0]:
+        baseline_model = model      # reused in the bottleneck comparison below
+
+
+def final_test_mse(histories):
+    """The last test MSE of each run: a tensor with one value per seed."""
+    return torch.tensor([hist["test/recon"][-1][1] for hist in histories])
+
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
-for (repeats, skips), (blocks, hist) in depth_runs.items():
-    steps_logged, values = zip(*hist["train/recon"])
-    ax.plot(steps_logged, values, ls="-" if skips else "--", color="tab:blue" if repeats == 0 else "tab:red",
-            label=f"{blocks} blocks, {'with' if skips else 'without'} skips: "
-                  f"test MSE {hist['test/recon'][-1][1]:.3f}")
+for (repeats, skips), (blocks, histories) in depth_runs.items():
+    finals = final_test_mse(histories)
+    for i, hist in enumerate(histories):
+        steps_logged, values = zip(*hist["train/recon"])
+        ax.plot(steps_logged, values, ls="-" if skips else "--", lw=1,
+                color="tab:blue" if repeats == 0 else "tab:red",
+                label=f"{blocks} blocks, {'with' if skips else 'without'} skips: test MSE "
+                      f"{finals.min():.3f} to {finals.max():.3f}" if i == 0 else None)
 ax.set(yscale="log", xlabel="step", ylabel="training MSE per pixel",
-       title="same model, with and without skip paths")
+       title=f"same model, with and without skip paths ({len(SEEDS)} seeds each)")
 ax.legend(fontsize=8)
 plt.show()
 
-# %% [markdown]
-# At both depths the run without skip paths (dashed) trains more slowly than the same
-# network with them (solid), and the gap is much wider for the deep network (red): the
-# deeper the plain stack, the worse it does in the same number of steps, which is the
-# lecture's reason for using SkipBlocks. Note also that depth itself buys nothing in so
-# short a run: the deep network with skips is not better than the shallow one. Depth pays
-# off with longer training and harder data; skips are what make it affordable.
+# %%
+shallow_with, shallow_without = final_test_mse(depth_runs[(0, True)][1]), final_test_mse(depth_runs[(0, False)][1])
+deep_with, deep_without = final_test_mse(depth_runs[(4, True)][1]), final_test_mse(depth_runs[(4, False)][1])
+n_seeds = len(SEEDS)
+shallow_wins = int((shallow_without > shallow_with).sum())
+say(f"Final test MSE over {n_seeds} seeds (mean): shallow network {shallow_with.mean():.3f} with skips, "
+    f"{shallow_without.mean():.3f} without; deep network {deep_with.mean():.3f} with, "
+    f"{deep_without.mean():.3f} without. In the deep network every run without skip paths (dashed) ends "
+    f"above every run with them (worst with skips: {deep_with.max():.3f}, best without: {deep_without.min():.3f}). "
+    f"In the shallow one the plain stack is behind in {shallow_wins} of the {n_seeds} seed pairs, by "
+    f"{(shallow_without - shallow_with).mean():.3f} on average, a much smaller gap than the deep network's "
+    f"{(deep_without - deep_with).mean():.3f}. The deeper the plain stack, the worse it does in the same "
+    "number of steps, which is the lecture's reason for using SkipBlocks. Depth itself buys nothing in so "
+    f"short a run: the deep network with skips ends at {deep_with.mean():.3f}, the shallow one at "
+    f"{shallow_with.mean():.3f}. Depth pays off with longer training and harder data; skips are what make "
+    "it affordable.",
+    (deep_without.min() > deep_with.max(), "in the deep network every run without skips ends above every run with them"),
+    ((deep_without - deep_with).mean() > 2 * (shallow_without - shallow_with).mean(),
+     "the gap is much wider for the deep network"),
+    (shallow_without.mean() > shallow_with.mean(), "the shallow plain stack is behind on average"),
+    (deep_with.mean() > 0.95 * shallow_with.mean(), "the deep network with skips is not better than the shallow one"))
 #
 # Now the bottleneck. Ratios 2, 4 and 8 give latents of $16 \times 16$, $8 \times 8$ and
 # $4 \times 4$ positions (16, 32 and 64 channels with this narrow model). The $32 \times 32 \times 3$
@@ -431,11 +503,11 @@ plt.show()
 
 # %%
 bottleneck_runs = {}
-for latent in (16, 8, 4):
+for latent in tqdm((16, 8, 4), desc="latent sizes"):
     if latent == SMALL // 4:        # the shallow run with skips above has exactly these settings
-        bottleneck_runs[latent] = (baseline_model, depth_runs[(0, True)][1]["test/recon"][-1][1])
+        bottleneck_runs[latent] = (baseline_model, shallow_with[0].item())
         continue
-    model, hist = short_run(latent_size=latent)
+    model, hist = short_run(latent_size=latent, seed=SEEDS[0])
     bottleneck_runs[latent] = (model, hist["test/recon"][-1][1])
 
 x_small = small_test.tensors(6).to(device)
@@ -455,13 +527,24 @@ show_images(torch.cat(pairs).cpu(), nrow=len(x_small), ax=sub,
 plt.tight_layout()
 plt.show()
 
+# %%
+mse_of = {latent: m for latent, (_, m) in bottleneck_runs.items()}
+seed_spread = (shallow_with.max() - shallow_with.min()).item()   # the 8x8 run, over the seeds
+say("After so short a training every reconstruction is still blurry and pale; the pictures show where "
+    "each model stands, not what it could reach. The numbers separate the latents (seed 0 each): the "
+    f"$4 \\times 4$ latent, a third of the image's size, ends at {mse_of[4]:.3f}, "
+    f"{mse_of[4] - mse_of[8]:.3f} above the $8 \\times 8$ one, while $16 \\times 16$ ({mse_of[16]:.3f}) and "
+    f"$8 \\times 8$ ({mse_of[8]:.3f}) are much closer: {mse_of[8] - mse_of[16]:.3f} apart, about "
+    f"{(mse_of[8] - mse_of[16]) / max(seed_spread, 1e-9):.1f} times the spread of the $8 \\times 8$ runs over "
+    f"{n_seeds} seeds ({seed_spread:.3f}). The $16 \\times 16$ latent holds more numbers than the image, "
+    f"yet its MSE is still {mse_of[16]:.3f}: at this stage the training, not the latent, limits the larger two.",
+    (mse_of[4] - mse_of[8] > 5 * seed_spread, "the 4x4 latent is clearly worse (beyond the spread over seeds)"),
+    (mse_of[4] - mse_of[8] > 3 * abs(mse_of[8] - mse_of[16]), "16x16 and 8x8 are much closer than 8x8 and 4x4"),
+    (mse_of[16] > 0.05, "the 16x16 latent is still far from reproducing the image"))
+
 # %% [markdown]
-# After so short a training every reconstruction is still blurry and pale; the pictures
-# show where each model stands, not what it could reach. The numbers separate the
-# latents: the $4 \times 4$ latent, a third of the image's size, is clearly worse, while
-# $16 \times 16$ and $8 \times 8$ are nearly tied. At this stage the training, not the latent,
-# limits the larger two. A bottleneck that forces the model to choose what to keep is
-# what the later lectures add on purpose: noise (VAE) or a codebook (VQ-VAE).
+# A bottleneck that forces the model to choose what to keep is what the later lectures
+# add on purpose: noise (VAE) or a codebook (VQ-VAE).
 
 # %% [markdown]
 # ## 6. Why an autoencoder is not a generative model
@@ -487,35 +570,72 @@ show_side_by_side({"decoded latents of test images": x_rec, "decoded Gaussian la
                   n=8)
 plt.show()
 
+# %%
+def lit_share(x):
+    """Share of pixels that are not (nearly) black: x (B, 3, H, W) in [-1, 1] -> float."""
+    return (x.clamp(-1, 1) > -0.5).any(dim=1).float().mean().item()
+
+
+lit_real, lit_noise, lit_input = lit_share(x_rec), lit_share(decoded_noise), lit_share(x_test)
+say(f"The noise decodes to coloured texture scattered over the whole picture, not to shapes: "
+    f"{lit_noise:.0%} of its pixels are lit, against {lit_real:.0%} in the decoded test latents "
+    f"({lit_input:.0%} in the inputs).",
+    (lit_noise > 2 * lit_real, "the decoded noise is scattered texture, not a few shapes on black"))
+
 # %% [markdown]
-# The noise decodes to coloured texture, not to shapes. Matching each value's range is not
-# enough: a shape is a *pattern* across many latent positions and channels (edges that line
-# up, a region of one colour), and independent noise has none of it. The histogram makes the
-# mismatch visible even one value at a time.
+# Matching each value's range is not enough: a shape is a *pattern* across many latent
+# positions and channels (edges that line up, a region of one colour), and independent
+# noise has none of it. The histogram makes the mismatch visible even one value at a time.
+# The channels have different scales, so each channel is first standardised with its own
+# mean and standard deviation (the same ones the noise above used); pooled, the values of a
+# Gaussian latent would then follow one standard normal.
 
 # %%
-values = z_real.flatten().cpu()
+standardised = ((z_real - mean) / std).cpu()                   # (B, C, h, w), per channel
+values = standardised.flatten()
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
-ax.hist(values.numpy(), bins=120, density=True, alpha=0.7, label="encoder latents (test images)")
+ax.hist(values.numpy(), bins=120, density=True, alpha=0.7, label="encoder latents, standardised per channel")
 grid = torch.linspace(values.min().item(), values.max().item(), 400)
-m, s = values.mean().item(), values.std().item()
-ax.plot(grid, torch.exp(-0.5 * ((grid - m) / s) ** 2) / (s * math.sqrt(2 * math.pi)),
-        "r", label=f"Gaussian, same mean/std ({m:.2f}, {s:.2f})")
-ax.set(xlabel="latent value", ylabel="density (log scale)", yscale="log", ylim=(1e-5, None),
-       title="latent values are not Gaussian")
-ax.legend()
+ax.plot(grid, torch.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi), "r", label="standard normal")
+ax.set(xlabel="latent value (standard deviations of its channel)", ylabel="density (log scale)",
+       yscale="log", ylim=(1e-5, None), title="latent values are not Gaussian")
+ax.legend(fontsize=8)
 plt.show()
-far = ((values - m).abs() > 4 * s).float().mean().item()
-print(f"values more than 4 std from the mean: {far:.2%} (a Gaussian: {math.erfc(4 / math.sqrt(2)):.4%})")
+far = (values.abs() > 4).float().mean().item()
+gaussian_far = math.erfc(4 / math.sqrt(2))
+print(f"values more than 4 std from their channel's mean: {far:.2%} (a Gaussian: {gaussian_far:.4%})")
+
+# %%
+kurtosis = standardised.transpose(0, 1).flatten(1).pow(4).mean(1)        # per channel; Gaussian: 3
+near_mean = (values.abs() < 0.25).float().mean().item()
+gaussian_near = math.erf(0.25 / math.sqrt(2))
+# Latent positions whose 4x4 pixel block is all black, and those with no shape pixel in the
+# neighbouring blocks either: (B, h, w) bool.
+lit_blocks = F.avg_pool2d((x_test > -1).any(dim=1, keepdim=True).float().cpu(), 4)
+background = ~(lit_blocks > 0)[:, 0]
+far_from_shapes = ~(F.max_pool2d(lit_blocks, 3, stride=1, padding=1) > 0)[:, 0]
+extreme = (standardised.abs() > 4).any(dim=1)                                                     # (B, h, w)
+n_extreme = max(extreme.sum().item(), 1)
+extreme_on_shapes = (extreme & ~background).sum().item() / n_extreme
+extreme_near_shapes = (extreme & ~far_from_shapes).sum().item() / n_extreme
+say(f"The real latents form a sharper peak than the Gaussian, with much longer tails (the log scale shows "
+    f"both): {near_mean:.0%} of the values lie within a quarter of a standard deviation of their channel's "
+    f"mean (a Gaussian: {gaussian_near:.0%}), and {far:.2%} lie beyond 4 (a Gaussian: {gaussian_far:.4%}). "
+    f"{int((kurtosis > 3).sum())} of the {len(kurtosis)} channels are heavy-tailed on their own (kurtosis "
+    f"above a Gaussian's 3; median {kurtosis.median():.1f}). Most latent positions see plain background "
+    f"({background.float().mean():.0%} of them) and give ordinary values, while the extreme ones come from the "
+    f"shapes: {extreme_on_shapes:.0%} of the positions with a value beyond 4 lie on a shape and "
+    f"{extreme_near_shapes:.0%} on or next to one.",
+    (near_mean > gaussian_near and far > 10 * gaussian_far, "a sharper peak than the Gaussian, with much longer tails"),
+    ((kurtosis > 3).float().mean() > 0.5, "the heavy tails are not an artefact of pooling channels of different scales"),
+    (extreme_near_shapes > 0.85 and extreme_on_shapes > 2 * (1 - background.float().mean()),
+     "the extreme values come from the shapes, the ordinary ones from the background"))
 
 # %% [markdown]
-# The real latents form a sharper peak than the Gaussian, with much longer tails (the log
-# scale shows both): most latent positions see plain background and give nearly the same
-# values, while the few positions on a shape's edge give extreme ones, far more often than
-# a Gaussian would. A Gaussian with the same mean and variance therefore spreads its draws
-# where the real latents rarely are. Worse, the set of real latents is a thin,
-# structured subset of a 16,384-dimensional space (for this model; 65,536 for the lecture's):
-# almost every random point lies far from it, where the decoder was never trained.
+# A Gaussian with the same mean and variance therefore spreads its draws where the real
+# latents rarely are. Worse, the set of real latents is a thin, structured subset of a
+# 16,384-dimensional space (for this model; 65,536 for the lecture's): almost every random
+# point lies far from it, where the decoder was never trained.
 #
 # The VAE of the next lecture fixes exactly this: it trains the encoder so that its latents
 # *do* look like draws from a known distribution, $\mathcal N(0, I)$, so that sampling from
@@ -546,7 +666,7 @@ print(f"values more than 4 std from the mean: {far:.2%} (a Gaussian: {math.erfc(
 #    badly conditioned (some directions almost zeroed), what would that do to the "direct
 #    route" of the gradient? Would an identity skip at half resolution (say, average
 #    pooling) avoid the problem?
-# 2. In section 5 the $16 \times 16$ and $8 \times 8$ latents ended almost tied after a short
+# 2. In section 5 the $16 \times 16$ and $8 \times 8$ latents ended close together after a short
 #    run, the $4 \times 4$ one clearly behind. What would you expect after much longer
 #    training, and why could the $4 \times 4$ latent never catch up?
 # 3. The PSNR histogram showed that images with more shape score lower. If you compared two
@@ -556,3 +676,6 @@ print(f"values more than 4 std from the mean: {far:.2%} (a Gaussian: {math.erfc(
 #
 # **Next:** [exercise 3](../exercises/ex03_autoencoder.ipynb) (the autoencoder exercise). Lecture 4 turns the
 # autoencoder into a VAE, whose latents can be sampled.
+
+# %%
+print(summary())

@@ -18,3 +18,8 @@ def quick(monkeypatch):
 @pytest.fixture
 def normal(monkeypatch):
     monkeypatch.delenv("DLSTUDIO_LITE_QUICK", raising=False)
+
+
+def pytest_configure(config):
+    # Tests too slow for the quick suite; `python3 course.py test --normal` runs them.
+    config.addinivalue_line("markers", "normal: a normal-mode test (python3 course.py test --normal)")

@@ -258,6 +258,27 @@ def test_kmeans_init_finds_the_clusters(cls):
     assert torch.cdist(centres, found).min(1).values.max() < 0.2
 
 
+@pytest.mark.parametrize("cls", [VectorQuantizer, EMAVectorQuantizer])
+def test_a_loaded_codebook_is_kept_by_the_default_kmeans_start(cls):
+    # Lecture 1 loads a codebook into a quantizer built with the defaults and checks that it
+    # picks the same tokens as a plain nearest-code function. With the k-means start on by
+    # default, a codebook written into vq.codebook was replaced on the first training-mode
+    # forward pass; load_codebook marks the loaded codes as the start.
+    torch.manual_seed(0)
+    codes, z = torch.randn(6, 3), torch.randn(2, 3, 4, 5)
+    vq = cls(num_codes=6, code_dim=3).train()
+    assert vq.maintenance.kmeans_init      # the default this test guards against
+    vq.load_codebook(codes)
+    out = vq(z)
+    want = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, 3), codes).argmin(1).view(2, 4, 5)
+    assert torch.equal(out.indices, want)
+    assert torch.allclose(out.quantized, codes[want].permute(0, 3, 1, 2), atol=1e-6)
+    if cls is VectorQuantizer:             # the EMA rule moves its codes after a batch, by design
+        assert torch.equal(vq.codebook.detach(), codes)
+    with pytest.raises(ValueError, match=r"\(6, 3\)"):
+        vq.load_codebook(torch.randn(5, 3))
+
+
 def test_lookup_inverts_indices():
     torch.manual_seed(0)
     vq = VectorQuantizer(10, 3, **PLAIN).eval()
