@@ -422,16 +422,18 @@ def dead_code_run(quantizer, dead_code_steps):
                   quantizer=quantizer, kmeans_init=False, dead_code_steps=dead_code_steps)
     bad = 2.0 + 0.01 * torch.randn(64, 16)   # all codes in one small, far-away cluster
     set_codebook(model.quantizer, bad)
+    # progress=False: one line per run below instead of a bar (a saved bar would show 0/300)
     trainer = Trainer(model, small_train, steps=pick(normal=300, quick=12), batch_size=32,
-                      lr=2e-3, log_every=pick(normal=10, quick=2))
+                      lr=2e-3, log_every=pick(normal=10, quick=2), progress=False)
     return model.eval(), trainer.fit()
 
 
 runs = {}
 for label, quantizer, idle in [("gradient codebook", "gradient", 0), ("EMA codebook", "ema", 0),
                                ("EMA + restart after 10 idle steps", "ema", 10)]:
-    print(f"training: {label} ...", flush=True)
+    print(f"training: {label} ...", end=" ", flush=True)
     runs[label] = dead_code_run(quantizer, dead_code_steps=idle)
+    print(f"done, final perplexity {runs[label][1]['train/perplexity'][-1][1]:.1f}", flush=True)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
