@@ -326,6 +326,7 @@ say(f"A shape's colour alone carries {colour_bits:.1f} bits. A code of the {vq.n
 seed_everything(0)
 n_encode = pick(normal=2000, quick=256)
 train_subset = Subset(train_set, range(min(n_encode, len(train_set))))
+print(f"encoding {len(train_subset):,} training and {len(test_set)} test images at both levels ...", flush=True)
 codes_train = {level: encode_dataset(LevelCodes(vq, level), train_subset) for level in ("top", "bottom")}
 codes_test = {level: encode_dataset(LevelCodes(vq, level), test_set) for level in ("top", "bottom")}
 prior_steps = pick(normal=1000, quick=6)
