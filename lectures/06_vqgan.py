@@ -122,8 +122,9 @@ plt.show()
 IMAGE_SIZE = pick(normal=64, quick=32)
 NUM_IMAGES = pick(normal=20_000, quick=1_024)   # the last 200 are the test split
 disc = PatchDiscriminator(image_size=IMAGE_SIZE)
-print(f"{IMAGE_SIZE} x {IMAGE_SIZE} images -> logits of shape",
-      tuple(disc(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)).shape))
+logit_shape = tuple(disc(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)).shape)
+print(f"{IMAGE_SIZE} x {IMAGE_SIZE} images -> logits of shape", logit_shape)
+claim(logit_shape[-2:] == (6, 6), "for 64 x 64 images it returns a 6 x 6 grid of logits")
 
 # %% [markdown]
 # ## 3. The hinge loss
@@ -214,8 +215,9 @@ claim(torch.allclose(by_hand, package_lambda), "lambda by hand equals the packag
 #
 # - **$K = 1024$ codes** (of dimension 64) instead of 256. Each code stands for an
 #   $8 \times 8$ patch, and it has to say both *what* is in the patch (background, an edge at
-#   some angle, a corner) and *in which colour*. With 256 codes a first version of this
-#   model had too few to spare for colour and brought shapes back in washed-out colours.
+#   some angle, a corner) and *in which colour*. With 256 codes an earlier version of this
+#   model (not shipped) had too few to spare for colour and brought shapes back in washed-out
+#   colours; section 8 counts how many bits a code would need for colour alone.
 # - **A slower discriminator**: its learning rate is a tenth of the generator's
 #   (`disc_lr_scale=0.1`). In an earlier run with equal rates (not shipped, so not shown
 #   here) the discriminator told real from reconstructed patches apart within a few dozen

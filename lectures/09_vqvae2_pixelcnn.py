@@ -448,9 +448,10 @@ say(f"{empty[0.7]} of the {n_show} samples at $T = 0.7$ and {empty[1.0]} at $T =
 # Judge the pictures with the budget in mind (a few CPU minutes per model, see
 # `data/checkpoints/README.md`): small priors, short training, and a decoder that has
 # already lost most colours (section 2). These samples are weak: speckled fragments in the
-# two hues the decoder knows, no clean shape among them, and at the lower temperature
-# several empty frames, because black background is the likeliest code and a low
-# temperature favours it further. Every top code left to chance can derail the codes
+# two hues the decoder knows (section 5 counts how few of them the feature network calls
+# valid), and at the lower temperature several empty frames, likely because black
+# background is the commonest code and a low temperature favours the likeliest codes
+# further. Every top code left to chance can derail the codes
 # written after it, and the bottom prior then details whatever layout it was given. The
 # next section puts numbers on sample quality instead of impressions.
 #
