@@ -192,6 +192,16 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     assert metrics["sample_settings"] == "temperature 0.7, top-k 5" and last["n"] == 6
     assert metrics["sample_fd"] == last["sample_fd"] and 0 <= last["sample_valid_shape_rate"] <= 1
     assert "6 prior samples" in capsys.readouterr().out
+    # a second sampling seed of the same setting is kept beside the first, with the spread
+    argv = ["quality", "score", str(vq), "--prior", str(prior), "--n", "6", "--temperature", "0.7",
+            "--top-k", "5", "--seed", "3", "--update-metrics"]
+    assert main(argv) == 0
+    entry = json.loads((tmp_path / "prior" / "metrics.json").read_text())["samples_by_setting"]["temperature 0.7, top-k 5"]
+    assert set(entry["by_seed"]) == {"0", "3"} and entry["seed"] == 3
+    fds = [run["sample_fd"] for run in entry["by_seed"].values()]
+    assert entry["seed_spread"]["seeds"] == 2
+    assert abs(entry["seed_spread"]["sample_fd_mean"] - sum(fds) / 2) < 1e-9
+    assert abs(entry["seed_spread"]["sample_fd_std"] - abs(fds[0] - fds[1]) / 2 ** 0.5) < 1e-9
 
 
 def test_feature_training_is_reproducible_for_any_step_count():

@@ -138,11 +138,26 @@ def _cli_score(args) -> int:
         if args.prior is not None:
             setting = f"temperature {args.temperature}, top-k {args.top_k}"
             metrics["sample_settings"] = setting
-            # Every setting scored so far stays on record; the top-level keys hold the last.
-            metrics.setdefault("samples_by_setting", {})[setting] = {
-                "sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"],
-                "n": len(fake), "seed": args.seed}
+            # Every setting and sampling seed scored so far stays on record (a difference
+            # between settings means little unless it beats the spread over seeds); the
+            # top-level keys hold the last run.
+            entry = metrics.setdefault("samples_by_setting", {}).setdefault(setting, {})
+            entry.update({"sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"],
+                          "n": len(fake), "seed": args.seed})
+            entry.setdefault("by_seed", {})[str(args.seed)] = {
+                "sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"], "n": len(fake)}
+            entry["seed_spread"] = _seed_spread(entry["by_seed"])
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
     return 0
 
+
+
+def _seed_spread(by_seed: dict) -> dict:
+    """Mean and standard deviation over sampling seeds of one setting's scores (std 0 for one seed)."""
+    out = {"seeds": len(by_seed)}
+    for key in ("sample_fd", "sample_valid_shape_rate"):
+        values = torch.tensor([float(run[key]) for run in by_seed.values()], dtype=torch.float64)
+        out[f"{key}_mean"] = float(values.mean())
+        out[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
+    return out
