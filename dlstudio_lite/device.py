@@ -31,7 +31,8 @@ def get_device(prefer: str | None = None) -> torch.device:
             raise RuntimeError(f"device {choice!r} was requested but Apple MPS is not available")
         return torch.device(choice)
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        local_rank = os.environ.get("LOCAL_RANK")  # set by torchrun: this process's GPU
+        return torch.device("cuda", int(local_rank)) if local_rank else torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")

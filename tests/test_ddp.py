@@ -5,6 +5,7 @@ then the README's own ``torchrun`` command end to end: every output written, the
 weights on both ranks, a killed run resumed to the uninterrupted run's weights, stage 2
 (``train prior``) on top, and a failure on one rank ending the other with its message.
 """
+import contextlib
 import multiprocessing
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -196,22 +198,47 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
     return argv
 
 
-def _torchrun(argv: list[str], env: dict | None = None, **popen):
-    """``torchrun ARGV`` (the same program as ``python -m torch.distributed.run``)."""
+def _torchrun(argv: list[str], env: dict | None = None):
+    """``torchrun ARGV`` (the same program as ``python -m torch.distributed.run``), its
+    output into a file (a pipe nobody reads would fill up and stall the ranks)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *argv], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **popen)
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *argv], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc
+
+
+def _kill(proc) -> None:
+    # torchrun starts each rank in its own session: kill the ranks themselves, at once, as a
+    # lost node would (their agent then stops too).
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _finish(proc, timeout: float = 150) -> str:
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.pid else None
+        _kill(proc)
         pytest.fail("torchrun did not finish in time (a hang?)")
+    proc.log.seek(0)
+    out = proc.log.read()
     assert proc.returncode == 0, out[-3000:]
     return out
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s child processes and theirs (Linux: /proc/PID/task/TID/children)."""
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids + [d for k in kids for d in _descendants(k)]
 
 
 def _replicas_agree(ckpt: dict) -> None:
@@ -227,7 +254,7 @@ def _replicas_agree(ckpt: dict) -> None:
 def readme_run(tmp_path_factory):
     env, argv = readme_command()
     out = tmp_path_factory.mktemp("ddp") / "run"
-    _finish(_torchrun(_with_out(argv, out), env, start_new_session=True))
+    _finish(_torchrun(_with_out(argv, out), env))
     return env, argv, out
 
 
@@ -249,20 +276,19 @@ def test_the_readme_torchrun_command_writes_every_output(readme_run):
 
 
 def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_weights(readme_run, tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("finds torchrun's worker processes through /proc")
     env, argv, reference = readme_run
     out = tmp_path / "run"
     checkpoint = out / "checkpoint.pt"
-    proc = _torchrun([*_with_out(argv, out), "--checkpoint-every", "5"], env,
-                     start_new_session=True)
+    proc = _torchrun([*_with_out(argv, out), "--checkpoint-every", "5"], env)
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the agent and both ranks, as a lost node would
-    proc.communicate()
+    _kill(proc)
     stopped_at = load_checkpoint(checkpoint)["step"]
     assert not (out / "metrics.json").exists() and stopped_at < 20
-    _finish(_torchrun([*_with_out(argv, out), "--checkpoint-every", "5", "--resume", "auto"], env,
-                      start_new_session=True))
+    _finish(_torchrun([*_with_out(argv, out), "--checkpoint-every", "5", "--resume", "auto"], env))
     resumed, straight = (load_checkpoint(p / "checkpoint.pt") for p in (out, reference))
     assert resumed["step"] == straight["step"]
     # Bit for bit: the same operations in the same order on the same batches, each rank's
@@ -280,7 +306,7 @@ def test_train_prior_under_torchrun(readme_run, tmp_path):
     out = tmp_path / "prior"
     _finish(_torchrun([*launcher, "-m", "dlstudio_lite.cli", "train", "prior", "--vq-checkpoint",
                        str(reference / "checkpoint.pt"), "--out", str(out), "--no-progress"],
-                      env, start_new_session=True))
+                      env))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_bits_per_code"] > 0 and (out / "samples.png").is_file()
     _replicas_agree(load_checkpoint(out / "checkpoint.pt"))

@@ -107,6 +107,8 @@ def _cli_train_pixelcnn(args) -> int:
                       TensorDataset(training_input(test_codes, level)), config, out_dir=out,
                       model_name="pixelcnn")
     history = trainer.fit()
+    if not trainer.is_main:  # under torchrun: rank 0 measures and writes
+        return 0
 
     test = {k.split("/", 1)[1]: v[-1][1] for k, v in history.items() if k.startswith("test/") and v}
     metrics = {

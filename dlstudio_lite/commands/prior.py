@@ -121,6 +121,8 @@ def _cli_train_prior(args) -> int:
     trainer = Trainer(prior, TensorDataset(train_idx), TensorDataset(test_idx), config,
                       out_dir=out, model_name="prior")
     history = trainer.fit()
+    if not trainer.is_main:  # under torchrun: rank 0 measures and writes
+        return 0
 
     test = {k.split("/", 1)[1]: v[-1][1] for k, v in history.items() if k.startswith("test/") and v}
     metrics = {
