@@ -310,3 +310,17 @@ def test_train_prior_under_torchrun(readme_run, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_bits_per_code"] > 0 and (out / "samples.png").is_file()
     _replicas_agree(load_checkpoint(out / "checkpoint.pt"))
+
+
+def test_sweep_points_run_under_torchrun_and_the_sweep_itself_does_not(tmp_path, capsys,
+                                                                       monkeypatch):
+    from dlstudio_lite import cli
+    assert cli.main(["sweep", "vqvae", "--grid", "lr=1e-3,1e-4", "--out", str(tmp_path),
+                     "--nproc-per-point", "2", "--print-commands"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(
+        " torchrun --standalone --nproc_per_node=2 -m dlstudio_lite.cli train vqvae " in f" {line}"
+        for line in lines)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # the sweep started under torchrun: refused
+    assert cli.main(["sweep", "vqvae", "--grid", "lr=1e-3", "--out", str(tmp_path)]) == 2
+    assert "not under torchrun" in capsys.readouterr().err
