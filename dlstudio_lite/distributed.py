@@ -31,12 +31,13 @@ class PeerFailure(RuntimeError):
     """Another rank failed; the message is that rank's own error."""
 
 
-def setup_distributed() -> tuple[int, int, int]:
+def setup_distributed(device: torch.device | None = None) -> tuple[int, int, int]:
     """Join the process group that ``torchrun`` describes in the environment.
 
     Returns ``(rank, world_size, local_rank)``; ``(0, 1, 0)`` for a single process.
-    Uses NCCL when CUDA is available (each process on the GPU of its local rank), gloo
-    otherwise. ``DLSTUDIO_LITE_DIST_TIMEOUT`` (seconds) bounds how long a rank waits in a
+    Uses NCCL when this process trains on ``device``, a GPU (default: when CUDA is
+    available), which becomes its current device (the local rank's when no index is
+    given), gloo otherwise. ``DLSTUDIO_LITE_DIST_TIMEOUT`` (seconds) bounds how long a rank waits in a
     collective for the others.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -44,9 +45,11 @@ def setup_distributed() -> tuple[int, int, int]:
         return 0, 1, 0
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
+        cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        backend = "nccl" if cuda else "gloo"
+        if cuda:
+            index = device.index if device is not None and device.index is not None else None
+            torch.cuda.set_device(index if index is not None else local_rank % torch.cuda.device_count())
         seconds = os.environ.get(TIMEOUT_ENV)
         timeout = datetime.timedelta(seconds=float(seconds)) if seconds else None
         dist.init_process_group(backend=backend, timeout=timeout)

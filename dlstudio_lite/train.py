@@ -169,12 +169,11 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint_path = self.out_dir / "checkpoint.pt" if self.out_dir else None
         # processes, device, precision
-        self.rank, self.world_size, local_rank = setup_distributed()
+        self.device = get_device(config.device)  # under torchrun: the local rank's GPU
+        self.rank, self.world_size, _ = setup_distributed(self.device)
         self.is_main = self.rank == 0
-        if self.world_size > 1 and torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank)
-        else:
-            self.device = get_device(config.device)
+        if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
+            self.device = torch.device("cuda", torch.cuda.current_device())
         cuda = self.device.type == "cuda"
         self.channels_last = cuda if config.channels_last is None else config.channels_last
         self.amp_dtype = choose_amp(config.amp, self.device)

@@ -201,7 +201,9 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
 def _torchrun(argv: list[str], env: dict | None = None):
     """``torchrun ARGV`` (the same program as ``python -m torch.distributed.run``), its
     output into a file (a pipe nobody reads would fill up and stall the ranks)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    # Two CPU processes (gloo) even where there are GPUs.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "DLSTUDIO_LITE_DEVICE": "cpu", **(env or {})}
     log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *argv], cwd=ROOT,
                             env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -250,17 +252,8 @@ def _replicas_agree(ckpt: dict) -> None:
     assert set(digests) == {weights_digest(ckpt["model"])}
 
 
-@pytest.fixture(scope="module")
-def readme_run(tmp_path_factory):
-    env, argv = readme_command()
-    out = tmp_path_factory.mktemp("ddp") / "run"
-    _finish(_torchrun(_with_out(argv, out), env))
-    return env, argv, out
-
-
-def test_the_readme_torchrun_command_writes_every_output(readme_run):
+def _check_outputs(out: Path) -> None:
     import json
-    _, _, out = readme_run
     for name in ("checkpoint.pt", "config.json", "metrics.json", "history.json",
                  "reconstructions.png", "loss_curves.png"):
         assert (out / name).is_file(), f"{name} missing"
@@ -275,11 +268,17 @@ def test_the_readme_torchrun_command_writes_every_output(readme_run):
     _replicas_agree(load_checkpoint(out / "checkpoint.pt"))
 
 
-def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_weights(readme_run, tmp_path):
-    if not sys.platform.startswith("linux"):
-        pytest.skip("finds torchrun's worker processes through /proc")
-    env, argv, reference = readme_run
-    out = tmp_path / "run"
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="finds torchrun's worker processes through /proc")
+def test_the_readme_torchrun_command_finishes_and_a_killed_run_resumes_to_it(tmp_path):
+    # One test, not a shared fixture: pytest-xdist would run a module fixture once per worker.
+    env, argv = readme_command()
+    reference = tmp_path / "straight"
+    _finish(_torchrun(_with_out(argv, reference), env))
+    _check_outputs(reference)
+
+    # The same command with a checkpoint every 5 steps, killed after the first one ...
+    out = tmp_path / "killed"
     checkpoint = out / "checkpoint.pt"
     proc = _torchrun([*_with_out(argv, out), "--checkpoint-every", "5"], env)
     deadline = time.monotonic() + 120
@@ -288,7 +287,9 @@ def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_weights(readme_run, 
     _kill(proc)
     stopped_at = load_checkpoint(checkpoint)["step"]
     assert not (out / "metrics.json").exists() and stopped_at < 20
+    # ... and restarted with --resume auto.
     _finish(_torchrun([*_with_out(argv, out), "--checkpoint-every", "5", "--resume", "auto"], env))
+    _check_outputs(out)
     resumed, straight = (load_checkpoint(p / "checkpoint.pt") for p in (out, reference))
     assert resumed["step"] == straight["step"]
     # Bit for bit: the same operations in the same order on the same batches, each rank's
@@ -296,17 +297,21 @@ def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_weights(readme_run, 
     assert resumed["model"].keys() == straight["model"].keys()
     for name, value in straight["model"].items():
         assert torch.equal(resumed["model"][name], value), name
-    _replicas_agree(resumed)
 
 
-def test_train_prior_under_torchrun(readme_run, tmp_path):
+def test_train_prior_under_torchrun(tmp_path):
     import json
-    env, argv, reference = readme_run
+
+    from dlstudio_lite.train import Trainer
+    vq = tmp_path / "vq"  # a tiny VQ-VAE of 16x16 images (4x4 codes), trained here
+    Trainer(_tiny_vqvae(), _tiny_data(), out_dir=vq, steps=2, batch_size=8,
+            progress=False).fit()
+    env, argv = readme_command()
     launcher = argv[:argv.index("-m")]  # torchrun's own options, as in the README
     out = tmp_path / "prior"
     _finish(_torchrun([*launcher, "-m", "dlstudio_lite.cli", "train", "prior", "--vq-checkpoint",
-                       str(reference / "checkpoint.pt"), "--out", str(out), "--no-progress"],
-                      env))
+                       str(vq / "checkpoint.pt"), "--num-images", "256", "--out", str(out),
+                       "--no-progress"], env))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_bits_per_code"] > 0 and (out / "samples.png").is_file()
     _replicas_agree(load_checkpoint(out / "checkpoint.pt"))
