@@ -52,9 +52,8 @@ def worker(args) -> None:
     cleanup_distributed()
 
 
-def run_side(args, processes: int) -> float:
-    """Images per second of one side (a fresh process or torchrun job)."""
-    threads = args.threads // processes
+def run_side(args, processes: int, threads: int) -> float:
+    """Images per second of one side (a fresh process, or a torchrun job)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         flags = ["--worker", "--threads", str(threads), "--batch-size",
@@ -77,40 +76,47 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=40, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--repeats", type=int, default=3, help="runs per side, alternating")
+    p.add_argument("--sides", default="threads,processes,single",
+                   help="which sides, in turn: threads (1 process x T threads), processes "
+                        "(T processes x 1 thread), single (1 process x 1 thread, a reference)")
     p.add_argument("--markdown", action="store_true", help="print a table for RESULTS.md")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    if args.batch_size % args.threads:
-        p.error(f"--batch-size {args.batch_size} does not split over {args.threads} processes")
-    runs: dict[int, list[float]] = {1: [], args.threads: []}
+    t = args.threads
+    if args.batch_size % t:
+        p.error(f"--batch-size {args.batch_size} does not split over {t} processes")
+    known = {"threads": (1, t, f"1 process x {t} threads, batch {args.batch_size}"),
+             "processes": (t, 1, f"{t} processes x 1 thread, batch {args.batch_size // t} each"),
+             "single": (1, 1, f"1 process x 1 thread, batch {args.batch_size} (reference)")}
+    sides = [known[name] for name in args.sides.split(",")]
+    runs: dict[str, list[float]] = {label: [] for _, _, label in sides}
     loads: list[float] = []
     for _ in range(args.repeats):
-        for processes in (1, args.threads):
+        for processes, threads, label in sides:
             loads.append(os.getloadavg()[0])
-            runs[processes].append(run_side(args, processes))
-            print(f"{processes} process(es): {runs[processes][-1]:.1f} images/s "
-                  f"(load {loads[-1]:.2f})", file=sys.stderr)
-    one, many = (statistics.median(runs[k]) for k in (1, args.threads))
-    t = args.threads
-    if not args.markdown:
-        print(f"1 process x {t} threads: {one:.1f} images/s; {t} processes x 1 thread: "
-              f"{many:.1f} images/s; ratio {many / one:.2f}")
-        return
-    import torch
-    print(f"Quick-mode VQ-VAE (32x32 shapes, base_channels 16, EMA), total batch "
-          f"{args.batch_size}, {args.steps} timed steps after {args.warmup}, median of "
-          f"{args.repeats} alternating runs per side; {platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}, gloo\n")
-    print("| setup | images / s (median) | runs |\n| --- | ---: | --- |")
-    print(f"| 1 process x {t} threads, batch {args.batch_size} | {one:.1f} | "
-          f"{', '.join(f'{r:.1f}' for r in runs[1])} |")
-    print(f"| {t} processes x 1 thread, batch {args.batch_size // t} each | {many:.1f} | "
-          f"{', '.join(f'{r:.1f}' for r in runs[t])} |")
-    print(f"\nRatio ({t} processes / 1 process): {many / one:.2f}. Load average (1 min) before "
-          f"each run: {', '.join(f'{x:.2f}' for x in loads)}.")
+            runs[label].append(run_side(args, processes, threads))
+            print(f"{label}: {runs[label][-1]:.1f} images/s (load {loads[-1]:.2f})",
+                  file=sys.stderr)
+    medians = {label: statistics.median(r) for label, r in runs.items()}
+    if args.markdown:
+        import torch
+        print(f"Quick-mode VQ-VAE (32x32 shapes, base_channels 16, EMA), total batch "
+              f"{args.batch_size}, {args.steps} timed steps after {args.warmup}, median of "
+              f"{args.repeats} alternating runs per side; {platform.machine()}, "
+              f"{os.cpu_count()} cores, torch {torch.__version__}, gloo\n")
+        print("| setup | images / s (median) | runs |\n| --- | ---: | --- |")
+        for label, r in runs.items():
+            print(f"| {label} | {medians[label]:.1f} | {', '.join(f'{x:.1f}' for x in r)} |")
+        print(f"\nLoad average (1 min) before each run: {', '.join(f'{x:.2f}' for x in loads)}.")
+    else:
+        for label, m in medians.items():
+            print(f"{label}: {m:.1f} images/s")
+    if "threads" in args.sides and "processes" in args.sides:
+        ratio = medians[known["processes"][2]] / medians[known["threads"][2]]
+        print(f"\nRatio ({t} processes / 1 process with {t} threads): {ratio:.2f}")
 
 
 if __name__ == "__main__":
