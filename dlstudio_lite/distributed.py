@@ -186,7 +186,8 @@ def failure(err: BaseException) -> BaseException:
     """
     if not active() or getattr(err, "_dlstudio_seen", False) or isinstance(err, PeerFailure):
         return err
-    err._dlstudio_seen = True
+    with contextlib.suppress(AttributeError):  # an exception type without a __dict__
+        err._dlstudio_seen = True
     peer = _peer_message(PEER_WAIT if isinstance(err, RuntimeError) else 0.0)
     if peer is not None and isinstance(err, RuntimeError):
         rank, message = peer
