@@ -7,6 +7,8 @@ file stays a table of contents; no command imports this module back (a sweep get
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 
@@ -48,11 +50,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:
-        return int(args.func(args) or 0)
+        with _process_group():
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         # A command line reports a user's mistake in one line instead of a traceback.
         print(f"dlstudio-lite {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _process_group():
+    """Under ``torchrun``: the process group's life (a barrier at the end, a failure's
+    message shared; ``distributed.session``); otherwise nothing (and no torch import)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from .distributed import session
+        return session()
+    return contextlib.nullcontext()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,6 +36,9 @@ def get_device(prefer: str | None = None) -> torch.device:
             raise RuntimeError(f"device {choice!r} was requested but Apple MPS is not available")
         return torch.device(choice)
     if torch.cuda.is_available():
+        local_rank = os.environ.get("LOCAL_RANK")  # set by torchrun: this process's GPU
+        if local_rank:  # (modulo: a scheduler may show each process only its own GPU)
+            return torch.device("cuda", int(local_rank) % torch.cuda.device_count())
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")

@@ -120,7 +120,9 @@ def frechet_distance(real, fake, features: ShapeFeatureNet | None = None, batch_
     from torchmetrics.image.fid import FrechetInceptionDistance   # imported here: ~2 s
 
     net = features if features is not None else load_feature_net()
-    metric = FrechetInceptionDistance(feature=_Frozen(net), normalize=True)
+    # sync_on_compute=False: under torchrun only rank 0 measures, and torchmetrics would
+    # otherwise gather the features of every rank in compute() and wait there forever.
+    metric = FrechetInceptionDistance(feature=_Frozen(net), normalize=True, sync_on_compute=False)
     metric.to(net.feature_mean.device)
     counts = {}
     for name, images, is_real in (("real", real, True), ("fake", fake, False)):

@@ -15,9 +15,10 @@ its two networks, the prior chooses AdamW. The trainer itself knows no model.
 
 What the trainer keeps: device and mixed precision (bf16 autocast on CUDA when supported,
 else fp16 with a ``GradScaler``; off on CPU), channels_last on CUDA, optional
-``torch.compile``; DistributedDataParallel under ``torchrun`` (rank 0 alone logs and writes);
-exact resume (model, optimizers, schedulers, scaler, RNG states and the position inside the
-epoch, each epoch's order coming from ``seed + epoch``); cheap logging (logs summed on the
+``torch.compile``; DistributedDataParallel under ``torchrun`` (logs averaged over the ranks;
+rank 0 alone evaluates, through the unwrapped model, and writes; distributed.py);
+exact resume (model, optimizers, schedulers, scaler, every rank's RNG states and the position
+inside the epoch, each epoch's order coming from ``seed + epoch``); cheap logging (logs summed on the
 device, read back once every ``log_every`` steps); a NaN/inf guard that never overwrites
 the last good checkpoint; Ctrl-C that stops at a step boundary and saves. Evaluation and
 reconstruction pictures are plain functions of ``evaluate.py``.
@@ -37,11 +38,12 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from . import distributed
 from .checkpoint import (load_checkpoint, model_name_of, restore_training_state, save_checkpoint,
-                         training_state)
+                         set_rng_state, training_state)
 from .config import TrainConfig
 from .data import images_of
-from .device import choose_amp, get_device
+from .device import choose_amp, get_device, seed_everything
 from .distributed import ResumableLoader, cleanup_distributed, setup_distributed  # noqa: F401
 from .evaluate import evaluate, save_reconstructions
 from .optim import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler, trainable  # noqa: F401
@@ -115,11 +117,13 @@ class StepRunner:
 
 class RunningLogs:
     """Logs summed on the device step after step and read back (one host sync for all of
-    them) when flushed: reading a CUDA value back every step would stall the GPU queue."""
+    them) when flushed: reading a CUDA value back every step would stall the GPU queue.
+    Under DDP the means are averaged over the ranks (``reduce``), so every rank logs the
+    whole global batch and stops on the same NaN."""
 
-    def __init__(self, first_step: int = 1):
+    def __init__(self, first_step: int = 1, reduce=distributed.average):
         self.sums: dict[str, torch.Tensor] = {}
-        self.steps, self.first_step = 0, first_step
+        self.steps, self.first_step, self.reduce = 0, first_step, reduce
 
     def add(self, logs: dict[str, torch.Tensor]) -> None:
         for k, v in logs.items():
@@ -132,9 +136,9 @@ class RunningLogs:
         naming the steps when a loss went NaN/inf."""
         if self.steps == 0:
             return {}
-        keys = list(self.sums)
+        keys = sorted(self.sums)  # the same order on every rank
         device = self.sums[keys[0]].device
-        values = torch.stack([self.sums[k].to(device).reshape(()) for k in keys]).tolist()
+        values = self.reduce(torch.stack([self.sums[k].to(device).reshape(()) for k in keys])).tolist()
         means = {k: v / self.steps for k, v in zip(keys, values)}
         first = self.first_step
         self.sums, self.steps, self.first_step = {}, 0, step + 1
@@ -165,12 +169,11 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint_path = self.out_dir / "checkpoint.pt" if self.out_dir else None
         # processes, device, precision
-        self.rank, self.world_size, local_rank = setup_distributed()
+        self.device = get_device(config.device)  # under torchrun: the local rank's GPU
+        self.rank, self.world_size, _ = setup_distributed(self.device)
         self.is_main = self.rank == 0
-        if self.world_size > 1 and torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank)
-        else:
-            self.device = get_device(config.device)
+        if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
+            self.device = torch.device("cuda", torch.cuda.current_device())
         cuda = self.device.type == "cuda"
         self.channels_last = cuda if config.channels_last is None else config.channels_last
         self.amp_dtype = choose_amp(config.amp, self.device)
@@ -198,6 +201,8 @@ class Trainer:
                          find_unused_parameters=len(self.optimizers) > 1)
         if config.compile:
             engine = torch.compile(engine)
+        if self.rank > 0:  # the command seeded every rank alike: give each its own noise
+            seed_everything(_rank_seed(config.seed, self.rank))
         self._runner = StepRunner(engine, self.optimizers, self.autocast, self.scaler,
                                   config.grad_clip)
         self._training_step = getattr(model, "training_step", None) or (
@@ -246,7 +251,8 @@ class Trainer:
         return means
 
     def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
-        """Mean of the model's logs (and loss) over the test split (``evaluate.evaluate``)."""
+        """Mean of the model's logs (and loss) over the test split (``evaluate.evaluate``).
+        Through the unwrapped model in eval mode: no collective, so one rank may call it."""
         if self.test_data is None:
             raise ValueError("this trainer has no test_data to evaluate on")
         return evaluate(self.model, self.test_data, batch_size=self.config.batch_size,
@@ -261,19 +267,30 @@ class Trainer:
 
     # --- checkpoints (checkpoint.training_state / restore_training_state) ---------------
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Write a checkpoint (rank 0 only) after checking that the state is finite."""
+        """Write a checkpoint after checking that the state is finite. Under DDP every rank
+        calls it: rank 0 writes, with each rank's random state and weight digest."""
         path = path or self.checkpoint_path
-        if path is None or not self.is_main:
+        if path is None:
             return None
         self._flush_logs()  # raises instead of saving when the loss went NaN/inf
-        save_checkpoint(training_state(self), path)
+        replicas = distributed.replicas(self.model)
+        if not self.is_main:
+            return None
+        save_checkpoint({**training_state(self), **replicas}, path)
         if Path(path) == self.checkpoint_path:
             self._last_good_step = self.step
         return Path(path)
 
     def resume(self, path: str | os.PathLike) -> "Trainer":
-        """Load a checkpoint written by this trainer and continue from its step."""
-        restore_training_state(self, load_checkpoint(path, map_location="cpu"), path)
+        """Load a checkpoint written by this trainer and continue from its step (under DDP:
+        rank 0 reads it, so only rank 0 needs the file, and each rank gets its own RNG back)."""
+        ckpt = distributed.on_rank0(load_checkpoint, path, map_location="cpu")
+        restore_training_state(self, ckpt, path)
+        replicas = ckpt.get("replicas") or {}
+        if self.world_size > 1 and replicas.get("world_size") == self.world_size:
+            set_rng_state(replicas["rng"][self.rank])
+        elif self.rank > 0:  # written by another number of processes: a fresh stream per rank
+            seed_everything(_rank_seed(self.config.seed + self.step, self.rank))
         self._logs.first_step = self.step + 1
         if self.checkpoint_path is not None and Path(path).resolve() == self.checkpoint_path.resolve():
             self._last_good_step = self.step
@@ -295,34 +312,38 @@ class Trainer:
         start, start_step = time.perf_counter(), self.step
         batches = self._loader.epoch(self.epoch, self.batch_in_epoch)
         restore_ctrl_c = _defer_ctrl_c(self)
-        try:
-            while self.step < self.total_steps:
-                if self._stop_requested:
-                    raise KeyboardInterrupt
-                batch = next(batches, None)
-                if batch is None:  # end of the epoch
-                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                    batches = self._loader.epoch(self.epoch, self.batch_in_epoch)
-                    continue
-                logs = self.train_step(self._to_device(images_of(batch)))
-                self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
-                self._logs.add(logs)
-                bar.update(1)
-                self._periodic(bar)
-            if self._logs.steps:
-                _show(bar, self._flush_logs())
-            if self.test_data is not None and self.is_main:
-                self._log_eval()
-            self.save_checkpoint()
-        except KeyboardInterrupt:
-            self.interrupted = True
-            self._flush_logs()  # raises NonFiniteLossError rather than save NaNs
-            path = self.save_checkpoint()
-            if self.is_main and cfg.progress:
-                bar.write(f"interrupted at step {self.step}" + (f"; checkpoint saved to {path}" if path else ""))
-        finally:
-            bar.close()
-            restore_ctrl_c()
+        # A failure here is posted for the other ranks, whose collectives it breaks.
+        with distributed.shared_failures():
+            try:
+                while self.step < self.total_steps:
+                    if self._stop_requested:
+                        raise KeyboardInterrupt
+                    batch = next(batches, None)
+                    if batch is None:  # end of the epoch
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                        batches = self._loader.epoch(self.epoch, self.batch_in_epoch)
+                        continue
+                    logs = self.train_step(self._to_device(images_of(batch)))
+                    self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+                    self._logs.add(logs)
+                    bar.update(1)
+                    self._periodic(bar)
+                if self._logs.steps:
+                    _show(bar, self._flush_logs())
+                if self.test_data is not None and self.is_main:
+                    self._log_eval()
+                self.save_checkpoint()
+            except KeyboardInterrupt:
+                self.interrupted = True
+                if self.world_size > 1:  # the ranks stopped at different points: no collective
+                    raise                # now; the last checkpoint stays
+                self._flush_logs()  # raises NonFiniteLossError rather than save NaNs
+                path = self.save_checkpoint()
+                if self.is_main and cfg.progress:
+                    bar.write(f"interrupted at step {self.step}" + (f"; checkpoint saved to {path}" if path else ""))
+            finally:
+                bar.close()
+                restore_ctrl_c()
         elapsed, done = time.perf_counter() - start, (self.step - start_step) * cfg.batch_size * self.world_size
         self.images_per_second = done / elapsed if elapsed > 0 and done else None
         return self.history
@@ -338,14 +359,19 @@ class Trainer:
         cfg, step = self.config, self.step
         if step % cfg.log_every == 0:
             _show(bar, self._flush_logs())
-        if not self.is_main:
-            return
-        if cfg.eval_every and step % cfg.eval_every == 0 and self.test_data is not None:
-            self._log_eval()
-        if cfg.sample_every and step % cfg.sample_every == 0 and self.out_dir is not None:
-            self.save_reconstructions(self.out_dir / f"recon_step{step:06d}.png")
+        if self.is_main:  # rank 0 alone: nothing below takes part in a collective
+            if cfg.eval_every and step % cfg.eval_every == 0 and self.test_data is not None:
+                self._log_eval()
+            if cfg.sample_every and step % cfg.sample_every == 0 and self.out_dir is not None:
+                self.save_reconstructions(self.out_dir / f"recon_step{step:06d}.png")
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            self.save_checkpoint()
+            self.save_checkpoint()  # every rank: they exchange their random states
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """Rank ``rank``'s seed (rank 0 keeps the command's stream): a large prime apart, so
+    that no rank repeats the noise of another rank or of a neighbouring seed's run."""
+    return seed + 1_000_003 * rank
 
 
 def _show(bar, means: dict[str, float]) -> None:

@@ -810,8 +810,9 @@ interactive(show_samples, temperature=(0.3, 2.0, 0.1, 1.0), top_k=(1, vqgan.num_
 # whose scores differ by a few points, and scoring 200 samples for each of four settings and
 # three seeds takes longer than a lecture should. So those scores were computed once, with
 # `dlstudio-lite quality score data/checkpoints/vqgan_shapes/checkpoint.pt --prior
-# data/checkpoints/prior_shapes/checkpoint.pt --n 200 --temperature T --top-k K --seed S
-# --update-metrics` for seeds 1, 2 and 3, and the titles read them from the prior's
+# data/checkpoints/prior_shapes/checkpoint.pt --n 200 --temperature 1.0 --top-k 50 --seed 1
+# --update-metrics`, then the same with each setting's temperature and top-k and with
+# `--seed 2` and `--seed 3`, and the titles read them from the prior's
 # `metrics.json` (mean ± standard deviation over the seeds). Here each row draws 8 samples
 # to look at, and two settings are drawn again in full (200 samples, seed 1) to check that
 # the stored scores belong to these checkpoints and to measure two things about them.

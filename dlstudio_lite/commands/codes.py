@@ -221,6 +221,8 @@ def train_on_codes(target: str, codes: dict, level: str, model_kwargs: dict, con
     trainer = Trainer(prior, TensorDataset(inputs[0]), TensorDataset(inputs[1]), config,
                       out_dir=out, model_name=target)
     history = trainer.fit()
+    if not trainer.is_main:  # under torchrun: rank 0 measures and writes
+        return 0
     test = {k.split("/", 1)[1]: v[-1][1] for k, v in history.items() if k.startswith("test/") and v}
     metrics = {
         "vq_checkpoint": codes["vq_checkpoint"], "level": level, "dataset": codes["data"]["dataset"],

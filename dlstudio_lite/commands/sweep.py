@@ -81,6 +81,10 @@ def add_cli(sub, train_sub, main) -> None:
                         "this process)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per point (default: the CPU count divided by --jobs)")
+    p.add_argument("--nproc-per-point", type=int, default=1, metavar="N",
+                   help="processes per point: each point runs under `torchrun --standalone "
+                        "--nproc_per_node N` (DistributedDataParallel; per-rank batch), with N "
+                        "GPUs when there are GPUs (default: 1, no torchrun)")
     p.add_argument("--print-commands", action="store_true",
                    help="print one shell command per point (for a job array) and run nothing")
     p.add_argument("--collect", action="store_true",
@@ -158,11 +162,20 @@ def _run_here(argv: list[str], log: Path, main) -> int:
             return 1
 
 
-def _run_process(argv: list[str], log: Path, env: dict) -> tuple[int, float | None]:
+def launcher(nproc: int) -> list[str]:
+    """The program that runs a point's ``dlstudio-lite`` arguments: the command line itself,
+    or, for several processes, the command line under ``torchrun`` on this machine."""
+    if nproc <= 1:
+        return [sys.executable, "-m", "dlstudio_lite.cli"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", "-m", "dlstudio_lite.cli"]
+
+
+def _run_process(argv: list[str], log: Path, env: dict, nproc: int = 1) -> tuple[int, float | None]:
     """``dlstudio-lite ARGV`` as a child process; returns its exit code and CPU seconds."""
     import subprocess
     with open(log, "a") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "dlstudio_lite.cli", *argv],
+        proc = subprocess.Popen([*launcher(nproc), *argv],
                                 stdout=f, stderr=subprocess.STDOUT, env=env)
         if not hasattr(os, "wait4"):  # Windows: no resource usage of a child
             return proc.wait(), None
@@ -171,7 +184,7 @@ def _run_process(argv: list[str], log: Path, env: dict) -> tuple[int, float | No
         return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def _slots(jobs: int, threads: int) -> "queue.Queue[dict]":
+def _slots(jobs: int, threads: int, per_point: int = 1) -> "queue.Queue[dict]":
     """One environment per concurrent point: its thread count and, with GPUs, its GPU."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -181,11 +194,12 @@ def _slots(jobs: int, threads: int) -> "queue.Queue[dict]":
     gpus = [g for g in gpus.split(",") if g.strip()]
     slots: queue.Queue[dict] = queue.Queue()
     for i in range(jobs):
-        slots.put({**env, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else env)
+        mine = [gpus[(i * per_point + k) % len(gpus)] for k in range(per_point)] if gpus else []
+        slots.put({**env, "CUDA_VISIBLE_DEVICES": ",".join(mine)} if gpus else env)
     return slots
 
 
-def _run_point(argv, folder: Path, point: sweep.Point, slots, main=None) -> str:
+def _run_point(argv, folder: Path, point: sweep.Point, slots, nproc: int = 1, main=None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / "checkpoint.pt").exists():
         argv = [*argv, "--resume"]  # an unfinished run continues from its checkpoint
@@ -196,7 +210,7 @@ def _run_point(argv, folder: Path, point: sweep.Point, slots, main=None) -> str:
     else:
         env = slots.get()
         try:
-            code, cpu_seconds = _run_process(argv, folder / "train.log", env)
+            code, cpu_seconds = _run_process(argv, folder / "train.log", env, nproc)
         finally:
             slots.put(env)
     record = {"settings": point.settings, "varied": point.varied, "returncode": code,
@@ -243,8 +257,12 @@ def run_sweep(args, train_sub, main) -> int:
     if args.model not in train_sub.choices:
         raise ValueError(f"sweep: unknown model {args.model!r}; choose one of "
                          f"{', '.join(train_sub.choices)}")
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs < 1 or args.nproc_per_point < 1:
+        raise ValueError(f"--jobs and --nproc-per-point must be at least 1, got {args.jobs} "
+                         f"and {args.nproc_per_point}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("run the sweep itself as one process, not under torchrun: "
+                         "--nproc-per-point N starts each of its points under torchrun")
     parser = train_sub.choices[args.model]
     factors = dict(sweep.parse_factor(text) for text in args.grid)
     if len(factors) != len(args.grid):
@@ -263,7 +281,7 @@ def run_sweep(args, train_sub, main) -> int:
     out = Path(args.out)
     # Printed commands run elsewhere: they set threads only when asked to.
     threads = args.threads or (None if args.print_commands
-                               else max(1, (os.cpu_count() or 1) // args.jobs))
+                               else max(1, (os.cpu_count() or 1) // (args.jobs * args.nproc_per_point)))
     commands = []
     for point in points:
         argv = point_argv(parser, args.model, point, args.extra, out / point.name, threads)
@@ -277,7 +295,10 @@ def run_sweep(args, train_sub, main) -> int:
     if args.print_commands:
         prefix = f"{QUICK_ENV}=1 " if quick_mode() else ""
         for argv in commands:
-            print(prefix + shlex.join(["dlstudio-lite", *argv]))
+            program = (["dlstudio-lite"] if args.nproc_per_point <= 1 else
+                       ["torchrun", "--standalone", f"--nproc_per_node={args.nproc_per_point}",
+                        "-m", "dlstudio_lite.cli"])
+            print(prefix + shlex.join([*program, *argv]))
         return 0
 
     todo, finished = [], 0
@@ -321,18 +342,19 @@ def _run_all(todo, out: Path, args, threads: int, main) -> list[str]:
         bar.update()
 
     try:
-        if args.jobs == 1:  # in this process and its main thread, where Ctrl-C saves a checkpoint
+        if args.jobs == 1 and args.nproc_per_point == 1:  # in this process and its main thread, where Ctrl-C saves a checkpoint
             for point, argv in todo:
-                done(point, _run_point(argv, out / point.name, point, None, main))
+                done(point, _run_point(argv, out / point.name, point, None, main=main))
                 if json.loads((out / point.name / POINT_FILE).read_text())["returncode"] == 0 \
                         and status_of(out / point.name) != FINISHED:
                     break  # the run was interrupted (Ctrl-C): stop the sweep too
             return failed
-        slots = _slots(args.jobs, threads)
+        slots = _slots(args.jobs, threads, args.nproc_per_point)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             # The threads only wait for their child process; Ctrl-C reaches the children too
             # (they save and stop), and the points not started yet are cancelled.
-            futures = {pool.submit(_run_point, argv, out / p.name, p, slots): p for p, argv in todo}
+            futures = {pool.submit(_run_point, argv, out / p.name, p, slots, args.nproc_per_point): p
+                       for p, argv in todo}
             try:
                 for future in as_completed(futures):
                     done(futures[future], future.result())

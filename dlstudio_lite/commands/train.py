@@ -139,7 +139,6 @@ def run_train_command(args) -> int:
     """The main job behind ``dlstudio-lite train MODEL``."""
     import torch
 
-    from ..distributed import cleanup_distributed
     from ..train import Trainer
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,12 +154,9 @@ def run_train_command(args) -> int:
     trainer = Trainer(model, train_set, test_set, config, out_dir=out, model_name=args.model)
     if args.resume:
         trainer.resume(out / "checkpoint.pt" if args.resume == "auto" else args.resume)
-    try:
-        trainer.fit()
-        if trainer.is_main:
-            write_outputs(trainer, data, model.hparams, args.recipe)
-    finally:
-        cleanup_distributed()
+    trainer.fit()
+    if trainer.is_main:  # under torchrun: rank 0 writes (cli.main ends the process group)
+        write_outputs(trainer, data, model.hparams, args.recipe)
     return 0
 
 
