@@ -11,7 +11,7 @@ import torch
 from dlstudio_lite.quantize import FSQ, LFQ, EMAVectorQuantizer, ResidualQuantizer
 
 vqp = pytest.importorskip(
-    "vector_quantize_pytorch",
+    "vector_quantize_pytorch", minversion="1.20",
     reason="the reference tests need vector-quantize-pytorch (installed by `python3 course.py "
            "setup`, or `pip install -e .[course]`)")
 
