@@ -86,14 +86,14 @@ def test_lfq_entropy_term_rewards_using_many_codes_confidently():
 def test_residual_levels_refine_each_other_and_combine_into_one_index():
     torch.manual_seed(0)
     q = ResidualQuantizer(16 ** 2, 4, depth=2, quantizer="gradient", **PLAIN)
-    assert q.codes_per_level == 16 and all(isinstance(level, CodebookQuantizer) for level in q.levels)
+    assert q.codes_per_level == 16 and all(isinstance(level, CodebookQuantizer) for level in q.stages)
     rows = torch.randn(30, 4)
     idx = q.vectors_to_indices(rows)
-    first = q.levels[0].vectors_to_indices(rows)
-    second = q.levels[1].vectors_to_indices(rows - q.levels[0].indices_to_codes(first))
+    first = q.stages[0].vectors_to_indices(rows)
+    second = q.stages[1].vectors_to_indices(rows - q.stages[0].indices_to_codes(first))
     assert torch.equal(idx, first + 16 * second)
-    assert torch.allclose(q.indices_to_codes(idx), q.levels[0].indices_to_codes(first)
-                          + q.levels[1].indices_to_codes(second))
+    assert torch.allclose(q.indices_to_codes(idx), q.stages[0].indices_to_codes(first)
+                          + q.stages[1].indices_to_codes(second))
     with pytest.raises(ValueError, match="K \\*\\* depth"):
         ResidualQuantizer(200, 4, depth=2)
     with pytest.raises(ValueError, match="codebook quantizer"):

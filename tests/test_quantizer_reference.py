@@ -11,7 +11,7 @@ import torch
 from dlstudio_lite.quantize import FSQ, LFQ, EMAVectorQuantizer, ResidualQuantizer
 
 vqp = pytest.importorskip(
-    "vector_quantize_pytorch", minversion="1.20",
+    "vector_quantize_pytorch",
     reason="the reference tests need vector-quantize-pytorch (installed by `python3 course.py "
            "setup`, or `pip install -e .[course]`)")
 
@@ -162,7 +162,7 @@ def test_residual_quantizer_matches_reference_up_to_the_estimator():
                          commitment_weight=0.25, rotation_trick=False)
     ours = ResidualQuantizer(k ** depth, dim, depth=depth, quantizer="ema", beta=0.25, decay=0.8,
                              **PLAIN)
-    for level, ref_level in zip(ours.levels, ref.layers):
+    for level, ref_level in zip(ours.stages, ref.layers):
         level.set_codes(torch.ones(k, dtype=torch.bool), ref_level._codebook.embed[0].clone())
     ours.train(), ref.train()
     z, zs = pair_of_inputs(dim)
@@ -172,7 +172,7 @@ def test_residual_quantizer_matches_reference_up_to_the_estimator():
     combined = ref_idx[..., 0] + k * ref_idx[..., 1]
     assert torch.equal(out.indices.flatten(), combined.flatten().long())
     close(out.loss, ref_losses.sum())
-    for level, ref_level in zip(ours.levels, ref.layers):
+    for level, ref_level in zip(ours.stages, ref.layers):
         close(level.codes(), ref_level._codebook.embed[0])
     # the commitment losses' gradients agree; the upstream gradient is depth times ours
     ref_losses.sum().backward(retain_graph=True)

@@ -12,7 +12,9 @@ distance up to terms that do not depend on c), the loss is
 
 Both entropies are exact: log-probabilities come from log_softmax and the batch average's
 logarithm from logsumexp, so nothing is clamped (the reference implementation clamps
-probabilities at 1e-5 inside the logarithm). Costs ``N x 2^d`` memory: keep d small.
+probabilities at 1e-5 inside the logarithm). Costs ``N x 2^d`` memory: keep d small. Under
+DDP the batch entropy is each process's own (the reference averages the mean probabilities
+over processes first).
 """
 from __future__ import annotations
 

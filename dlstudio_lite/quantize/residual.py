@@ -32,6 +32,8 @@ class ResidualQuantizer(Quantizer):
         lookup_dim: length of the codes; a linear map takes z_e there and back when it differs from code_dim.
         rotation_trick: rotate the gradient of the sum onto z_q instead of copying it.
         options: the levels' own options (beta, decay, kmeans_init, dead_code_steps, ...).
+
+    ``stages`` holds the ``depth`` codebook quantizers, level 0 first.
     """
 
     def __init__(self, num_codes: int, code_dim: int, depth: int = 2, quantizer: str = "ema",
@@ -44,11 +46,11 @@ class ResidualQuantizer(Quantizer):
         from . import make_quantizer  # the registry imports this module
         # The levels work in this quantizer's lookup space, without maps of their own.
         options = {**options, "lookup_dim": None, "rotation_trick": False}
-        self.levels = nn.ModuleList(make_quantizer(quantizer, per_level, self.lookup_dim, **options)
+        self.stages = nn.ModuleList(make_quantizer(quantizer, per_level, self.lookup_dim, **options)
                                     for _ in range(depth))
-        if not isinstance(self.levels[0], CodebookQuantizer):
+        if not isinstance(self.stages[0], CodebookQuantizer):
             raise ValueError(f"residual quantization needs a codebook quantizer for its levels, "
-                             f"got {quantizer!r} ({type(self.levels[0]).__name__})")
+                             f"got {quantizer!r} ({type(self.stages[0]).__name__})")
         self.codes_per_level, self.rotation_trick = per_level, rotation_trick
         self.register_buffer("_basis", per_level ** torch.arange(depth), persistent=False)
 
@@ -58,13 +60,13 @@ class ResidualQuantizer(Quantizer):
 
     def quantize_rows(self, z: torch.Tensor):
         residual, total, loss, digits = z, torch.zeros_like(z), z.new_zeros(()), []
-        for level in self.levels:
+        for stage in self.stages:
             # The value of the level's output is its code before the level's training-time
             # update (an EMA step moves the codebook after the lookup).
-            rows, level_loss, idx = level.quantize_rows(residual)
+            rows, stage_loss, idx = stage.quantize_rows(residual)
             e = rows.detach()
             residual, total = residual - e, total + e
-            loss, digits = loss + level_loss, digits + [idx]
+            loss, digits = loss + stage_loss, digits + [idx]
         return straight_through(z, total, self.rotation_trick), loss, self._index(digits)
 
     def _index(self, digits: list[torch.Tensor]) -> torch.Tensor:
@@ -73,12 +75,12 @@ class ResidualQuantizer(Quantizer):
     @torch.no_grad()
     def vectors_to_indices(self, z: torch.Tensor) -> torch.Tensor:
         residual, digits = z, []
-        for level in self.levels:
-            idx = level.vectors_to_indices(residual)
-            residual = residual - level.indices_to_codes(idx)
+        for stage in self.stages:
+            idx = stage.vectors_to_indices(residual)
+            residual = residual - stage.indices_to_codes(idx)
             digits.append(idx)
         return self._index(digits)
 
     def indices_to_codes(self, idx: torch.Tensor) -> torch.Tensor:
         digits = (idx[:, None] // self._basis) % self.codes_per_level
-        return sum(level.indices_to_codes(digits[:, i]) for i, level in enumerate(self.levels))
+        return sum(stage.indices_to_codes(digits[:, i]) for i, stage in enumerate(self.stages))
