@@ -85,6 +85,19 @@ class CodebookQuantizer(Quantizer):
         """Overwrite the codes selected by ``which`` in place (optimizer keeps the Parameter)."""
         self.codebook[which] = vectors.to(self.codebook.dtype)
 
+    @torch.no_grad()
+    def load_codebook(self, codes: torch.Tensor) -> None:
+        """Take ``codes (K, lookup_dim)`` as the codebook and as its start: no k-means start
+        overwrites them on the first training-mode forward pass (writing ``self.codebook``
+        directly leaves that start pending)."""
+        if tuple(codes.shape) != (self.num_codes, self.lookup_dim):
+            raise ValueError(f"load_codebook expected codes of shape ({self.num_codes}, "
+                             f"{self.lookup_dim}), got {tuple(codes.shape)}")
+        everything = torch.ones(self.num_codes, dtype=torch.bool, device=self.codebook.device)
+        self.set_codes(everything, codes.to(self.codebook.device))
+        self.initialized.fill_(True)
+        self.steps_unused.zero_()
+
     # -- the family's part of the protocol ---------------------------------------------------
     def codes(self) -> torch.Tensor:
         """The ``(K, d)`` codes in use (unit length with ``normalize``), fp32."""
