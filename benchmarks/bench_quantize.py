@@ -202,13 +202,14 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) our "## " section of ``path``, leaving the other sections as they are."""
+def write_section(path: Path, body: str, heading: str = SECTION) -> None:
+    """Replace (or append) the "## " section ``heading`` of ``path``, leaving the other
+    sections as they are."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
+    section = f"{heading}\n\n{body.strip()}\n"
     parts = re.split(r"(?m)^(?=## )", text)  # each part starts at a "## " heading
-    if any(p.startswith(SECTION + "\n") for p in parts):
-        parts = [section if p.startswith(SECTION + "\n") else p for p in parts]
+    if any(p.startswith(heading + "\n") for p in parts):
+        parts = [section if p.startswith(heading + "\n") else p for p in parts]
     else:
         parts.append(section)
     text = "\n\n".join(p.strip("\n") for p in parts) + "\n"

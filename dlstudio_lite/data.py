@@ -241,7 +241,9 @@ def _transform(image_size: int, crop: bool):
 
 def load_dataset(name: str, split: str = "train", image_size: int = 64, root: str | Path = DATA_ROOT,
                  download: bool = True, num_images: int | None = None) -> Dataset:
-    """A dataset by name: ``shapes``, ``mnist``, ``cifar10``, ``celeba`` or ``folder:PATH``.
+    """A dataset by name: ``shapes``, ``digits``, ``patches``, ``mnist``, ``cifar10``,
+    ``celeba`` or ``folder:PATH``. ``digits`` and ``patches`` are real images that ship
+    inside scikit-learn and scikit-image (realdata.py): offline, like the shapes.
 
     ``num_images`` (shapes only) generates that many images instead of 20,000 and holds out
     a fifth of them, at most 200, as the test split.
@@ -261,6 +263,9 @@ def load_dataset(name: str, split: str = "train", image_size: int = 64, root: st
         return ShapesDataset(split, image_size=image_size, root=root, **extra)
     if num_images:
         raise ValueError(f"num_images applies to the shapes dataset only, not {name!r}")
+    if key in ("digits", "patches"):
+        from . import realdata
+        return (realdata.load_digits if key == "digits" else realdata.load_patches)(split, image_size)
     import torchvision.datasets as tvd  # only here: importing it takes seconds
     if key.startswith("folder:") or key == "folder":
         path = Path(name.split(":", 1)[1] if ":" in name else root)
@@ -282,7 +287,8 @@ def load_dataset(name: str, split: str = "train", image_size: int = 64, root: st
                                      transform=_transform(image_size, crop=True)),
     }
     if key not in makers:
-        raise ValueError(f"unknown dataset {name!r}: expected one of shapes, mnist, cifar10, celeba, folder:PATH")
+        raise ValueError(f"unknown dataset {name!r}: expected one of shapes, digits, patches, mnist, "
+                         f"cifar10, celeba, folder:PATH")
     try:
         return makers[key]()
     except (RuntimeError, OSError, ValueError) as err:
@@ -303,7 +309,8 @@ def images_of(batch) -> torch.Tensor:
 class DataConfig:
     """Which images a run trains on (the command line's data options)."""
     dataset: str = field(default="shapes", metadata={
-        "help": "shapes, mnist, cifar10, celeba or folder:PATH (shapes is generated offline)"})
+        "help": "shapes, digits, patches, mnist, cifar10, celeba or folder:PATH (shapes, digits "
+                "and patches need no download)"})
     data_root: str | None = field(default=None, metadata={
         "help": "where datasets live (default: data/, or $DLSTUDIO_LITE_DATA)"})
     image_size: int = field(default=64, metadata={"help": "square image side"})

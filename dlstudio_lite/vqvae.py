@@ -25,24 +25,26 @@ class VQVAE(nn.Module):
     512 codes of dimension 256, beta 0.25, EMA codebook with decay 0.99).
 
     ``encode``: ``(B, C, H, W) -> z_e (B, code_dim, s, s)``; ``quantize``: ``z_e -> VQOutput``;
-    ``decode``: ``(B, code_dim, s, s) -> (B, C, H, W)``. ``quantizer`` names the codebook's
-    update rule in ``quantize.QUANTIZERS`` (``"ema"``, or ``"gradient"`` to learn it by
-    gradient descent); ``decay`` (EMA only), ``kmeans_init``, ``dead_code_steps`` and
-    ``quantizer_options`` (any other argument of the chosen class) are passed to it.
+    ``decode``: ``(B, code_dim, s, s) -> (B, C, H, W)``. ``quantizer`` names the quantizer
+    family in ``quantize.QUANTIZERS`` (``"ema"``, ``"gradient"``, ``"cosine"``, ``"fsq"``,
+    ``"lfq"``, ``"residual"``); ``beta``, ``decay`` (EMA only), ``kmeans_init``,
+    ``dead_code_steps`` and ``quantizer_options`` (any other argument of the chosen class)
+    are passed to it where the family takes them.
 
     Args:
         in_channels: image channels (3 for RGB, 1 for MNIST)
         image_size, latent_size: sides of the image and of the latent grid (ratio 2, 4 or 8)
         base_channels: width of the first encoder stage (doubled at every halving)
         num_repeats: extra same-width SkipBlocks per encoder stage
-        num_codes: codebook size K
+        num_codes: codebook size K (for every family: the number of distinct codes per latent pixel)
         code_dim: length D of each code
         beta: commitment weight (the VQ-VAE paper's and the lecture's 0.25)
-        quantizer: the codebook's update rule, a name in quantize.QUANTIZERS
+        quantizer: the quantizer family, a name in quantize.QUANTIZERS
         decay: EMA decay of the "ema" quantizer (the lecture's 0.99)
         kmeans_init: set the codebook by k-means on the first training batch
         dead_code_steps: restart a code unused for this many training steps (0: never)
         skip_connections: keep the SkipBlocks' identity paths
+        quantizer_options: the family's own options, e.g. levels=[8,5,5,5] (fsq), depth=2 (residual), rotation_trick=True, lookup_dim=8
     """
 
     @records_hparams

@@ -52,7 +52,7 @@ class VQVAE2(nn.Module):
         num_codes_bottom: codebook size of the bottom level
         code_dim: length D of the codes of both levels
         beta: commitment weight (the VQ-VAE paper's 0.25)
-        quantizer: the codebooks' update rule, a name in quantize.QUANTIZERS
+        quantizer: the quantizer family of both levels, a name in quantize.QUANTIZERS
         decay: EMA decay of the "ema" quantizer
         kmeans_init: set each codebook by k-means on the first training batch
         dead_code_steps: restart a code unused for this many training steps (0: never)

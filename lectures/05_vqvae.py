@@ -178,7 +178,7 @@ claim(torch.equal(z_q.detach(), torch.round(z.detach())) and z.grad.tolist() == 
 # `dlstudio_lite.VQVAE` is the lecture's architecture: the SkipBlock encoder of lecture 3,
 # a 1x1 "pre-VQ" convolution down to the code dimension, the quantizer, a 1x1 "post-VQ"
 # convolution and the SkipBlock decoder. Two choices differ from the lecture's listing,
-# and the docstrings of `vqvae.py` and `quantize.py` say why: the reconstruction term is a
+# and the docstrings of `vqvae.py` and `quantize/codebook.py` say why: the reconstruction term is a
 # mean (not a sum) over pixels, and the codebook follows an exponential moving average
 # (EMA) of the encoder vectors assigned to it instead of the codebook term's gradient
 # (section 4 shows what that buys).

@@ -71,4 +71,5 @@ def test_help_shows_the_defaults_in_use(quick, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--disc-start DISC_START step at which the discriminator and the GAN term switch on (default: 4)" in text
     assert "--batch-size BATCH_SIZE images per step and process (default: 16)" in text
-    assert "{gradient,ema}" in text
+    from dlstudio_lite.quantize import QUANTIZERS
+    assert "{" + ",".join(QUANTIZERS) + "}" in text and "fsq" in QUANTIZERS

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlstudio_lite.quantize import (DEFAULT_MAINTENANCE, QUANTIZERS, EMAVectorQuantizer, Quantizer,
+from dlstudio_lite.quantize import (DEFAULT_MAINTENANCE, QUANTIZERS, CodebookQuantizer,
+                                    EMAVectorQuantizer,
                                     VectorQuantizer, VQOutput, code_usage, kmeans, nearest_codes,
                                     perplexity)
 
@@ -367,7 +368,7 @@ def test_vq_models_take_their_maintenance_defaults_from_one_place():
 
 # --- a new variant: one class and one registry line (the example of docs/DESIGN.md) ---------
 
-class FrozenQuantizer(Quantizer):
+class FrozenQuantizer(CodebookQuantizer):
     """A fixed random codebook (as in BEST-RQ's random-projection quantizer): nothing
     learns the codes; the encoder commits to them."""
 
