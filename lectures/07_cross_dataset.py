@@ -219,10 +219,12 @@ def vq_samples(vq, x, n, generator):
 @torch.no_grad()
 def measure(name, m):
     x, vae, vq = m["x"], m["vae"], m["vqvae"]
+    print(f"{name}: reconstructions and samples of {len(x)} test images", flush=True)
     g = torch.Generator().manual_seed(0)
     out = {"recon": {"VAE": vae.reconstruct(x).clamp(-1, 1), "VQ-VAE": vq.reconstruct(x).clamp(-1, 1)},
            "samples": {"VAE": vae.sample(len(x), generator=g).clamp(-1, 1),
                        "VQ-VAE": vq_samples(vq, x, len(x), g).clamp(-1, 1)}}
+    print(f"{name}: latent rates", flush=True)
     rate_vq = latent_rate(vq, TensorDataset(x))
     codes_used = int(vq.encode_to_indices(x).unique().numel())
     mu, logvar = vae.encode(x)
@@ -237,6 +239,7 @@ def measure(name, m):
                              f"{float(rate_vq['perplexity']):.0f}"},
     }
     if name == "shapes":
+        print(f"{name}: shape features (FD, valid-shape rate), colours and edges", flush=True)
         out["numbers"]["quality"] = {f"{kind} {model}": quality_report(x, images)
                                      for kind in ("recon", "samples") for model, images in out[kind].items()}
         out["numbers"]["colour"] = {k: colour_kept(v, x) for k, v in out["recon"].items()}
