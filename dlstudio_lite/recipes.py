@@ -163,7 +163,7 @@ _LIST = [
            model=dict(n_layers=2, n_head=4, n_embd=32),
            train=dict(_SCHEDULE, steps=1000, batch_size=64, lr=2e-3, optimizer="adamw",
                       eval_every=None, checkpoint_every=None)),
-    Recipe("sweep_shapes", "vqvae", "appendix 8", "one factor at a time around beta 1.25, "
+    _SWEEP := Recipe("sweep_shapes", "vqvae", "appendix 8", "one factor at a time around beta 1.25, "
            "lr 1e-3, 512 codes (k-means start and restarts off, as when it ran)",
            data=dict(image_size=32, num_images=4000),
            model=dict(base_channels=16, code_dim=32, quantizer="gradient", kmeans_init=False,
@@ -173,6 +173,13 @@ _LIST = [
            sweep=dict(grid=["beta=0.25,0.75,1.25,1.75", "lr=1e-3,1e-4,1e-5",
                             "num_codes=128,256,512"],
                       base=["beta=1.25", "lr=1e-3", "num_codes=512"])),
+    _SWEEP.replace(name="sweep_shapes/long", about="the base point, lr 1e-4 and 128 codes, "
+                   "trained until the test curves settle", train=dict(steps=3000),
+                   sweep=dict(grid=["beta=1.25", "lr=1e-3,1e-4", "num_codes=128,512"],
+                              base=["beta=1.25", "lr=1e-3", "num_codes=512"])),
+    _SWEEP.replace(name="sweep_shapes/long_seed", about="the long base point again from a "
+                   "second seed (the spread between seeds)", train=dict(steps=3000),
+                   sweep=dict(grid=["seed=1"])),
     # Live demos: trained in their notebook every time, never shipped.
     Recipe("autoencoder_depth_demo", "autoencoder", "3 (section 6)", "short runs of a narrow "
            "autoencoder, with and without skip connections, at two depths",
@@ -188,13 +195,17 @@ _LIST = [
            model=dict(base_channels=8, code_dim=16, num_codes=64),
            train=dict(steps=150, batch_size=16, log_every=10, eval_batches=2, progress=False),
            sweep=dict(grid=["beta=0.25,1.75"]), shipped=False),
+    # The matched-rate pair: an 8x8 grid for both; the VAE's beta brings its KL near the
+    # VQ-VAE's bits per image (lecture 7 measures both).
     Recipe("crossdata_shapes/vae", "vae", "7 (appendix)", "the matched-rate pair's VAE",
-           data=dict(image_size=32), model=dict(latent_size=8, base_channels=8),
-           train=dict(_SCHEDULE, steps=1500)),
+           data=dict(image_size=32),
+           model=dict(latent_size=8, base_channels=16, latent_channels=16, beta=0.019),
+           train=dict(_SCHEDULE, steps=2000)),
     Recipe("crossdata_shapes/vqvae", "vqvae", "7 (appendix)", "the matched-rate pair's VQ-VAE",
            data=dict(image_size=32),
-           model=dict(latent_size=8, base_channels=8, code_dim=16, num_codes=16),
-           train=dict(_SCHEDULE, steps=1500)),
+           model=dict(latent_size=8, base_channels=16, code_dim=16, num_codes=512,
+                      dead_code_steps=20),
+           train=dict(_SCHEDULE, steps=2000)),
 ]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 

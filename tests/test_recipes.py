@@ -56,7 +56,9 @@ def _shipped(found):
         point = dict(part.split("=") for part in folder.name.split(","))
         model = {k: float(v) for k, v in point.items() if k == "beta"}
         model.update({k: int(v) for k, v in point.items() if k == "num_codes"})
-        pairs.append((found.replace(model=model, train={"lr": float(point["lr"])}),
+        train = {k: float(v) for k, v in point.items() if k == "lr"}
+        train.update({k: int(v) for k, v in point.items() if k == "seed"})
+        pairs.append((found.replace(model=model, train=train),
                       _recorded(f"{found.name}/{folder.name}")))
     return pairs
 
