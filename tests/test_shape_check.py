@@ -1,14 +1,18 @@
 """The non-learned flat-shape check accepts real images and rejects what only looks like them.
 
-Rates measured with the default tolerances on 200 images each (64x64 unless said), seed 1
-for every damage; each assertion leaves a margin:
+Pass rates measured with the default tolerances on 200 images each (64x64 unless said,
+seed 1 for every fake; the check is deterministic), which the assertions hold with a margin:
 
-* real images pass: 64x64 train 99%, 64x64 test 97%, 32x32 (quick preset) train 99.5%,
-  32x32 test 99%;
-* blurred (Gaussian, 1 pixel) pass 1.5%; speckled (3% of pixels a random colour) 0%;
-  colour-gradient fills (each shape's colour ramped towards a second one over 32
-  pixels) 8.5%; soft rainbow blobs (``shape_features.blob_images``) 0%; flat-coloured
-  blobs with wobbly outlines 0%.
+* real images: 64x64 train 98%, 64x64 test 96%, 32x32 (quick preset) train 97%, test 98%;
+* blurred (Gaussian, 1 pixel): 1% (0.5 pixel: 5%, 0.7 pixel: 1.5%), failing on soft edges;
+* speckled (3% of the pixels a random colour): 0%, on specks;
+* colour-gradient fills (each shape ramped towards a second colour over 32 pixels): 8%,
+  failing as not flat;
+* soft rainbow blobs (``shape_features.blob_images``): 0%, too many colour regions;
+* flat-coloured blobs with wobbly outlines: 5.5%, failing on the outline fit.
+
+(Added Gaussian noise of 0.05, about 6 levels, passes 96%: the check asks for flat colour,
+not for perfect pixels; noise of 0.1 passes 30%.)
 """
 import math
 
@@ -114,3 +118,4 @@ def test_bad_input_is_refused():
         check_shapes(torch.zeros(2, 1, 64, 64))
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         check_shapes(torch.full((1, 3, 64, 64), 200.0))
+

@@ -127,10 +127,10 @@ def _cli_score(args) -> int:
         report.update(seeds=seeds, fd_std=std("fd"), valid_shape_rate_std=std("valid_shape_rate"),
                       shape_check_std=std("shape_check"), per_seed=[
                           {k: r[k] for k in ("fd", "valid_shape_rate", "shape_check")} for r in runs])
-    spread = lambda key: f" +- {report[key + '_std']:.2g}" if len(runs) > 1 else ""
+    spread = lambda key, fmt="": f" +- {report[key + '_std']:{fmt or '.2f'}}" if len(runs) > 1 else ""
     print(f"{what} of {args.checkpoint}: FD {report['fd']:.2f}{spread('fd')}, valid-shape rate "
-          f"{report['valid_shape_rate']:.1%}{spread('valid_shape_rate')}, flat-shape check "
-          f"{report['shape_check']:.1%}{spread('shape_check')} (shape features, not ImageNet FID)"
+          f"{report['valid_shape_rate']:.1%}{spread('valid_shape_rate', '.1%')}, flat-shape check "
+          f"{report['shape_check']:.1%}{spread('shape_check', '.1%')} (shape features, not ImageNet FID)"
           + (f"; {len(seeds)} seeds" if len(runs) > 1 else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
