@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from .data import SHAPE_NAMES, _inside
 
+_CHEAPEST_FIRST = ("disk", "oval", "rectangle", "triangle", "star")   # fewest template edges first
 DARK = 60           # max channel below this (0-255): background; every shape has a channel >= 170
 
 
@@ -141,7 +142,7 @@ def _fit(masks, outline, background, tol: "Tolerances", rng, search: bool) -> tu
     a random search around the best placements."""
     budget = tol.fit_error * max(len(outline[0]), 1)
     best = {}
-    for kind in ("disk", "oval", "rectangle", "triangle", "star"):
+    for kind in sorted(SHAPE_NAMES, key=_CHEAPEST_FIRST.index):
         for mask in masks:
             cands = _moment_templates(kind, mask)
             cost = _cost(kind, cands, outline, background, tol.margin)
@@ -263,14 +264,14 @@ def check_shapes(images: torch.Tensor, tol: Tolerances = Tolerances(), seed: int
         k[dist.min(1) > tol.colour_radius] = -1
         cluster[i][bright[i]] = torch.from_numpy(k)
     labels = _components(cluster)
-    rng = np.random.default_rng(seed)
     passed, reasons, kinds = [], [], []
     for i in range(n):
         if specks[i] > tol.specks * h * w:
             ok, why, found = False, f"specks: {int(specks[i])} isolated bright pixels", []
         else:
+            # a fresh random stream per image: its verdict does not depend on the batch around it
             ok, why, found = _judge(xn[i], bright[i].numpy(), solid_dark[i].numpy(), labels[i].numpy(),
-                                    tol, min_pixels, rng)
+                                    tol, min_pixels, np.random.default_rng(seed))
         passed.append(ok)
         reasons.append(why)
         kinds.append(found)

@@ -3,15 +3,15 @@
 Pass rates measured with the default tolerances on 200 images each (64x64 unless said,
 seed 1 for every fake; the check is deterministic), which the assertions hold with a margin:
 
-* real images: 64x64 train 98%, 64x64 test 96%, 32x32 (quick preset) train 97%, test 98%;
+* real images: 64x64 train 98.5%, 64x64 test 97%, 32x32 (quick preset) train 97%, test 98%;
 * blurred (Gaussian, 1 pixel): 1% (0.5 pixel: 5%, 0.7 pixel: 1.5%), failing on soft edges;
 * speckled (3% of the pixels a random colour): 0%, on specks;
 * colour-gradient fills (each shape ramped towards a second colour over 32 pixels): 8%,
   failing as not flat;
 * soft rainbow blobs (``shape_features.blob_images``): 0%, too many colour regions;
-* flat-coloured blobs with wobbly outlines: 5.5%, failing on the outline fit.
+* flat-coloured blobs with wobbly outlines: 5%, failing on the outline fit.
 
-(Added Gaussian noise of 0.05, about 6 levels, passes 96%: the check asks for flat colour,
+(Added Gaussian noise of 0.05, about 6 levels, passes 97%: the check asks for flat colour,
 not for perfect pixels; noise of 0.1 passes 30%.)
 """
 import math
@@ -119,3 +119,9 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         check_shapes(torch.full((1, 3, 64, 64), 200.0))
 
+
+
+def test_a_verdict_does_not_depend_on_the_batch(test64):
+    whole = check_shapes(test64[:12])
+    alone = [check_shapes(test64[i:i + 1]) for i in (3, 11)]
+    assert [c.reasons[0] for c in alone] == [whole.reasons[3], whole.reasons[11]]
