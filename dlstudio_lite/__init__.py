@@ -46,6 +46,7 @@ _EXPORTS = {  # module -> public names it provides
     "pixelcnn": ["MaskedConv2d", "PixelCNN", "causal_mask", "input_dependence", "sample_vqvae2"],
     "quality": ["frechet_distance", "judge_shapes", "load_feature_net", "quality_report",
                 "valid_shape_rate"],
+    "shape_check": ["ShapeCheck", "Tolerances", "check_shapes"],
     "sweep": ["grid", "one_at_a_time", "read_table", "steps_to_fraction", "summarize"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -174,16 +174,22 @@ def valid_shape_rate(images, features: ShapeFeatureNet | None = None, batch_size
     return float(judge_shapes(images, features, batch_size)["valid"].float().mean())
 
 
-def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict[str, float]:
-    """``{"fd": frechet_distance(real, fake), "valid_shape_rate": valid_shape_rate(fake)}``,
+def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict:
+    """``{"fd": frechet_distance(real, fake), "valid_shape_rate": valid_shape_rate(fake),
+    "shape_check": the share of fake passing the non-learned flat-shape check,
+    "shape_check_why_failed": failures per reason}`` (see :mod:`dlstudio_lite.shape_check`),
     with the feature network loaded once; tensors, not iterables (they are read twice)."""
+    from .shape_check import check_shapes
     net = features if features is not None else load_feature_net()
-    return {"fd": frechet_distance(real, fake, net), "valid_shape_rate": valid_shape_rate(fake, net)}
+    check = check_shapes(fake)
+    return {"fd": frechet_distance(real, fake, net), "valid_shape_rate": valid_shape_rate(fake, net),
+            "shape_check": check.rate, "shape_check_why_failed": check.why_failed}
 
 
 def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str) -> dict:
     """The numbers a run records in its ``metrics.json``: ``{prefix}_fd``,
-    ``{prefix}_valid_shape_rate`` and ``quality_split`` (which real images were used).
+    ``{prefix}_valid_shape_rate``, ``{prefix}_shape_check`` (the non-learned check's pass
+    rate) and ``quality_split`` (which real images were used).
 
     ``test_images (N, 3, S, S)``: the shapes test split; ``images``: the run's
     reconstructions of them (``prefix="recon"``) or its samples (``prefix="sample"``).
@@ -191,5 +197,7 @@ def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str)
     report = quality_report(test_images, images)
     n, _, h, w = test_images.shape
     return {f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
+            f"{prefix}_shape_check": {"rate": report["shape_check"], "n": len(images),
+                                      "why_failed": report["shape_check_why_failed"]},
             "quality_split": f"shapes test split: {n} images of {h}x{w}; {len(images)} {prefix} images; "
                              "shape features (dlstudio_lite.quality), not ImageNet FID"}

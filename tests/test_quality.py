@@ -203,6 +203,23 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     assert abs(entry["seed_spread"]["sample_fd_mean"] - sum(fds) / 2) < 1e-9
     assert abs(entry["seed_spread"]["sample_fd_std"] - abs(fds[0] - fds[1]) / 2 ** 0.5) < 1e-9
 
+    # several seeds: the non-learned check's rate as mean and spread, every failure explained
+    assert main(["quality", "score", str(vq), "--prior", str(prior), "--n", "6", "--seeds", "1", "2", "3",
+                 "--update-metrics"]) == 0
+    assert "3 seeds" in capsys.readouterr().out
+    sample = json.loads((tmp_path / "prior" / "metrics.json").read_text())["sample_shape_check"]
+    assert sample["seeds"] == [1, 2, 3] and len(sample["rates"]) == 3 and sample["n"] == 6
+    assert sample["mean"] == pytest.approx(sum(sample["rates"]) / 3) and sample["std"] >= 0
+    assert sum(sample["why_failed"].values()) == round(3 * 6 * (1 - sample["mean"]))
+    assert main(["quality", "score", str(vq), "--update-metrics"]) == 0
+    recon = json.loads((tmp_path / "vq" / "metrics.json").read_text())["recon_shape_check"]
+    assert recon["n"] == 200 and 0 <= recon["rate"] <= 1
+    # a PixelCNN top prior needs its bottom prior
+    from dlstudio_lite.pixelcnn import PixelCNN
+    top = save(PixelCNN(16, (4, 4), channels=8, n_layers=1), "pixelcnn", tmp_path / "top" / "checkpoint.pt")
+    assert main(["quality", "score", str(vq), "--prior", str(top), "--n", "2"]) == 2
+    assert "--bottom-prior" in capsys.readouterr().err
+
 
 def test_feature_training_is_reproducible_for_any_step_count():
     from dlstudio_lite.shape_features import train_shape_features

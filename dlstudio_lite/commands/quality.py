@@ -51,7 +51,12 @@ def add_cli(sub) -> None:
                         epilog="example: dlstudio-lite quality score data/checkpoints/vqgan_shapes/checkpoint.pt "
                                "--prior data/checkpoints/prior_shapes/checkpoint.pt")
     s.add_argument("checkpoint", type=Path, help="checkpoint.pt of a model trained by `dlstudio-lite train`")
-    s.add_argument("--prior", type=Path, default=None, help="checkpoint.pt of `train prior`: score its samples")
+    s.add_argument("--prior", type=Path, default=None,
+                   help="checkpoint.pt of `train prior` (or of `train pixelcnn --level top`): score its samples")
+    s.add_argument("--bottom-prior", type=Path, default=None,
+                   help="with a PixelCNN top prior over a VQ-VAE-2: checkpoint.pt of `train pixelcnn --level bottom`")
+    s.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="with --prior: sampling seeds to report as mean and spread (default: --seed alone)")
     s.add_argument("--n", type=int, default=200, help="samples to draw with --prior (default 200)")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--top-k", type=int, default=None)
@@ -108,22 +113,32 @@ def _cli_score(args) -> int:
     model = load_model(args.checkpoint)
     size = int(model.hparams.get("image_size", 64))
     test = ShapesDataset("test", image_size=size).tensors()
+    seeds = args.seeds or [args.seed]
     with torch.no_grad():
-        if args.prior is not None:
-            from ..prior import load_prior, sample_images
-            fake = sample_images(load_prior(args.prior), model, args.n, temperature=args.temperature,
-                                 top_k=args.top_k, seed=args.seed)
-            what = f"{args.n} prior samples"
-        else:
+        if args.prior is None:
             if not hasattr(model, "reconstruct"):
                 raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}, which cannot "
                                  f"reconstruct: expected an autoencoder, vae, vqvae or vqgan")
-            fake = torch.cat([model.reconstruct(b) for b in test.split(50)]).clamp(-1, 1)
+            fakes = [torch.cat([model.reconstruct(b) for b in test.split(50)]).clamp(-1, 1)]
             what = "reconstructions"
+        else:
+            fakes = [_samples(args, model, seed) for seed in seeds]
+            what = f"{args.n} prior samples"
+    runs = [quality_report(test, fake, net) for fake in fakes]
+    mean = lambda key: sum(r[key] for r in runs) / len(runs)
+    std = lambda key: float(torch.tensor([r[key] for r in runs]).std()) if len(runs) > 1 else 0.0
     report = {"what": what, "checkpoint": str(args.checkpoint), "prior": str(args.prior) if args.prior else None,
-              "real": f"shapes test split, {len(test)} images of {size}x{size}", **quality_report(test, fake, net)}
-    print(f"{what} of {args.checkpoint}: FD {report['fd']:.2f}, valid-shape rate "
-          f"{report['valid_shape_rate']:.1%} (shape features, not ImageNet FID)")
+              "real": f"shapes test split, {len(test)} images of {size}x{size}",
+              "fd": mean("fd"), "valid_shape_rate": mean("valid_shape_rate"), "shape_check": mean("shape_check")}
+    if args.prior is not None:
+        report.update(seeds=seeds, fd_std=std("fd"), valid_shape_rate_std=std("valid_shape_rate"),
+                      shape_check_std=std("shape_check"), per_seed=[
+                          {k: r[k] for k in ("fd", "valid_shape_rate", "shape_check")} for r in runs])
+    spread = lambda key, fmt="": f" +- {report[key + '_std']:{fmt or '.2f'}}" if len(runs) > 1 else ""
+    print(f"{what} of {args.checkpoint}: FD {report['fd']:.2f}{spread('fd')}, valid-shape rate "
+          f"{report['valid_shape_rate']:.1%}{spread('valid_shape_rate', '.1%')}, flat-shape check "
+          f"{report['shape_check']:.1%}{spread('shape_check', '.1%')} (shape features, not ImageNet FID)"
+          + (f"; {len(seeds)} seeds" if len(runs) > 1 else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -133,31 +148,63 @@ def _cli_score(args) -> int:
         path = (args.prior if args.prior is not None else args.checkpoint).parent / "metrics.json"
         metrics = json.loads(path.read_text()) if path.exists() else {}
         metrics.update({f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
-                        "quality_split": f"{report['real']}; {len(fake)} {prefix} images; shape features "
+                        "quality_split": f"{report['real']}; {len(fakes[0])} {prefix} images; shape features "
                                          "(dlstudio_lite.quality), not ImageNet FID"})
+        why_failed = {}
+        for r in runs:
+            for reason, count in r["shape_check_why_failed"].items():
+                why_failed[reason] = why_failed.get(reason, 0) + count
         if args.prior is not None:
             setting = f"temperature {args.temperature}, top-k {args.top_k}"
             metrics["sample_settings"] = setting
+            shape = {"mean": report["shape_check"], "std": report["shape_check_std"], "seeds": seeds,
+                     "rates": [r["shape_check"] for r in runs], "n": args.n, "setting": setting,
+                     "why_failed": why_failed}
+            metrics["sample_shape_check"] = shape
             # Every setting and sampling seed scored so far stays on record (a difference
             # between settings means little unless it beats the spread over seeds); the
             # top-level keys hold the last run.
             entry = metrics.setdefault("samples_by_setting", {}).setdefault(setting, {})
             entry.update({"sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"],
-                          "n": len(fake), "seed": args.seed})
-            entry.setdefault("by_seed", {})[str(args.seed)] = {
-                "sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"], "n": len(fake)}
-            entry["seed_spread"] = _seed_spread(entry["by_seed"])
+                          "n": len(fakes[0]), "seed": seeds[0] if len(seeds) == 1 else seeds,
+                          "sample_shape_check": {k: shape[k] for k in ("mean", "std", "rates")}})
+            by_seed = entry.setdefault("by_seed", {})
+            for seed, run in zip(seeds, runs):
+                by_seed[str(seed)] = {"sample_fd": run["fd"], "sample_valid_shape_rate": run["valid_shape_rate"],
+                                      "sample_shape_check": run["shape_check"], "n": len(fakes[0])}
+            entry["seed_spread"] = _seed_spread(by_seed)
+        else:
+            metrics["recon_shape_check"] = {"rate": report["shape_check"], "n": len(fakes[0]),
+                                            "why_failed": why_failed}
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
     return 0
 
 
-
 def _seed_spread(by_seed: dict) -> dict:
     """Mean and standard deviation over sampling seeds of one setting's scores (std 0 for one seed)."""
     out = {"seeds": len(by_seed)}
-    for key in ("sample_fd", "sample_valid_shape_rate"):
+    for key in ("sample_fd", "sample_valid_shape_rate", "sample_shape_check"):
+        if not all(key in run for run in by_seed.values()):
+            continue  # a seed scored before the flat-shape check existed
         values = torch.tensor([float(run[key]) for run in by_seed.values()], dtype=torch.float64)
         out[f"{key}_mean"] = float(values.mean())
         out[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
     return out
+
+
+def _samples(args, vq, seed: int) -> torch.Tensor:
+    """``args.n`` images sampled with ``seed`` from the prior(s) named in ``args``, decoded by ``vq``."""
+    from ..checkpoint import load_model
+    from ..pixelcnn import PixelCNN, sample_vqvae2
+    from ..prior import load_prior, sample_images
+
+    prior = load_model(args.prior)
+    if isinstance(prior, PixelCNN):
+        if args.bottom_prior is None:
+            raise ValueError(f"{args.prior} holds a PixelCNN: expected --bottom-prior with the bottom-level "
+                             f"PixelCNN as well (VQ-VAE-2 samples need both levels)")
+        return sample_vqvae2(vq, prior.eval(), load_model(args.bottom_prior).eval(), args.n,
+                             temperature=args.temperature, top_k=args.top_k,
+                             generator=torch.Generator().manual_seed(seed))
+    return sample_images(load_prior(args.prior), vq, args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
