@@ -4,13 +4,13 @@ Following a step (the whole path from the command line is ``commands/train.py`` 
 file -> the model's module)::
 
     Trainer.fit()                          # the loop: data order, logs, evaluation, checkpoints
-      -> model.training_step(x, step, run) # the model's step, or default_training_step below
-           run.forward("compute_loss", x)  # through DDP / torch.compile, under autocast
-           run.update(loss, 0)             # backward, clipping, optimizer 0's step
+      -> model.training_step(x, step, runner) # the model's step, or default_training_step
+           runner.forward("compute_loss", x)  # through DDP / torch.compile, under autocast
+           runner.update(loss, 0)             # backward, clipping, optimizer 0's step
 
 A model needs only ``compute_loss(x) -> (loss, logs)`` (docs/DESIGN.md). It may define
 ``configure_optimizers(config)`` (default: one optimizer over all its parameters) and
-``training_step(x, step, run)`` (default: one loss, one update); the VQGAN defines both for
+``training_step(x, step, runner)`` (default: one loss, one update); the VQGAN defines both for
 its two networks, the prior chooses AdamW. The trainer itself knows no model.
 
 What the trainer keeps: device and mixed precision (bf16 autocast on CUDA when supported,
@@ -61,11 +61,11 @@ def default_optimizers(model: nn.Module, config: TrainConfig) -> list[torch.opti
                            config.weight_decay, config.betas, config.momentum)]
 
 
-def default_training_step(model: nn.Module, x: torch.Tensor, step: int, run: "StepRunner"
-                          ) -> dict[str, torch.Tensor]:
+def default_training_step(model: nn.Module, x: torch.Tensor, step: int,
+                          runner: "StepRunner") -> dict[str, torch.Tensor]:
     """One loss, one update: what every model without its own ``training_step`` does."""
-    loss, logs = run.forward("compute_loss", x)
-    norm = run.update(loss, 0)
+    loss, logs = runner.forward("compute_loss", x)
+    norm = runner.update(loss, 0)
     logs = {**logs, "loss": loss.detach()}
     if norm is not None:
         logs["grad_norm"] = norm
@@ -206,7 +206,7 @@ class Trainer:
         self._runner = StepRunner(engine, self.optimizers, self.autocast, self.scaler,
                                   config.grad_clip)
         self._training_step = getattr(model, "training_step", None) or (
-            lambda x, step, run: default_training_step(model, x, step, run))
+            lambda x, step, runner: default_training_step(model, x, step, runner))
         # state
         self.step = self.epoch = self.batch_in_epoch = 0
         self.history: dict[str, list[tuple[int, float]]] = {}
@@ -329,7 +329,7 @@ class Trainer:
                     bar.update(1)
                     self._periodic(bar)
                 if self._logs.steps:
-                    _show(bar, self._flush_logs())
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in self._flush_logs().items()}, refresh=False)
                 if self.test_data is not None and self.is_main:
                     self._log_eval()
                 self.save_checkpoint()
@@ -358,7 +358,7 @@ class Trainer:
     def _periodic(self, bar) -> None:
         cfg, step = self.config, self.step
         if step % cfg.log_every == 0:
-            _show(bar, self._flush_logs())
+            bar.set_postfix({k: f"{v:.4g}" for k, v in self._flush_logs().items()}, refresh=False)
         if self.is_main:  # rank 0 alone: nothing below takes part in a collective
             if cfg.eval_every and step % cfg.eval_every == 0 and self.test_data is not None:
                 self._log_eval()
@@ -372,11 +372,6 @@ def _rank_seed(seed: int, rank: int) -> int:
     """Rank ``rank``'s seed (rank 0 keeps the command's stream): a large prime apart, so
     that no rank repeats the noise of another rank or of a neighbouring seed's run."""
     return seed + 1_000_003 * rank
-
-
-def _show(bar, means: dict[str, float]) -> None:
-    if means:
-        bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
 
 
 def _defer_ctrl_c(trainer: Trainer):

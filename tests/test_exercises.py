@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jupytext
@@ -164,15 +165,20 @@ def test_build_rejects_bad_sources(tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_running_an_unanswered_exercise_says_what_is_missing(name, monkeypatch):
+def test_running_an_unanswered_exercise_says_what_is_missing(name, monkeypatch, request):
     """Run All on a handed-out exercise: no traceback, no stray output (such as the Generator
     that ``torch.manual_seed`` returns), and every check says which question is not answered yet."""
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The shell is a process-wide singleton that hooks sys: let it go afterwards, or every
+    # later test in this worker would believe it runs inside IPython.
+    for hook in ("displayhook", "excepthook"):
+        monkeypatch.setattr(sys, hook, getattr(sys, hook))
     shell = InteractiveShell.instance()
     shell.reset(new_session=True)
+    request.addfinalizer(InteractiveShell.clear_instance)
     nb = nbformat.read(ROOT / "exercises" / f"{name}.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     for i, cell in enumerate(code):

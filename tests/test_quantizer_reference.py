@@ -16,6 +16,13 @@ vqp = pytest.importorskip(
            "setup`, or `pip install -e .[course]`)")
 
 PLAIN = dict(kmeans_init=False, dead_code_steps=0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """The reference draws its projections from the global generator: seed it, so that each
+    test sees the same weights whatever ran before it in the same process."""
+    torch.manual_seed(0)
 B, H, W = 2, 4, 5
 
 
