@@ -194,8 +194,9 @@ def test(extra: list[str]) -> int:
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     # No paths: pytest's testpaths (pyproject.toml) are the unit tests and every notebook
     # folder, the same collection as a plain `pytest --nbval-lax` at the root.
+    # The long integration tests (marked slow) run with `test --normal` and in CI.
     cmd = [python, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600",
-           "-n", workers, "--dist", "loadscope", "-q", *extra]
+           "-n", workers, "--dist", "loadscope", "-q", "-m", "not slow", *extra]
     print("+", " ".join(map(str, cmd)), flush=True)
     start = time.perf_counter()
     code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
@@ -206,8 +207,9 @@ def test(extra: list[str]) -> int:
 def test_normal(extra: list[str]) -> int:
     """``course.py test --normal``: every lecture in normal mode, with its claim checks, one at
     a time, then the tests marked ``normal`` (a lecture run against a worse checkpoint must
-    fail); prints each lecture's wall and CPU time. Run it before a change to a lecture, a
-    library default or a shipped checkpoint lands."""
+    fail) and the long integration tests marked ``slow`` (quick mode, as in ``test``); prints
+    each step's wall and CPU time. Run it before a change to a lecture, a library default, a
+    shipped checkpoint or the grader lands."""
     python = setup()
     # Normal mode, as a student runs it: the package picks the thread count (no limit here).
     env = dict(os.environ, DLSTUDIO_LITE_QUICK="0", MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
@@ -218,11 +220,11 @@ def test_normal(extra: list[str]) -> int:
                 if not chosen or nb.name[:2] in chosen]
     rows, failed = [], []
 
-    def timed(cmd: list) -> tuple[int, float, float]:
+    def timed(cmd: list, run_env: dict = env) -> tuple[int, float, float]:
         cpu_before = _children_cpu_seconds()
         start = time.perf_counter()
         print("+", " ".join(str(c) for c in cmd), flush=True)
-        code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+        code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=run_env)
         return code, time.perf_counter() - start, _children_cpu_seconds() - cpu_before
 
     for notebook in lectures:
@@ -236,6 +238,13 @@ def test_normal(extra: list[str]) -> int:
     rows.append(("tests marked normal", wall, cpu, "ok" if code in (0, 5) else f"FAILED ({code})"))
     if code not in (0, 5):  # 5: no test collected
         failed.append("tests marked normal")
+    quick_env = dict(env, DLSTUDIO_LITE_QUICK="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    workers = "2" if (os.cpu_count() or 1) >= 2 else "0"
+    code, wall, cpu = timed([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "slow",
+                             "-n", workers, "--dist", "loadscope", "tests", *extra], quick_env)
+    rows.append(("tests marked slow", wall, cpu, "ok" if code in (0, 5) else f"FAILED ({code})"))
+    if code not in (0, 5):
+        failed.append("tests marked slow")
     load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
     print(f"\nNormal mode (load average now {load}; other work on the cores slows every lecture):")
     print(f"{'':<28} {'wall s':>7} {'CPU s':>7}  result")

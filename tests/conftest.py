@@ -23,3 +23,6 @@ def normal(monkeypatch):
 def pytest_configure(config):
     # Tests too slow for the quick suite; `python3 course.py test --normal` runs them.
     config.addinivalue_line("markers", "normal: a normal-mode test (python3 course.py test --normal)")
+    config.addinivalue_line("markers", "slow: a long integration test (the sandboxed grading batch, "
+                            "extra multi-process runs); `python3 course.py test` leaves it out, "
+                            "`python3 course.py test --normal` and CI run it")

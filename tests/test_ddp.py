@@ -136,6 +136,7 @@ def _resume_worker(env, rank: int, out: str) -> None:
     cleanup_distributed()
 
 
+@pytest.mark.slow  # the README command's test below also kills and resumes a run
 def test_two_process_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
     _run_ranks(_resume_worker, str(tmp_path))
     for rank in (0, 1):
@@ -299,6 +300,7 @@ def test_the_readme_torchrun_command_finishes_and_a_killed_run_resumes_to_it(tmp
         assert torch.equal(resumed["model"][name], value), name
 
 
+@pytest.mark.slow  # one more torchrun launch (about 15 CPU-s) for the stage-2 command
 def test_train_prior_under_torchrun(tmp_path):
     import json
 
