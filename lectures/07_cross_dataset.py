@@ -145,11 +145,19 @@ def splits(name):
     return load_dataset(name, "train", image_size=IMAGE_SIZE, download=False), found[name]
 
 
-SHAPE_COLOURS = 3 * 216**2 * 86    # one channel in 170..255, the other two in 40..255 (data.py)
-colour_bits = math.log2(SHAPE_COLOURS)
-say(f"One shape's colour: at most {SHAPE_COLOURS:,} possibilities, about {colour_bits:.1f} bits. A code "
-    f"from a codebook of 16 entries carries at most {math.log2(16):.0f} bits for its whole patch, one from "
-    f"512 entries {math.log2(512):.0f} bits.")
+# A shape's colour (data.py): each channel one of the 216 levels 40..255, then one channel, chosen
+# at random, redrawn among the 86 bright levels 170..255. A colour with m channels at 170 or above
+# has probability (m / 3) / (86 * 216**2), and there are comb(3, m) * 86**m * 130**(3 - m) such
+# colours: the entropy below (lectures 6 and 9 compute the same number).
+SHAPE_COLOURS = sum(math.comb(3, m) * 86 ** m * 130 ** (3 - m) for m in (1, 2, 3))
+colour_bits = -sum(math.comb(3, m) * 86 ** m * 130 ** (3 - m) * q * math.log2(q)
+                   for m in (1, 2, 3) for q in [m / 3 / 86 / 216 ** 2])
+say(f"One shape's colour: {SHAPE_COLOURS:,} possible colours, not all equally likely, which carry "
+    f"{colour_bits:.1f} bits. A code from a codebook of 16 entries carries at most {math.log2(16):.0f} bits "
+    f"for its whole patch, one from 512 entries {math.log2(512):.0f} bits.",
+    (SHAPE_COLOURS == 216 ** 3 - 130 ** 3, "the colours are those with at least one channel at 170 or above"),
+    (21 < colour_bits < math.log2(SHAPE_COLOURS), "about 22 bits, less than if all colours were equally likely"),
+    quick=True)
 
 
 def trained(name, kind, train, test):
@@ -312,7 +320,9 @@ exceptions = [k for k, v in better.items() if v[2] != (ahead == "VQ-VAE")]
 verdict = (("holds" if ahead == "VQ-VAE" else "does not hold") + f": the {ahead} is ahead on "
            f"{len(better) - len(exceptions)} of the {len(better)} measures"
            + (f", the {behind} only on {', '.join(exceptions)}" if exceptions else ""))
-lines = [f"| {k} | {a:.3g} | {b:.3g} | {'VQ-VAE' if w else 'VAE'} |" for k, (a, b, w) in better.items()]
+FORMAT = {"valid-shape rate of the reconstructions": "{:.0%}"}     # the others: 3 significant digits
+lines = [f"| {k} | {FORMAT.get(k, '{:.3g}').format(a)} | {FORMAT.get(k, '{:.3g}').format(b)} | "
+         f"{'VQ-VAE' if w else 'VAE'} |" for k, (a, b, w) in better.items()]
 say("| measure (shapes, test images) | VAE | VQ-VAE | better |\n| --- | --- | --- | --- |\n" + "\n".join(lines)
     + f"""\n\nThe slides' "VAE: generally good, but blurry; VQ-VAE: high fidelity", at this matched rate and
 budget, {verdict}. Both models' edges are weaker than the originals' (edge strength, the
@@ -573,9 +583,15 @@ show_side_by_side({"clean test images": test_x,
 plt.show()
 
 
+def near_black(palette):
+    """Palette entries that are near-black (0-255: brightest channel below 20): the background's
+    black and, after the jitter, its dark greys."""
+    return int(((palette + 1) * 127.5).max(1).values.lt(20).sum())
+
+
 def dull(palette):
     """Palette entries that are dim or greyish (0-255: brightest channel below 150, or the
-    channels within 40 of each other), the near-black background entry left out."""
+    channels within 40 of each other), the near-black entries (`near_black`) left out."""
     c = (palette + 1) * 127.5
     top, spread = c.max(1).values, c.max(1).values - c.min(1).values
     return int(((top >= 20) & ((top < 150) | (spread < 40))).sum())
@@ -583,7 +599,9 @@ def dull(palette):
 
 palette_psnr = {k: float(psnr(v, test_x)) for k, v in redrawn.items()}
 say(f"Dim or greyish entries: {dull(palettes['jittered'])} of 16 in the jittered palette, "
-    f"{dull(palettes['clean'])} in the clean one; the test images redrawn with them: "
+    f"{dull(palettes['clean'])} in the clean one; near-black entries besides those (the background's black, after the jitter also its dark greys): "
+    f"{near_black(palettes['jittered'])} in the jittered palette, {near_black(palettes['clean'])} in the "
+    f"clean one. The test images redrawn with them: "
     f"{palette_psnr['jittered']:.1f} dB against {palette_psnr['clean']:.1f} dB.",
     (dull(palettes["jittered"]) > dull(palettes["clean"]), "the jittered palette spends codes on greys and dim colours"),
     (palette_psnr["jittered"] < palette_psnr["clean"], "the true shape colours come back further off"))
@@ -626,14 +644,22 @@ for ax, (title, hwc) in zip(axes, shown.items()):
     ax.set_axis_off()
 plt.show()
 h, w = img.shape[1:]
-claim(torch.equal(shown["reshape(H, W, 3): wrong"].flatten()[:h * w], img[0].flatten()), quick=True,
+wrong = shown["reshape(H, W, 3): wrong"]
+claim(torch.equal(wrong.flatten()[:h * w], img[0].flatten()), quick=True,
       sentence="the reshaped image is cut into three bands, one per colour channel (the first third holds the red values)")
+claim(all(torch.equal(wrong[r].flatten(), img[0, 3 * r:3 * r + 3].flatten()) for r in range(h // 3)), quick=True,
+      sentence="each row of a band holds three rows of its channel side by side: three copies, a third as wide "
+               "and a third as tall, and a pixel's three colours are three neighbouring values of one channel")
 claim(torch.equal(shown["transpose(0, 2): H and W swapped"], img.permute(1, 2, 0).transpose(0, 1)), quick=True,
       sentence="transpose(0, 2) gives the right colours but mirrors the image along its diagonal")
 
 # %% [markdown]
-# The reshaped image is cut into three bands, one per colour channel, with the values of
-# neighbouring pixels spread over the three channels; `transpose(0, 2)` gives the right
+# The reshaped image is cut into three bands, one per colour channel (the top band holds the
+# red values, the middle one the green, the bottom one the blue), and each band holds three
+# squashed copies of the picture side by side:
+# every row of the band is three rows of that channel laid end to end, so each copy is a third
+# as wide and a third as tall (the first copy has rows 0, 3, 6, ..., the second rows 1, 4, 7,
+# ...), and a pixel's three colours are three neighbouring values of one channel. `transpose(0, 2)` gives the right
 # colours but mirrors the image along its diagonal, an error easy to miss on shapes. The
 # same mistake inside a VQ-VAE (flattening `(B, D, h, w)` to rows without moving the channels
 # last) quantizes vectors that do not exist; lecture 5, section 6, shows it on a trained model
@@ -658,13 +684,18 @@ with torch.no_grad():
     vae_path = torch.cat([vae.decode((1 - t) * mu_a + t * mu_b) for t in ts]).clamp(-1, 1)
     z_a, z_b = vq.encode(a), vq.encode(b)
     vq_path = torch.cat([vq.decode(vq.quantize((1 - t) * z_a + t * z_b).quantized) for t in ts]).clamp(-1, 1)
-    codes_changed = [int((vq.quantizer.encode_indices((1 - t) * z_a + t * z_b)
-                          != vq.quantizer.encode_indices(z_a)).sum()) for t in ts]
+    codes_a, codes_b = vq.quantizer.encode_indices(z_a)[0], vq.quantizer.encode_indices(z_b)[0]
+    path_codes = [vq.quantizer.encode_indices((1 - t) * z_a + t * z_b)[0] for t in ts]
 show_side_by_side({"VAE: straight line between posterior means": vae_path,
                    "VQ-VAE: straight line between encoder outputs, quantized": vq_path}, n=8)
 plt.show()
-print("VQ-VAE: grid cells whose code differs from image a's, along the path:", codes_changed)
 in_a, in_b = a[0].amax(0) > -0.9, b[0].amax(0) > -0.9       # the pixels of a's and b's shapes
+patch = a.shape[-1] // codes_a.shape[-1]                     # a grid cell covers patch x patch pixels
+under = F.max_pool2d((in_a | in_b)[None, None].float(), patch)[0, 0].bool()   # cells under a shape of a or b
+whose = [(int((c == codes_a)[under].sum()), int((c == codes_b)[under].sum()),
+          int(((c != codes_a) & (c != codes_b))[under].sum())) for c in path_codes]
+print(f"VQ-VAE, the {int(under.sum())} grid cells under a's or b's shapes, along the path "
+      "(cells with a's code / b's code / another code):", ", ".join("/".join(map(str, n)) for n in whose))
 elsewhere = ~(in_a | in_b)
 light = lambda path, mask: [float(((f + 1) / 2)[:, mask].mean()) for f in path]  # noqa: E731
 fades = {name: (light(path, in_a), light(path, in_b), light(path, elsewhere))
@@ -675,15 +706,20 @@ say("Mean brightness (0-1) along each path, first and last frame, where $a$'s sh
                 for k, (fa, fb, fe) in fades.items()),
     (all(fa[-1] < 0.5 * fa[0] and fb[-1] > 2 * fb[0] and max(fe) < 0.1 for fa, fb, fe in fades.values()),
      "both paths fade a's shapes out where they are and b's in where they are, with little light elsewhere"),
-    (codes_changed[0] == 0 and all(q >= p for p, q in zip(codes_changed, codes_changed[1:])),
-     "the VQ-VAE switches cell by cell from a's code to b's"))
+    (whose[0][0] == whose[-1][1] == int(under.sum()) and all(2 * n[2] > sum(n) for n in whose[1:-1]),
+     "on the VQ-VAE's path, in every frame between the first and the last, most cells under the shapes "
+     "hold a code of neither image"),
+    (2 * whose[1][0] < sum(whose[1]) and 2 * whose[-2][1] < sum(whose[-2]),
+     "the VQ-VAE's path leaves a's codes early and reaches b's only at the end"))
 
 # %% [markdown]
 # A straight line in these latents mixes the two pictures rather than moving objects: along
 # both paths $a$'s shapes fade out where they are and $b$'s fade in where they are, with
 # little light anywhere else (the numbers above). The VAE's mix is a smooth blend of the
-# decoded means; the VQ-VAE's switches cell by cell from $a$'s code to $b$'s (the printed
-# counts), so its frames in between combine cells decoded from either image.
+# decoded means. The VQ-VAE's path does not swap $a$'s codes for $b$'s cell by cell: in the
+# cells under the shapes (the printed counts) it leaves $a$'s codes early and reaches $b$'s
+# only at the end, and in the frames between, most of those cells hold other codebook
+# entries, belonging to neither image: its frames in between are decoded from those.
 #
 # ## The other points of the slides, in the course
 #
@@ -709,7 +745,8 @@ say("Mean brightness (0-1) along each path, first and last frame, where $a$'s sh
 #   data away from the test data, and spends capacity (here: palette entries) on colours that
 #   never occur.
 # - `(C, H, W)` to `(H, W, C)` is a `permute`, never a `reshape`.
-# - Straight lines in both latents cross-fade; the VQ-VAE's path switches codes cell by cell.
+# - Straight lines in both latents cross-fade; on the VQ-VAE's path the cells under the shapes
+#   pass through codes of neither image on the way from $a$'s codes to $b$'s.
 #
 # ## Questions to think about
 #

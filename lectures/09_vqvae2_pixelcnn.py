@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset, TensorDataset
+from tqdm.auto import tqdm
 
 from dlstudio_lite import (CHECKPOINTS, ShapesDataset, load_or_train, pick, psnr, quick_mode, recipe,
                           seed_everything)
@@ -299,8 +300,8 @@ say(f"A shape's colour alone carries {colour_bits:.1f} bits. A code of the {vq.n
 # %% [markdown]
 # Those few bits must also say what is in the patch: background, inside, an edge at some
 # angle, a corner, a hole. The decoder learns the few colours that serve most patches, and
-# the rest are lost. This is a known limitation of the course's low-rate models (lectures 6 and 7 meet the
-# same wall), and the course is working on tokenizers whose codes can carry colour. The
+# the rest are lost. This is a known limitation of the course's low-rate models (lecture 6
+# meets the same wall; lecture 7 keeps only part of the colour), and the course is working on tokenizers whose codes can carry colour. The
 # split of work between the levels still shows, and it is what the two priors below
 # exploit: the top prior learns the composition of an image on a small grid, the bottom
 # prior fills in local detail *given* the composition.
@@ -400,7 +401,8 @@ say(f"On the test grids the top prior needs {end_bits['top']:.2f} bits per top c
     "with the top codes given, the top prior's per top code with nothing given.",
     (end_bits["top"] < free["top"] - 1 and end_bits["bottom"] < free["bottom"] - 1,
      "both priors end well below the context-free entropy"))
-#
+
+# %% [markdown]
 # ## 4. New images
 #
 # Sampling runs the two priors in turn: a top grid, code by code (64 steps), then a bottom
@@ -413,13 +415,14 @@ say(f"On the test grids the top prior needs {end_bits['top']:.2f} bits per top c
 n_show = pick(normal=16, quick=4)
 start = time.perf_counter()
 lit = {}                                     # share of pixels that are not black, per sample
-fig, axes = plt.subplots(2, 1, figsize=(10, 3.2))
+per_row = min(n_show, 8)                     # two rows of 8 per temperature
+fig, axes = plt.subplots(2, 1, figsize=(8, 2.3 * math.ceil(n_show / per_row) + 0.6))
 for ax, temperature in zip(axes, (0.7, 1.0)):
     print(f"sampling {n_show} images at temperature {temperature} ...", flush=True)
     images = sample_vqvae2(vq, top_prior, bottom_prior, n_show, temperature=temperature,
                            generator=torch.Generator().manual_seed(1))
     lit[temperature] = (images.amax(1) > -0.8).float().mean((1, 2))      # (n_show,)
-    show_images(images, nrow=n_show, ax=ax, title=f"temperature {temperature}")
+    show_images(images, nrow=per_row, ax=ax, title=f"temperature {temperature}")
 plt.tight_layout()
 plt.show()
 print(f"{2 * n_show} samples in {time.perf_counter() - start:.1f} s")
@@ -465,16 +468,17 @@ transformer, transformer_history = load_or_train(
 n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
 rows = {"PixelCNN (gated)": top_prior, "transformer (lecture 6)": transformer}
 bits_test = {name: test_bits_fn(model, codes_test["top"]) for name, model in rows.items()}
-fig, ax = plt.subplots(figsize=(6, 2.6))
+fig, ax = plt.subplots(figsize=(8, 2.6))
 ax.barh(list(bits_test), list(bits_test.values()), color=["tab:blue", "tab:orange"])
 ax.axvline(context_free_bits(codes_train["top"], vq.num_codes["top"]), color="grey", ls=":",
            label="context-free entropy")
 ax.axvline(math.log2(vq.num_codes["top"]), color="k", ls="--", lw=1, label="uniform over K")
 for i, (name, model) in enumerate(rows.items()):
-    ax.text(0.1, i, f"{bits_test[name]:.2f} bits/code, {n_params(model) / 1e3:.0f}k parameters",
-            va="center", color="white", fontsize=9)
+    ax.text(bits_test[name] + 0.08, i, f"{bits_test[name]:.2f} bits/code, {n_params(model) / 1e3:.0f}k parameters",
+            va="center", ha="left", color="black", fontsize=9)
+ax.set_xlim(0, math.log2(vq.num_codes["top"]) + 0.3)
 ax.set_xlabel("test bits per top code (lower is better)")
-ax.legend(fontsize=8, loc="lower right")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 plt.show()
 steps_run = {name: history["train/bits_per_code"][-1][0] for name, history in
              {"PixelCNN": top_history, "transformer": transformer_history}.items()}
@@ -500,16 +504,16 @@ n_quality = pick(normal=64, quick=8)
 seeds = (2, 4, 6)
 start = time.perf_counter()
 generated, runs = {}, {}
+bar = tqdm([(name, prior, seed) for name, prior in rows.items() for seed in seeds], desc="sampling runs")
 with torch.no_grad():
-    for name, prior in rows.items():
-        for seed in seeds:
-            print(f"sampling {n_quality} images, top codes from the {name}, seed {seed} ...", flush=True)
-            tops = (prior.sample(n_quality, generator=torch.Generator().manual_seed(seed))
-                    if isinstance(prior, PixelCNN) else prior.sample(n_quality, seed=seed))
-            bottoms = bottom_prior.sample(n_quality, condition=tops, generator=torch.Generator().manual_seed(seed + 1))
-            images = vq.decode_codes(tops, bottoms).clamp(-1, 1)
-            generated.setdefault(f"samples, top from {name}", images)          # the first seed is shown
-            runs.setdefault(f"samples, top from {name}", []).append(quality_report(x_test, images, features))
+    for name, prior, seed in bar:
+        bar.set_postfix_str(f"{n_quality} images, top codes from the {name}, seed {seed}")
+        tops = (prior.sample(n_quality, generator=torch.Generator().manual_seed(seed))
+                if isinstance(prior, PixelCNN) else prior.sample(n_quality, seed=seed))
+        bottoms = bottom_prior.sample(n_quality, condition=tops, generator=torch.Generator().manual_seed(seed + 1))
+        images = vq.decode_codes(tops, bottoms).clamp(-1, 1)
+        generated.setdefault(f"samples, top from {name}", images)          # the first seed is shown
+        runs.setdefault(f"samples, top from {name}", []).append(quality_report(x_test, images, features))
 generated["VQ-VAE-2 reconstructions (both levels)"] = recon_both[:n_quality]
 generated["VQ-VAE-2 reconstructions (top only)"] = recon_top[:n_quality]
 for name in list(generated)[2:]:
@@ -550,14 +554,15 @@ say(f"The {better_bits} predicts the top codes better ({bits_test['transformer (
     f"{bits_test['PixelCNN (gated)']:.2f} bits per code for the transformer and the PixelCNN; averaged over "
     f"{codes_test['top'].numel():,} codes, this number is steady). Their samples score FD "
     f"{tra['fd'][0]:.0f} ± {tra['fd'][1]:.0f} (transformer) and {pix['fd'][0]:.0f} ± {pix['fd'][1]:.0f} "
-    f"(PixelCNN): {fd_verdict}. Both are far from the two-level reconstructions (FD {both['fd'][0]:.0f}, "
+    f"(PixelCNN): {fd_verdict} (one training run per prior; the spread is over sampling seeds only). Both are far from the two-level reconstructions (FD {both['fd'][0]:.0f}, "
     f"{both['valid_shape_rate'][0]:.0%} valid), and the feature network calls only "
     f"{tra['valid_shape_rate'][0]:.0%} and {pix['valid_shape_rate'][0]:.0%} of the samples valid: the priors "
     "write fragments, not shapes. The PixelCNN's field is local (a few rows up, section 1); the "
     "transformer attends to every earlier code at once, which matters more as grids grow.",
     (max(pix["fd"][0], tra["fd"][0]) > both["fd"][0] and max(pix["valid_shape_rate"][0], tra["valid_shape_rate"][0]) < 0.5,
      "both far from the reconstructions; fragments, not shapes"))
-#
+
+# %% [markdown]
 # ## 6. Your own images
 #
 # Everything above works on any dataset of `load_dataset` (lecture 4 lists them): replace
@@ -598,7 +603,8 @@ say(f"The {better_bits} predicts the top codes better ({bits_test['transformer (
 # - Each level gets its own autoregressive prior; the bottom one is conditioned on the top
 #   codes. Sampling runs top, then bottom, then the decoder.
 # - On the same top codes, the PixelCNN and the transformer of lecture 6 are compared in
-#   bits per code and in sample quality (over three seeds), under the same budget. Neither
+#   bits per code and in sample quality (over three sampling seeds, one training run per
+#   prior), under the same budget. Neither
 #   prior's samples are shapes yet; with this decoder they cannot keep colour either.
 #
 # ## Questions to think about
