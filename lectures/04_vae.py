@@ -357,13 +357,14 @@ plt.show()
 #
 # To see the trade-off, train the same small VAE with several $\beta$ and otherwise identical
 # settings, and measure the test reconstruction error and KL at the end. The sweep uses
-# $32 \times 32$ images and a narrower model than section 3's (`base_channels=16`), trained
+# $32 \times 32$ images instead of section 3's $64 \times 64$ (the same widths, `base_channels=16`,
+# but an $8 \times 8$ latent grid instead of $16 \times 16$), trained
 # for 3,000 steps each (the recipes `vae_beta_sweep/beta_*`; quick mode trains their quick
 # variants for a few steps); in normal mode the five shipped checkpoints of
 # `data/checkpoints/vae_beta_sweep/` are loaded (see that folder's README row).
 # A sweep is only worth reading if its best run really reconstructs. The main model of
 # section 3 cannot be the yardstick: its test MSE is measured on $64 \times 64$ images with a
-# wider model, a different task. The yardstick here is on the same $32 \times 32$ test
+# $16 \times 16$ latent grid, a different task. The yardstick here is on the same $32 \times 32$ test
 # images: the MSE of a model that ignores its input and always outputs the average test image
 # (the best any input-independent output can do).
 
@@ -408,7 +409,8 @@ say(f"Raising $\\beta$ makes every nat of information in $z$ more expensive: the
     (all(a < b for a, b in zip(mses, mses[1:])), "the reconstruction error rises with beta"),
     (sweep[top]["kl"] < 1.0, "at the largest beta the KL is close to zero"),
     (abs(sweep[top]["recon"] / mean_image_mse - 1) < 0.1, "the collapsed model does as well as the average image"))
-#
+
+# %% [markdown]
 # ## 5. Sampling new images
 #
 # Generating is what the prior is for: draw $z \sim \mathcal N(0, I)$ with the latent's shape
@@ -437,8 +439,6 @@ show_side_by_side({"z ~ N(0, I)  (logvar = 0)": correct,
 plt.show()
 claim(same, "VAE.sample draws from N(0, I)", quick=True)
 
-# %% [markdown]
-#
 # %%
 bug_change = (buggy - correct).pow(2).mean().sqrt().item()
 sample_spread = (correct - correct.mean(0)).pow(2).mean().sqrt().item()
@@ -450,8 +450,8 @@ def lit_share(x):
 
 
 say(f"The bug changes each decoded picture by {bug_change:.3f} (RMS per pixel), "
-    f"{bug_change / sample_spread:.0%} of how much two correct samples differ from each other "
-    f"({sample_spread:.3f}). The correct samples have about as much lit area as the test images "
+    f"{bug_change / sample_spread:.0%} of the correct samples' spread around their mean "
+    f"({sample_spread:.3f}, RMS per pixel). The correct samples have about as much lit area as the test images "
     f"({lit_share(correct):.0%} of their pixels against {lit_share(x_test):.0%}), spread in pieces.",
     (bug_change < 0.5 * sample_spread, "the bug is nearly invisible here"))
 
@@ -537,26 +537,26 @@ pixel_keeps = lit_brightness(pixel_path[mid]) / pixel_ends
 # %%
 say(f"Pixel blending superimposes two half-transparent images: in the middle frame ($t = {ts[mid].item():.2f}$) "
     f"its lit pixels have {pixel_keeps:.0%} of the end frames' brightness. The latent path starts and ends at "
-    "the two reconstructions, and in between the decoder swaps one shape for the other without a second, "
-    f"transparent copy; its middle frame keeps {latent_keeps:.0%} of the brightness, only somewhat more than "
+    f"the two reconstructions; its middle frame keeps {latent_keeps:.0%} of the brightness, only somewhat more than "
     "the blend: the middle frames are a dimmer mixture of both shapes, not one new shape.",
     (latent_keeps > pixel_keeps, "the latent path's middle frame is brighter than the pixel blend's"))
 
+# %%
+latent_c, latent_h, latent_w = vae.latent_shape
+say(f"With a latent this large ({latent_c * latent_h * latent_w:,} values, although only {used_channels} of its "
+    f"{latent_c} channels carry information, section 5) and $\\beta$ this small, each position of the latent "
+    "map mostly describes its own patch of the image, so the path is local. A stronger $\\beta$ or a smaller "
+    "latent is expected to make it smoother and more \"semantic\", at the price of blurrier reconstructions "
+    "(section 4 measures that price; this notebook does not test the smoothness).")
+
 # %% [markdown]
-# With a latent this large (4,096 values) and $\beta$ this small, each position of the latent
-# map mostly describes its own patch of the image, so the path is local. A stronger $\beta$ or
-# a smaller latent is expected to make it smoother and more "semantic", at the price of
-# blurrier reconstructions (section 4 measures that price; this notebook does not test the
-# smoothness).
-#
 # ## 7. Posterior collapse
 #
 # If $\beta$ is too large, the cheapest way to lower the loss is to make
 # $q(z \mid x) = \mathcal N(0, I)$ for **every** $x$: the KL drops to zero, $z$ carries no
 # information about the image, and the decoder learns to output one average image whatever
-# it is given. The KL per latent channel (averaged over images and positions) shows it:
-# for the smallest $\beta$ of the sweep each channel carries information; for the largest,
-# all bars sit at zero.
+# it is given. The KL per latent channel (averaged over images and positions) shows it,
+# for the smallest and the largest $\beta$ of the sweep.
 
 # %%
 def kl_per_channel(model, x):
@@ -577,9 +577,15 @@ for ax, bb in zip(axes, (low, high)):
 axes[0].set_ylabel("KL per latent value (nats)")
 plt.show()
 kl_low, kl_high = kl_per_channel(sweep[low]["model"], x_small), kl_per_channel(sweep[high]["model"], x_small)
-claim(kl_low.min() > 10 * kl_high.max(), "for the smallest beta each channel carries information; "
-      "for the largest, all bars sit at zero", detail=f"smallest bar {kl_low.min():.3f}, largest {kl_high.max():.4f}")
-claim(kl_high.max() < 0.01, "for the largest beta all bars sit at zero", detail=f"{kl_high.max():.4f}")
+strong = kl_low > 0.1
+weak = (f"the other {int((~strong).sum())} only {kl_low[~strong].min():.3f} to {kl_low[~strong].max():.3f}, "
+        "little but still" if (~strong).any() else "all of them")
+say(f"For $\\beta = {low:g}$ the channels are used unevenly: {int(strong.sum())} of the {len(kl_low)} carry more than "
+    f"0.1 nats per latent value (up to {kl_low.max():.2f}), {weak} far above every bar of "
+    f"$\\beta = {high:g}$, which all sit at zero (largest {kl_high.max():.1e}).",
+    (kl_low.min() > 10 * kl_high.max(), "for the smallest beta every channel still carries some information, "
+     "far above the largest beta's bars"),
+    (kl_high.max() < 0.01, "for the largest beta all bars sit at zero"))
 
 # %% [markdown]
 # The reconstructions tell the same story: with the large $\beta$ every input gives nearly the
@@ -637,13 +643,17 @@ if autoencoder is not None:
                        f"autoencoder (lecture 3): PSNR {psnr(ae_rec, x_more):.1f} dB": ae_rec,
                        f"VAE: PSNR {psnr(x_more_rec, x_more):.1f} dB": x_more_rec}, n=8)
     plt.show()
-    claim(psnr(ae_rec, x_more) > psnr(x_more_rec, x_more),
-          "with the same widths and training budget the autoencoder reconstructs better")
+    ae_latent, vae_latent = autoencoder.encode(x_more[:1])[0].shape, mu_more[0].shape
+    say(f"With the same widths and training budget the autoencoder reconstructs better "
+        f"({psnr(ae_rec, x_more):.1f} against {psnr(x_more_rec, x_more):.1f} dB), but from a bigger latent: "
+        f"{' x '.join(map(str, ae_latent))} = {math.prod(ae_latent):,} numbers per image against the VAE's "
+        f"{' x '.join(map(str, vae_latent))} = {math.prod(vae_latent):,}.",
+        (psnr(ae_rec, x_more) > psnr(x_more_rec, x_more), "the autoencoder reconstructs better"),
+        (math.prod(ae_latent) > math.prod(vae_latent), "the autoencoder's latent is bigger"))
 
 # %% [markdown]
-# With the same widths and training budget the autoencoder reconstructs better (its PSNR in
-# the titles is higher): it pays no KL price and decodes exactly the latent it was given,
-# while the VAE's decoder is trained on noisy latents and learns to ignore detail that a
+# Besides the bigger latent, the autoencoder pays no KL price and decodes exactly the
+# latent it was given, while the VAE's decoder is trained on noisy latents and learns to ignore detail that a
 # slightly moved $z$ would not preserve. In exchange the VAE got a latent that can be
 # sampled and interpolated; that is what $\beta = 0.1$ with summed errors buys (a weak KL
 # weight, section 2), and it is also why its prior samples are poor (section 5). The small

@@ -325,7 +325,8 @@ say(f"At the training batch size the pooled test perplexity ({at_batch:.0f}) is 
     "samples of the same size (and say which).",
     (abs(at_batch - train_last) < 0.15 * train_last, "at the batch size, close to the training curve"),
     (train_last < test_perplexity, "the training curve reads lower than the histogram's number"))
-#
+
+# %% [markdown]
 # ## 3. An image is a grid of code indices
 #
 # `encode_to_indices` returns the integers themselves: a $32 \times 32$ grid per image
@@ -333,8 +334,8 @@ say(f"At the training batch size the pooled test perplexity ({at_batch:.0f}) is 
 # Shown as a picture with one colour per code, the background of each image is (nearly) one
 # flat colour and each shape a patchwork of the codes for its inside, its edges and its holes.
 # Two surprises: the background is *not* the same code in every image, and there is a ring
-# of special codes along the border (the numbers under the picture count both). Both come from the encoder, not the quantizer: its
-# GroupNorm layers normalise each image with that image's own statistics, so "black" comes
+# of special codes along the border (the numbers under the picture count both). Both come
+# from the encoder, not the quantizer: its GroupNorm layers normalise each image with that image's own statistics, so "black" comes
 # out as a slightly different vector depending on what else is in the picture, and the
 # zero padding of the convolutions marks the border. This grid is all the decoder gets, and
 # it is what the transformer of
@@ -408,23 +409,34 @@ def set_codebook(quantizer, codes):
         quantizer.embed_sum.copy_(codes * quantizer.cluster_size[:, None])
 
 
+class StepPrintingTrainer(Trainer):
+    """A Trainer that prints the step number every 50 steps, on one line: progress that a
+    saved notebook shows as well (a saved progress bar would show 0/300)."""
+
+    def train_step(self, x):
+        logs = super().train_step(x)
+        if (self.step + 1) % 50 == 0:          # self.step counts the steps finished before this one
+            print(f"{self.step + 1}/{self.total_steps}", end=" ", flush=True)
+        return logs
+
+
 def dead_code_run(quantizer, dead_code_steps):
     seed_everything(0)
     demo = recipe("dead_code_demo")   # dlstudio_lite/recipes.py
     model = demo.build_model(quantizer=quantizer, dead_code_steps=dead_code_steps)
     bad = 2.0 + 0.01 * torch.randn(model.num_codes, model.code_dim)   # one small, far-away cluster
     set_codebook(model.quantizer, bad)
-    # progress=False: one line per run below instead of a bar (a saved bar would show 0/300)
-    trainer = Trainer(model, small_train, config=demo.train_config(progress=False))
+    # progress=False: the step numbers printed on one line per run replace the bar
+    trainer = StepPrintingTrainer(model, small_train, config=demo.train_config(progress=False))
     return model.eval(), trainer.fit()
 
 
 runs = {}
 for label, quantizer, idle in [("gradient codebook", "gradient", 0), ("EMA codebook", "ema", 0),
                                ("EMA + restart after 10 idle steps", "ema", 10)]:
-    print(f"training: {label} ...", end=" ", flush=True)
+    print(f"training: {label}, step", end=" ", flush=True)
     runs[label] = dead_code_run(quantizer, dead_code_steps=idle)
-    print(f"done, final perplexity {runs[label][1]['train/perplexity'][-1][1]:.1f}", flush=True)
+    print(f"... done, final perplexity {runs[label][1]['train/perplexity'][-1][1]:.1f}", flush=True)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -439,7 +451,10 @@ axes[1].set_yscale("log")
 for ax in axes:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-axes[0].legend(fontsize=8)
+# Outside the axes: inside, the legend would cover the gradient codebook's curve.
+fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8,
+           bbox_to_anchor=(0.5, -0.02))
+fig.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()
 
 # %% [markdown]
@@ -748,7 +763,7 @@ for label, fn in {"package": package_quantize, "listing A": quantize_listing_a}.
     bug[label] = {"codes": len(idx.unique()), "error": error, "PSNR": float(psnr(out, x_few))}
     print(f"{label:10s} distinct codes used: {bug[label]['codes']:4d}   "
           f"mean ||z_e - z_q||^2: {error:10.3f}   PSNR: {bug[label]['PSNR']:6.2f} dB")
-    show_images(out, nrow=8, title=f"decoded with the {label} quantizer", scale=0.6)
+    show_images(out, nrow=8, title=f"decoded with the {label} quantizer", scale=1.0)
     plt.show()
 
 # %%
@@ -764,7 +779,7 @@ say(f"The symptom: {a['codes']} codes for everything (the package's quantizer us
 # The listing takes the **argmax** of the distances, the *farthest* code, and the farthest
 # code from almost any vector is one of the few codes at the edge of the codebook. The fix
 # is `argmin`. During training this bug raises no error either; the loss just cannot fall
-# the way it should, because the decoder receives codes that have nothing to do with the
+# the way it should, because the decoder receives codes that carry almost nothing of the
 # image.
 #
 # **Bug B.** The student slides describe a VQ-VAE whose first version reconstructed badly
@@ -798,7 +813,7 @@ axes[2].set_title("code grid (listing B)")
 for ax in axes[1:]:
     ax.set_axis_off()
 plt.show()
-show_images(out, nrow=8, title="decoded with the listing B quantizer", scale=0.6)
+show_images(out, nrow=8, title="decoded with the listing B quantizer", scale=1.0)
 plt.show()
 
 # %% [markdown]
