@@ -673,8 +673,8 @@ if autoencoder is not None:
 # - Larger $\beta$: less information in $z$, worse reconstructions; too large, and the posterior
 #   collapses onto the prior and the decoder ignores its input.
 # - Generate by decoding $z \sim \mathcal N(0, I)$ (log-variance 0, not 1). Latent
-#   interpolation swaps one shape for the other without the double exposure of pixel
-#   blending, but its middle frames are still mixtures, not new shapes.
+#   interpolation's middle frames are a dimmer mixture of both shapes, only somewhat
+#   brighter than pixel blending (section 6), not new shapes.
 # - $\beta$ with a summed squared error is the exact ELBO of a decoder with variance
 #   $\beta / 2$: the lecture's $\beta = 0.1$ is $\beta = 1$ with $s^2 = 0.05$.
 #

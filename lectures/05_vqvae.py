@@ -333,8 +333,9 @@ say(f"At the training batch size the pooled test perplexity ({at_batch:.0f}) is 
 # (16 x 16 in quick mode), each cell one of the $K$ codes and standing for a $2 \times 2$ patch.
 # Shown as a picture with one colour per code, the background of each image is (nearly) one
 # flat colour and each shape a patchwork of the codes for its inside, its edges and its holes.
-# Two surprises: the background is *not* the same code in every image, and there is a ring
-# of special codes along the border (the numbers under the picture count both). Both come
+# Two surprises: the background is *not* the same code in every image, and there is a band
+# of special codes along the border, two or three cells deep (the numbers under the picture
+# count the outermost ring of it). Both come
 # from the encoder, not the quantizer: its GroupNorm layers normalise each image with that image's own statistics, so "black" comes
 # out as a slightly different vector depending on what else is in the picture, and the
 # zero padding of the convolutions marks the border. This grid is all the decoder gets, and
@@ -460,8 +461,8 @@ plt.show()
 # %% [markdown]
 # Three different stories from the same bad start:
 #
-# - **Plain EMA** is the worst: the one code that wins the first batch jumps straight to the
-#   encoder outputs, and the other 63 stay stranded in their far-away cluster for good.
+# - **Plain EMA** is the worst: the one or two codes that win the first batches move to the
+#   encoder outputs, and all the others stay stranded in their far-away cluster for good.
 # - The **gradient codebook** recovers, slowly: the commitment term drags the encoder outputs
 #   towards the codes, into the cluster, where other codes start winning. The *encoder* moves
 #   to the codebook rather than the codebook to the data.
@@ -492,7 +493,7 @@ say(f"Plain EMA never gets past a perplexity of {ema_max:.1f}. The gradient code
     f"{grad_at[0.8]} steps to reach 80% of it, of the {n_steps} it trains. EMA + restart "
     f"reaches 90% of its final {final['EMA + restart after 10 idle steps']:.0f} by step {restart_at}, the "
     "highest of the three.",
-    (ema_max < 2.5, "plain EMA: the other 63 codes stay stranded"),
+    (ema_max < 2.5, "plain EMA: one or two codes win, all the others stay stranded"),
     (grad_at[0.8] > 4 * restart_at, "the gradient codebook recovers slowly, restarts fast"),
     (final["EMA + restart after 10 idle steps"] == max(final.values()), "EMA + restart reaches the highest perplexity"))
 
@@ -779,8 +780,8 @@ say(f"The symptom: {a['codes']} codes for everything (the package's quantizer us
 # The listing takes the **argmax** of the distances, the *farthest* code, and the farthest
 # code from almost any vector is one of the few codes at the edge of the codebook. The fix
 # is `argmin`. During training this bug raises no error either; the loss just cannot fall
-# the way it should, because the decoder receives codes that carry almost nothing of the
-# image.
+# the way it should, because the decoder receives codes that keep where the shapes are
+# (their outlines survive in the strip above) but almost nothing of their colours.
 #
 # **Bug B.** The student slides describe a VQ-VAE whose first version reconstructed badly
 # until they fixed one step of its quantizer. (The lecture's own listing gets this line

@@ -1082,7 +1082,8 @@ say(f"Every shape has a random colour (each channel one of 216 levels, one chann
 #   rate can be fooled, so a rule-based flat-shape check, which nothing can learn to please,
 #   is the pass mark (real images pass, today's reconstructions and samples do not).
 # - Stage 2 turns images into short sequences of code indices and trains a GPT-style
-#   transformer on them; temperature and top-k trade variety for quality when sampling.
+#   transformer on them; temperature and top-k narrow or widen what is sampled (here the
+#   colder setting lost variety without gaining quality, section 8).
 #   Trained until its test curve is flat, the prior's samples score a slightly lower FD than
 #   the VQGAN's reconstructions and better on the learned valid-shape rate, yet they are
 #   soft multi-coloured blobs: the learned rate is fooled by blobs. One code carries fewer

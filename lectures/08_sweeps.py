@@ -312,7 +312,7 @@ say(f"""- **The perplexity starts high and collapses.** At learning rate $10^{{-
   purpose).
 - **Nothing has settled after 800 iterations.** The test perplexity of every run at
   $10^{{-3}}$ is still rising: by {min(rise):.0%} to {max(rise):.0%} over the last 200 iterations.
-  So "the best perplexity" of such a run is its last value; section 7 runs some points
+  So "the best perplexity" of such a run is at or near its last value; section 7 runs some points
   longer.
 - **The codebook is far from fully used.** At the end between {min(usage):.0%} and
   {max(usage):.0%} of the codes appear in the test images (perplexity of the *final evaluation*,
@@ -603,7 +603,9 @@ codes_verdict = ("Not tested here: only the 512-code run is long enough to settl
                  f"iterations, not more than the margin of {MARGIN}")
 short_codes = [short_run(num_codes=k, lr=1e-3, beta=1.25) for k in (128, 256, 512)]
 still_rising = [k for k, r in by_codes.items() if rise_last(r) > 0]
-rising_note = (f"The curves of {', '.join(map(str, still_rising))} codes still rise a little at the end, "
+rising_note = (f"The curves of {', '.join(map(str, still_rising))} codes still end "
+               f"{', '.join(f'{rise_last(by_codes[k]):.0%}' for k in still_rising)} above "
+               "where they were 500 iterations earlier, "
                "which can only move their step later, never earlier. " if still_rising else "")
 say(f"""**2. "As the number of embeddings increased, it took more iterations to reach the best
 perplexity"** (the report: about 2,000, 5,500 and 6,000 iterations for 128, 256 and 512 codes).
@@ -630,7 +632,7 @@ last_step = ppl800[3] / max(ppl800[2], seed1_800) - 1      # 1.25 -> 1.75, again
 say(f"""**3. "As the commitment cost increased from 0.25 to 1.75, the number of iterations to reach
 the best perplexity and the lowest error also increased."** Not tested here: the runs of
 $\\beta$ have 800 iterations only, and no run settles that early (section 4), so their
-"iterations to the best" are all the last steps ({', '.join(str(r['test_perplexity_best_step']) for r in beta_runs)}).
+"iterations to the best" are all at or near the last step ({', '.join(str(r['test_perplexity_best_step']) for r in beta_runs)}).
 What the runs do show is a different effect: in these runs, the larger $\\beta$, the more codes in use at
 step 800 (logged test curve {', '.join(f'{v:.1f}' for v in ppl800)} for $\\beta$ = {', '.join(f'{b:g}' for b in betas)};
 the second seed of $\\beta = 1.25$ reads {seed1_800:.1f}, so two seeds of one setting differ by {seed_ppl[800]:.0%}
