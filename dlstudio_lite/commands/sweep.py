@@ -327,7 +327,9 @@ def run_sweep(args, train_sub, main) -> int:
 
 
 def _run_all(todo, out: Path, args, threads: int, main) -> list[str]:
-    from tqdm.auto import tqdm
+    # A command's bar is text on stderr, also when a notebook calls the command: a widget
+    # would be saved frozen at its start.
+    from tqdm import tqdm
     failed: list[str] = []
     if not todo:
         return failed
