@@ -27,18 +27,21 @@ DEFAULT_RECIPE = {"autoencoder": "autoencoder_shapes", "vae": "vae_shapes",
                   "vqvae": "vqvae_shapes", "vqgan": "vqgan_shapes", "vqvae2": "vqvae2_shapes",
                   "prior": "prior_shapes", "pixelcnn": "pixelcnn_top_shapes"}
 STAGE2 = ("prior", "pixelcnn")  # targets that train on the codes of another recipe's model
+LOOP = "loop"  # the target of a loop written out in a notebook (k-means, a toy ELBO), no command
 
 
 @dataclass(frozen=True)
 class Recipe:
     """One run: ``target`` is the ``dlstudio-lite train`` target (``vqvae``, ``prior``, ...),
-    or ``"shape_features"`` for ``dlstudio-lite quality train``.
+    ``"shape_features"`` for ``dlstudio-lite quality train``, or ``LOOP`` for a training loop
+    that a notebook writes out itself (it reads the recipe's data size, steps and batch).
 
     data: ``DataConfig`` fields; model: constructor arguments (``latent_size`` included);
     train: ``TrainConfig`` fields; codes_of: the recipe whose model encodes the data
     (stage 2 only) and level: which of a VQ-VAE-2's code grids; sweep: ``--grid`` /
-    ``--base`` factors when the run is a sweep of this point; shipped: whether
-    ``data/checkpoints/NAME`` holds its result; lecture and about: for the checkpoint table."""
+    ``--base`` factors when the run is a sweep of this point; seeds: the seeds a notebook
+    repeats the run with; shipped: whether ``data/checkpoints/NAME`` holds its result;
+    lecture and about: for the checkpoint table."""
     name: str
     target: str
     lecture: str
@@ -49,6 +52,7 @@ class Recipe:
     codes_of: str | None = None
     level: str | None = None
     sweep: dict[str, list[str]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
     shipped: bool = True
     quick: bool = False
 
@@ -185,7 +189,7 @@ _LIST = [
            "autoencoder, with and without skip connections, at two depths",
            data=dict(image_size=32, num_images=4000), model=dict(latent_size=8, base_channels=8),
            train=dict(steps=100, batch_size=16, lr=2e-3, scheduler="cosineannealinglr",
-                      log_every=10, progress=False), shipped=False),
+                      log_every=10, progress=False), seeds=(0, 1, 2), shipped=False),
     Recipe("dead_code_demo", "vqvae", "5", "a VQ-VAE whose codebook starts in one far cluster",
            data=dict(image_size=32, num_images=1024),
            model=dict(latent_size=8, base_channels=8, code_dim=16, num_codes=64, kmeans_init=False),
@@ -195,6 +199,15 @@ _LIST = [
            model=dict(base_channels=8, code_dim=16, num_codes=64),
            train=dict(steps=150, batch_size=16, log_every=10, eval_batches=2, progress=False),
            sweep=dict(grid=["beta=0.25,1.75"]), shipped=False),
+    # Loops written out in a notebook: what they train on and for how long.
+    Recipe("kmeans_patches", LOOP, "1 (sections 5, 6)", "k-means codebooks of 2x2 patches: "
+           "num_images training images at 32x32, steps Lloyd iterations per fit",
+           data=dict(image_size=32, num_images=512), train=dict(steps=25), shipped=False),
+    Recipe("amortised_elbo_toy", LOOP, "2 (section 7)", "a linear encoder maximising the "
+           "one-sample ELBO of the linear-Gaussian toy model: num_images training examples",
+           data=dict(num_images=8192), train=dict(steps=1500, batch_size=256, lr=0.1,
+                                                  scheduler="cosineannealinglr"),
+           shipped=False),
     # The matched-rate pair: an 8x8 grid for both; the VAE's beta brings its KL near the
     # VQ-VAE's bits per image (lecture 7 measures both).
     Recipe("crossdata_shapes/vae", "vae", "7 (appendix)", "the matched-rate pair's VAE",
@@ -225,7 +238,7 @@ def quick_variant(recipe: Recipe) -> Recipe:
     Settings are capped by ``QUICK_CAPS`` (the library's defaults count too: a recipe at
     64x64 by default runs at 32x32); a latent grid shrinks with the image; a step count
     inside the run (discriminator start, evaluation) shrinks with the run; no checkpoints
-    on the way; the learning rate is at least ``QUICK_MIN_LR``."""
+    on the way; the learning rate is at least ``QUICK_MIN_LR``; one seed."""
     if recipe.quick:
         return recipe
     if recipe.target == "shape_features":  # its 64 and 32 px test splits need 456 images
@@ -258,7 +271,10 @@ def quick_variant(recipe: Recipe) -> Recipe:
                  eval_batches=min(train["eval_batches"] or QUICK_CAPS["eval_batches"],
                                   QUICK_CAPS["eval_batches"]))
     train = {k: v for k, v in train.items() if k in recipe.train or v != getattr(TrainConfig(), k)}
-    return dataclasses.replace(recipe, data=data, model=model, train=train, quick=True)
+    if recipe.target == LOOP:  # a notebook's own loop reads only what its recipe states
+        data, train = {k: data[k] for k in recipe.data}, {k: train[k] for k in recipe.train}
+    return dataclasses.replace(recipe, data=data, model=model, train=train, seeds=recipe.seeds[:1],
+                               quick=True)
 
 
 def recipe(name: str, quick: bool | None = None) -> Recipe:

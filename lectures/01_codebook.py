@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from tqdm.auto import tqdm
 
-from dlstudio_lite import pick, quick_mode, seed_everything
+from dlstudio_lite import pick, quick_mode, recipe, seed_everything
 from dlstudio_lite.claims import claim, say, summary
 from dlstudio_lite.plot import interactive
 
@@ -372,7 +372,10 @@ from dlstudio_lite.data import ShapesDataset, denormalize  # noqa: E402
 
 image_size, patch = 32, 2
 # 1,024 small images (the last 200 are the test split); generated once, then cached on disk.
-train_images = ShapesDataset("train", image_size=image_size, num_images=1024).tensors(pick(normal=512, quick=128))
+# How many of them k-means fits, and for how many iterations: the recipe kmeans_patches
+# (dlstudio_lite/recipes.py; quick mode runs its quick variant).
+KMEANS = recipe("kmeans_patches")
+train_images = ShapesDataset("train", image_size=image_size, num_images=1024).tensors(KMEANS.data["num_images"])
 test_images = ShapesDataset("test", image_size=image_size, num_images=1024).tensors(16)
 print("images:", tuple(train_images.shape), "values in", (train_images.min().item(), train_images.max().item()))
 
@@ -395,7 +398,7 @@ def patch_vectors(x):
 
 K_img = 64
 print(f"fitting a {K_img}-code codebook to {len(patch_vectors(train_images)):,} patches by k-means ...")
-image_codebook = kmeans(patch_vectors(train_images), K_img, iters=pick(normal=25, quick=10))
+image_codebook = kmeans(patch_vectors(train_images), K_img, iters=KMEANS.train["steps"])
 z_q_img, img_tokens = quantize(to_features(test_images), image_codebook)
 recon = to_image(z_q_img)
 print("feature map:", tuple(to_features(test_images).shape), "-> tokens:", tuple(img_tokens.shape))
@@ -518,7 +521,7 @@ sweep_images = ShapesDataset("test", image_size=image_size, num_images=1024).ten
 foreground = (to_features(sweep_images) > -1).any(dim=1)  # (B, H/2, W/2): not plain background
 errors, perplexities, fg_perplexities, used = [], [], [], []
 for k in tqdm(Ks, desc="k-means for each K"):
-    cb = kmeans(train_vectors, k, iters=pick(normal=20, quick=6))
+    cb = kmeans(train_vectors, k, iters=KMEANS.train["steps"])
     zq, tok = quantize(to_features(sweep_images), cb)
     errors.append(F.mse_loss(to_image(zq), sweep_images).item())
     perplexities.append(usage_perplexity(tok, k))

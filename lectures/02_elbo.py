@@ -38,7 +38,7 @@ import torch
 from torch.distributions import MultivariateNormal, Normal
 from torch.distributions import kl_divergence as torch_kl
 
-from dlstudio_lite import pick, quick_mode, seed_everything
+from dlstudio_lite import pick, quick_mode, recipe, seed_everything
 from dlstudio_lite.claims import claim, summary
 from dlstudio_lite.plot import interactive
 
@@ -598,11 +598,14 @@ claim(kl_pq_default > 2 * kl_qp_default, "when q is narrow and sits inside p, KL
 # $\log p(x) - \text{ELBO}$ should go to zero.
 
 # %%
+# The run's data size, steps, batch and step size: the recipe amortised_elbo_toy
+# (dlstudio_lite/recipes.py; quick mode runs its quick variant).
+TOY = recipe("amortised_elbo_toy")
 seed_everything(0)
-x_train, x_val = sample_x(pick(normal=8192, quick=2048)), sample_x(512)
+x_train, x_val = sample_x(TOY.data["num_images"]), sample_x(512)
 encoder = torch.nn.Linear(n, 2 * d)              # outputs [mu, logvar]
-steps, batch = pick(normal=1500, quick=500), 256
-optimizer = torch.optim.Adam(encoder.parameters(), lr=0.1)
+steps, batch = TOY.train["steps"], TOY.train["batch_size"]
+optimizer = torch.optim.Adam(encoder.parameters(), lr=TOY.train["lr"])
 # Decaying the step size averages out the noise of the one-sample gradient at the end.
 scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 mean_log_px = log_evidence(x_val).mean().item()

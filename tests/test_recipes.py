@@ -19,7 +19,7 @@ from dlstudio_lite.commands import options
 from dlstudio_lite.commands.train import recipe_in
 from dlstudio_lite.config import TrainConfig
 from dlstudio_lite.paths import CHECKPOINTS
-from dlstudio_lite.recipes import RECIPES, STAGE2, recipe
+from dlstudio_lite.recipes import LOOP, RECIPES, STAGE2, recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where and how a run was watched, not what it computed.
@@ -102,7 +102,8 @@ def test_the_shape_features_run_used_its_recipe(normal):
         assert ckpt["config"][key] == settings[key], key
 
 
-@pytest.mark.parametrize("name", [n for n in RECIPES if n != "shape_features"])
+@pytest.mark.parametrize("name", [n for n, r in RECIPES.items()
+                                  if n != "shape_features" and r.target != LOOP])
 def test_every_recipe_rebuilds_in_quick_mode_and_the_command_line_agrees(name, quick):
     from dlstudio_lite.commands.train import model_kwargs
     found = recipe(name)
@@ -226,3 +227,16 @@ def test_the_command_line_has_no_import_circle():
     for name, deps in graph.items():
         for dep in deps:
             assert name not in graph.get(dep, set()), f"commands/{name}.py <-> commands/{dep}.py"
+
+
+def test_a_notebook_loop_recipe_shrinks_in_quick_mode_and_no_command_runs_it():
+    normal, quick = recipe("amortised_elbo_toy", quick=False), recipe("amortised_elbo_toy", quick=True)
+    assert quick.train["steps"] < normal.train["steps"] and quick.data["num_images"] < normal.data["num_images"]
+    assert set(quick.train) == set(normal.train) and quick.train["lr"] == normal.train["lr"]
+    with pytest.raises(ValueError, match="loop written out in lecture 2"):
+        recipe_in(["train", "--recipe", "amortised_elbo_toy", "--out", "x"])
+
+
+def test_quick_mode_keeps_one_seed_of_a_repeated_run():
+    assert recipe("autoencoder_depth_demo", quick=False).seeds == (0, 1, 2)
+    assert recipe("autoencoder_depth_demo", quick=True).seeds == (0,)

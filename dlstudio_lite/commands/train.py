@@ -17,7 +17,7 @@ from ..checkpoint import MODELS
 from ..config import TrainConfig, quick_mode
 from ..data import DataConfig
 from ..device import seed_everything
-from ..recipes import DEFAULT_RECIPE, RECIPES, Recipe, image_model_kwargs, recipe
+from ..recipes import DEFAULT_RECIPE, LOOP, RECIPES, Recipe, image_model_kwargs, recipe
 from . import options
 
 _HELP = {  # ``train prior`` and ``train pixelcnn`` are registered by commands/codes.py
@@ -48,6 +48,9 @@ def recipe_in(argv: list[str]) -> tuple[list[str], Recipe | None]:
         rest = rest[1:]
     if found.target == "shape_features":
         raise ValueError(f"recipe {found.name} is run by `dlstudio-lite quality train`")
+    if found.target == LOOP:
+        raise ValueError(f"recipe {found.name} is a loop written out in lecture "
+                         f"{found.lecture.split()[0]}'s notebook; no command runs it")
     if argv[0] == "sweep":
         if not found.sweep:
             raise ValueError(f"recipe {found.name} is one run, not a sweep")
