@@ -268,3 +268,38 @@ def test_encode_once_then_train_a_prior_on_the_code_file(vq_checkpoint, tmp_path
                  "--steps", "1", "--batch-size", "8", "--channels", "8", "--n-layers", "2",
                  "--n-samples", "0", "--device", "cpu", "--no-progress"]) == 0
     assert json.loads((tmp_path / "pixelcnn" / "metrics.json").read_text())["latent_shape"] == [4, 4]
+
+
+def test_an_interrupted_prior_run_resumes_to_the_uninterrupted_one(vq_checkpoint, tmp_path, monkeypatch):
+    # Stage-2 runs long enough to need it (a large prior on many encoded images) continue with
+    # `--resume`; the continued run must repeat the uninterrupted one loss for loss.
+    from dlstudio_lite.checkpoint import load_checkpoint
+    from dlstudio_lite.cli import main
+    from dlstudio_lite.prior import TransformerPrior
+    codes = tmp_path / "codes.pt"
+    assert main(["encode", "--vq-checkpoint", str(vq_checkpoint), "--out", str(codes),
+                 "--num-images", "64", "--device", "cpu"]) == 0
+
+    def run(out, *extra):
+        return main(["train", "prior", "--codes", str(codes), "--out", str(out), "--steps", "6",
+                     "--batch-size", "8", "--n-layers", "1", "--n-embd", "16", "--n-samples", "0",
+                     "--log-every", "1", "--device", "cpu", "--no-progress", *extra])
+
+    assert run(tmp_path / "full") == 0
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["history"]["train/loss"]
+
+    original, calls = TransformerPrior.compute_loss, {"n": 0}
+
+    def stop_at_step_4(self, indices):
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does at the start of step 4
+        calls["n"] += 1
+        return original(self, indices)
+
+    monkeypatch.setattr(TransformerPrior, "compute_loss", stop_at_step_4)
+    assert run(tmp_path / "cut") == 0
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3
+    monkeypatch.setattr(TransformerPrior, "compute_loss", original)
+    assert run(tmp_path / "cut", "--resume") == 0
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert resumed["step"] == 6 and resumed["history"]["train/loss"] == full

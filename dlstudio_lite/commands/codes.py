@@ -75,6 +75,8 @@ def add_cli(sub, train_sub, chosen=None) -> None:
                        help="which code grid (a VQ-VAE-2's bottom: conditioned on its top codes; "
                             "default: %(default)s)")
         p.add_argument("--out", required=True, help="output folder (created)")
+        p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                       help="continue from CKPT (default: OUT/checkpoint.pt) on the same codes")
         p.add_argument("--n-samples", type=int, default=16, help="images in samples.png (0: none)")
         _data_flags(p)
         names = options.add_signature(p.add_argument_group(f"model ({prior_class(target).__name__})"),
@@ -189,8 +191,10 @@ def _cli_train(args) -> int:
         raise ValueError(f"the codes hold the levels {', '.join(codes['num_codes'])}, not {args.level!r}")
     config = options.from_args(TrainConfig, args, device=str(device))
     kwargs = {name: getattr(args, name) for name in args.model_args}
-    return train_on_codes(args.model, codes, level, kwargs, config, Path(args.out),
-                          n_samples=args.n_samples, seed=args.seed, encode_seconds=encode_s)
+    out = Path(args.out)
+    resume = out / "checkpoint.pt" if args.resume == "auto" else args.resume
+    return train_on_codes(args.model, codes, level, kwargs, config, out, n_samples=args.n_samples,
+                          seed=args.seed, encode_seconds=encode_s, resume=resume)
 
 
 def _levels_for(vq_checkpoint, levels):
@@ -200,9 +204,11 @@ def _levels_for(vq_checkpoint, levels):
 
 
 def train_on_codes(target: str, codes: dict, level: str, model_kwargs: dict, config: TrainConfig,
-                   out: Path, n_samples: int = 16, seed: int = 0, encode_seconds: float = 0.0) -> int:
+                   out: Path, n_samples: int = 16, seed: int = 0, encode_seconds: float = 0.0,
+                   resume=None) -> int:
     """Fit a prior of ``target`` to ``codes[...][level]``, write checkpoint, metrics, curves
-    and samples into ``out`` (the one stage-2 training path)."""
+    and samples into ``out`` (the one stage-2 training path); ``resume``: a checkpoint of an
+    interrupted run on the same codes to continue from."""
     from torch.utils.data import TensorDataset
 
     from ..plot import save_loss_curves
@@ -220,8 +226,14 @@ def train_on_codes(target: str, codes: dict, level: str, model_kwargs: dict, con
     prior = prior_class(target)(num_codes, tuple(train_codes.shape[1:]), **extra, **model_kwargs)
     trainer = Trainer(prior, TensorDataset(inputs[0]), TensorDataset(inputs[1]), config,
                       out_dir=out, model_name=target)
+    if resume is not None:
+        trainer.resume(resume)
     history = trainer.fit()
     if not trainer.is_main:  # under torchrun: rank 0 measures and writes
+        return 0
+    if trainer.interrupted:  # the checkpoint is saved; measuring a half-trained prior misleads
+        print(f"{target} ({level}): stopped at step {trainer.step}; the same command with "
+              f"--resume continues it")
         return 0
     test = {k.split("/", 1)[1]: v[-1][1] for k, v in history.items() if k.startswith("test/") and v}
     metrics = {
