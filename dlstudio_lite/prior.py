@@ -39,15 +39,24 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, C) -> (B, T, C)."""
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        """x: (B, T, C) -> (B, T, C). With ``cache`` (a list, empty at first), x is the next
+        position only (T = 1): its keys and values are appended to the cached ones, and it
+        attends to all of them, so sampling computes each position once."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_dim): every head attends independently.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            if T != 1:
+                raise ValueError(f"with a cache, give one position at a time, got {T}")
+            if cache:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
         # softmax(q k^T / sqrt(d) + causal mask) v, scaled before the softmax, fused by torch.
+        # One new position may see every cached one: no mask then.
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, is_causal=cache is None, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y))
 
@@ -63,8 +72,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -225,15 +234,20 @@ class TransformerPrior(nn.Module):
         if seed is not None:
             generator = torch.Generator(device=device).manual_seed(int(seed))
         with evaluating(self):  # no dropout while sampling
-            tokens = torch.full((n, 1), self.start_token, dtype=torch.long, device=device)
-            for _ in range(self.block_size):
-                # No key/value cache: recomputing the prefix keeps the code short, and a
-                # code grid of a few hundred tokens is cheap for a model this size.
-                logits = self(tokens)[:, -1, :] / temperature
+            nxt = torch.full((n, 1), self.start_token, dtype=torch.long, device=device)
+            # A key/value cache per block: each step feeds only the newest token, which
+            # attends to the cached prefix (the same logits as the full forward, h*w times
+            # fewer positions computed per step).
+            caches, codes = [[] for _ in self.blocks], []
+            for t in range(self.block_size):
+                x = self.tok_emb(nxt) + self.pos_emb.weight[t]
+                for block, cache in zip(self.blocks, caches):
+                    x = block(x, cache)
+                logits = self.head(self.ln_f(x))[:, -1, :] / temperature
                 probs = filter_logits(logits, top_k, top_p).softmax(dim=-1)
                 nxt = torch.multinomial(probs, 1, generator=generator)
-                tokens = torch.cat([tokens, nxt], dim=1)
-        return tokens[:, 1:].reshape(n, *self.latent_shape)
+                codes.append(nxt)
+        return torch.cat(codes, dim=1).reshape(n, *self.latent_shape)
 
 
 @torch.no_grad()

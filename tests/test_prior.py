@@ -303,3 +303,25 @@ def test_an_interrupted_prior_run_resumes_to_the_uninterrupted_one(vq_checkpoint
     assert run(tmp_path / "cut", "--resume") == 0
     resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert resumed["step"] == 6 and resumed["history"]["train/loss"] == full
+
+
+def test_sampling_with_the_key_value_cache_draws_what_the_full_forward_draws():
+    # The reference: recompute the whole prefix at every step (no cache), same generator.
+    torch.manual_seed(0)
+    prior = TransformerPrior(num_codes=12, latent_shape=(3, 4), n_layers=2, n_head=2, n_embd=16).eval()
+    with torch.no_grad():  # sharper logits than at initialisation, so that the draws differ
+        prior.head.weight.mul_(50.0)
+
+    def reference(n, seed, **kw):
+        generator = torch.Generator().manual_seed(seed)
+        tokens = torch.full((n, 1), prior.start_token, dtype=torch.long)
+        for _ in range(prior.block_size):
+            logits = prior(tokens)[:, -1, :] / kw.get("temperature", 1.0)
+            probs = filter_logits(logits, kw.get("top_k"), kw.get("top_p")).softmax(dim=-1)
+            tokens = torch.cat([tokens, torch.multinomial(probs, 1, generator=generator)], dim=1)
+        return tokens[:, 1:].reshape(n, 3, 4)
+
+    for seed, kw in [(0, {}), (1, {"top_k": 3}), (2, {"top_p": 0.8, "temperature": 0.7})]:
+        assert torch.equal(prior.sample(16, seed=seed, **kw), reference(16, seed, **kw))
+    with pytest.raises(ValueError, match="one position at a time"):
+        prior.blocks[0].attn(torch.randn(2, 3, 16), cache=[])
