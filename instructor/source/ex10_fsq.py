@@ -19,9 +19,9 @@
 # lookup).
 #
 # **Finite scalar quantization** (FSQ; Mentzer et al., 2023) throws the codebook away. The
-# encoder gives a few numbers per latent position, `d` of them (3 to 6 in the paper). Each
-# number is squashed into a bounded interval and rounded to one of `L_i` values, the
-# *levels* of channel `i`. The codes are all the combinations: a grid of
+# encoder gives a few numbers per latent position, `d` of them (3 to 6 in the paper's
+# recommended settings). Each number is squashed into a bounded interval and rounded to one
+# of `L_i` values, the *levels* of channel `i`. The codes are all the combinations: a grid of
 # `L_0 * L_1 * ... * L_{d-1}` points, the **implicit codebook**. With `levels = [8, 5, 5, 5]`
 # that is 1000 codes from four numbers. Nothing is learned in the quantizer, so there is no
 # codebook loss, no commitment loss, and no dead code to restart: every grid point is
@@ -83,8 +83,8 @@ def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
 #
 # * `tanh` squashes any number into `(-1, 1)`; scale it by the half-width
 #   `half_l = (L - 1) * (1 + eps) / 2`. For odd `L`, say 5, the values lie in
-#   `(-2.002, 2.002)` and round to the 5 integers `-2 .. 2`. (The `1 + eps` lets the two end
-#   values be reached before `tanh` saturates.)
+#   `(-2.002, 2.002)` and round to the 5 integers `-2 .. 2`. (`eps` is a small margin; the
+#   course package and vector-quantize-pytorch scale by `1 + eps` as here.)
 # * For even `L`, say 8, no symmetric set of 8 integers exists: the grid is `-4 .. 3`. Move
 #   the scaled value down by an `offset` of one half (and by 0 for odd `L`), so that it lies in
 #   `(-4.004, 3.004)`.
@@ -114,6 +114,7 @@ with skip_if_unanswered():
     z = torch.linspace(-8, 8, 801).reshape(-1, 1).repeat(1, 2)          # (801, 2): every z from -8 to 8, twice
     bounded = fsq_bound(z, [5, 8])
     assert tuple(bounded.shape) == (801, 2), f"expected shape (801, 2), got {tuple(bounded.shape)}"
+    assert bounded.dtype == z.dtype, f"expected the dtype of z, {z.dtype}, got {bounded.dtype}"
     for channel, L, grid in ((0, 5, list(range(-2, 3))), (1, 8, list(range(-4, 4)))):
         got = sorted(set(bounded[:, channel].detach().round().int().tolist()))
         assert got == grid, f"channel {channel} (L = {L}): rounding fsq_bound(z) gives the integers {got}, expected {grid}"
@@ -207,6 +208,7 @@ def fsq_round(bounded, levels):
 with skip_if_unanswered():
     bounded = torch.tensor([[-1.9, -3.9], [0.4, 2.6], [1.6, -0.4], [-0.7, 1.2]], requires_grad=True)
     codes = fsq_round(bounded, [5, 8])
+    assert codes.dtype == bounded.dtype, f"expected the dtype of bounded, {bounded.dtype}, got {codes.dtype}"
     expect_close("fsq_round(bounded, [5, 8])", codes,
                  [[-1.0, -1.0], [0.0, 0.75], [1.0, 0.0], [-0.5, 0.25]])  # rounded: (-2, -4), (0, 3), (2, 0), (-1, 1)
     upstream = torch.tensor([[1.0, 1.0], [2.0, 2.0], [-1.0, -1.0], [3.0, 3.0]])
