@@ -79,8 +79,9 @@ def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
 # Write `fsq_bound(z, levels, eps=1e-3)`: `z` is a float tensor `(..., d)` (the last
 # dimension holds the `d` channels), `levels` a list of `d` integers, each at least 3.
 # Return a tensor of the same shape whose channel `i`, once rounded to the nearest integer,
-# takes **exactly `L = levels[i]` integer values**, whatever `z` is. Follow the paper
-# (its Appendix A.1), channel by channel:
+# takes **exactly `L = levels[i]` integer values**, whatever `z` is. Follow the paper's
+# recipe (its Appendix A.1, as vector-quantize-pytorch and the course package write it),
+# channel by channel:
 #
 # * `tanh` squashes any number into `(-1, 1)`; scale it by the half-width
 #   `half_l = (L - 1) * (1 + eps) / 2`. For odd `L`, say 5, the values lie in
@@ -88,7 +89,7 @@ def expect_close(what, got, expected, rtol=1e-5, atol=1e-6):
 #   course package and vector-quantize-pytorch scale by `1 + eps` as here.)
 # * For even `L`, say 8, no symmetric set of 8 integers exists: the grid is `-4 .. 3`. Move
 #   the scaled value down by an `offset` of one half (and by 0 for odd `L`), so that it lies in
-#   `(-4.004, 3.004)`.
+#   about `(-4.004, 3.004)`.
 # * The offset alone would send `z = 0` to `-1/2`, right on a rounding boundary. Add a
 #   `shift` to `z` before the `tanh`, chosen so that `fsq_bound(0) = 0` in every channel:
 #
