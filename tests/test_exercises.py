@@ -15,16 +15,27 @@ from dlstudio_lite.cli import main
 ROOT = ex.REPO_ROOT
 SOURCES = sorted(ex.SOURCE_DIR.glob("*.py"))
 NAMES = [p.stem for p in SOURCES]
+# Exercises whose appendix lecture is being written on another branch (issue 26: lecture 10):
+# here the lecture may still be missing; once it is in the tree, it must link its exercise
+# like every other lecture. Empty this set when the lecture has landed.
+LECTURE_PENDING = {"ex10_fsq"}
+
+
+def _lecture_of(name: str) -> Path | None:
+    """The lecture's .py of exercise ``name`` (``exNN_...`` -> ``lectures/NN_*.py``), or None."""
+    return next((ROOT / "lectures").glob(f"{name[2:5]}*.py"), None)
 
 
 def test_course_has_its_exercises_in_order():
-    """One exercise per lecture 01-06, then appendix lecture 09's (PixelCNN's masked convolution).
+    """One exercise per lecture 01-06, then appendix lecture 09's (PixelCNN's masked convolution)
+    and appendix lecture 10's (finite scalar quantization).
     ``exNN_``: the number is the lecture's, and the tab never reads like the lecture's."""
     assert NAMES == ["ex01_codebook", "ex02_elbo", "ex03_autoencoder", "ex04_vae", "ex05_vqvae", "ex06_vqgan",
-                     "ex09_pixelcnn"]
+                     "ex09_pixelcnn", "ex10_fsq"]
     lectures = {p.stem for p in (ROOT / "lectures").glob("*.ipynb")}
     for name in NAMES:
-        assert any(n.startswith(name[2:5]) for n in lectures), f"{name}: there is no lecture {name[2:4]}"
+        assert name in LECTURE_PENDING or any(n.startswith(name[2:5]) for n in lectures), \
+            f"{name}: there is no lecture {name[2:4]}"
     assert not set(NAMES) & lectures
 
 
@@ -33,7 +44,8 @@ def test_old_exercise_names_still_grade():
     from dlstudio_lite.grading.grader import _exercise_of
 
     known = {name: None for name in NAMES}
-    assert set(ex.RENAMED.values()) == set(NAMES) and ex.current_name("07_pixelcnn") == "ex09_pixelcnn"
+    assert set(ex.RENAMED.values()) <= set(NAMES) and ex.current_name("07_pixelcnn") == "ex09_pixelcnn"
+    assert ex.current_name("ex10_fsq") == "ex10_fsq"  # born with its ex name: nothing to rename
     for old, new in ex.RENAMED.items():
         assert _exercise_of({"dlstudio_lite": {"exercise": old}}, Path("x.ipynb"), known) == new
         assert _exercise_of({}, Path(f"{old}.ipynb"), known) == new
@@ -222,5 +234,8 @@ def test_start_page_readme_and_lectures_agree_with_the_exercises():
     assert f"{promise} questions" in start and f"{promise} graded questions" in readme, promise
     for name in NAMES:
         assert f"(exercises/{name}.ipynb)" in start, f"START_HERE.md does not link {name}"
-        lecture = next((ROOT / "lectures").glob(f"{name[2:5]}*.py"))
+        lecture = _lecture_of(name)
+        if lecture is None and name in LECTURE_PENDING:
+            continue
+        assert lecture is not None, f"{name}: there is no lecture {name[2:4]}"
         assert f"(../exercises/{name}.ipynb)" in lecture.read_text(), f"{lecture.name} does not link {name}"

@@ -359,7 +359,7 @@ ATTACKS = list(_catalogue(Path("/x"), Path("/y")))
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-@pytest.mark.slow  # the 65-notebook sandboxed batch: about a minute of two cores
+@pytest.mark.slow  # the 73-notebook sandboxed batch: about a minute of two cores
 def test_attack_is_contained(graded, attack):
     r = _result(graded, attack, EX)
     honest = graded["expected"][(attack, EX)]
@@ -371,7 +371,7 @@ def test_attack_is_contained(graded, attack):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.slow  # the 65-notebook sandboxed batch: about a minute of two cores
+@pytest.mark.slow  # the 73-notebook sandboxed batch: about a minute of two cores
 def test_controls_solutions_full_blanks_zero(graded, name):
     for kind in ("solution", "blank"):
         r = _result(graded, f"{kind}_{name}", name)
@@ -379,7 +379,7 @@ def test_controls_solutions_full_blanks_zero(graded, name):
             f"{kind} of {name}: {r.total}/{r.max_total}: {[(q.id, q.message) for q in r.questions]}"
 
 
-@pytest.mark.slow  # the 65-notebook sandboxed batch: about a minute of two cores
+@pytest.mark.slow  # the 73-notebook sandboxed batch: about a minute of two cores
 def test_every_catalogued_mistake_loses_its_question_and_most_are_caught_visibly(graded):
     """Hidden layer: every mistake loses its points. Visible layer: the question's check cell raised."""
     lines, kept, visible, total = [], [], 0, 0
@@ -403,7 +403,7 @@ def test_every_catalogued_mistake_loses_its_question_and_most_are_caught_visibly
     assert visible * 3 >= 2 * total, f"the visible checks catch only {visible} of {total} mistakes"
 
 
-@pytest.mark.slow  # the 65-notebook sandboxed batch: about a minute of two cores
+@pytest.mark.slow  # the 73-notebook sandboxed batch: about a minute of two cores
 def test_batch_completes_and_neighbours_are_untouched(graded):
     batch = graded["batch"]
     assert len(batch.results) == len(graded["expected"])
@@ -428,7 +428,7 @@ def test_batch_completes_and_neighbours_are_untouched(graded):
     print(f"\ncatalogue: {len(batch.results)} notebooks graded in {graded['seconds']:.1f} s")
 
 
-@pytest.mark.slow  # the 65-notebook sandboxed batch: about a minute of two cores
+@pytest.mark.slow  # the 73-notebook sandboxed batch: about a minute of two cores
 def test_a_replay_of_another_runs_answers_scores_nothing_on_the_hidden_checks(graded):
     other, this = _result(graded, "replay_other_run", EX), _result(graded, "replay_this_run", EX)
     assert this.total == this.max_total, [q.message for q in this.questions]  # the replay works on its own run
