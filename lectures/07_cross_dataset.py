@@ -423,7 +423,7 @@ def other_runs(name, kind):
     return json.loads(file.read_text()).get("other_runs", {}) if file.exists() else {}
 
 
-CLOSE_DB = 1.0   # a PSNR gap below the spread between seeds is no ranking (replaced below by the measured spread)
+CLOSE_DB = 1.0   # a PSNR gap below the spread between seeds ranks nothing (normal mode: the measured spread)
 if quick_mode():
     print("quick mode: the recorded runs belong to the shipped models, not to the ones trained here")
 else:
@@ -439,18 +439,19 @@ else:
         claim(abs(chosen / beta - 1) < 0.05, f"the {name} VAE's beta follows from its first run",
               detail=f"{chosen:.4f} against {beta:g}")
     if "digits" in REAL:
-        seed_vae, seed_vq = other_runs("digits", "vae")["seed_1"], other_runs("digits", "vqvae")["seed_1"]
         n = results["digits"]["numbers"]
-        spread_db = {"VAE": abs(seed_vae["psnr"] - n["psnr"]["VAE"]), "VQ-VAE": abs(seed_vq["psnr"] - n["psnr"]["VQ-VAE"])}
+        seed_runs = {"VAE": other_runs("digits", "vae")["seed_1"], "VQ-VAE": other_runs("digits", "vqvae")["seed_1"]}
+        spread_db = {m: abs(run["psnr"] - n["psnr"][m]) for m, run in seed_runs.items()}
+        kl_moved = abs(seed_runs["VAE"]["bits_per_image"] / n["bits"]["VAE"] - 1)
         CLOSE_DB = max(spread_db.values())
-        lines.append(f"- digits, a second seed of both models (same settings): the VAE took {seed_vae['bits_per_image']:.0f} "
-                     f"bits per image and reached {seed_vae['psnr']:.1f} dB (shipped seed: {n['bits']['VAE']:.0f} bits, "
-                     f"{n['psnr']['VAE']:.1f} dB), the VQ-VAE {seed_vq['bits_per_image']:.0f} bits and {seed_vq['psnr']:.1f} dB "
-                     f"(shipped: {n['bits']['VQ-VAE']:.0f} bits, {n['psnr']['VQ-VAE']:.1f} dB). Between two seeds the VAE's "
-                     f"PSNR moved by {spread_db['VAE']:.1f} dB and its KL by {abs(seed_vae['bits_per_image'] / n['bits']['VAE'] - 1):.0%} "
-                     f"at the same $\\beta$; the VQ-VAE's PSNR by {spread_db['VQ-VAE']:.1f} dB.")
+        lines.append("- digits, a second seed of both models (same settings): " + "; ".join(
+            f"the {m} took {run['bits_per_image']:.0f} bits per image and reached {run['psnr']:.1f} dB "
+            f"(shipped seed: {n['bits'][m]:.0f} bits, {n['psnr'][m]:.1f} dB)" for m, run in seed_runs.items())
+            + f". Between two seeds the VAE's PSNR moved by {spread_db['VAE']:.1f} dB and its KL by {kl_moved:.0%} "
+            f"at the same $\\beta$; the VQ-VAE's PSNR by {spread_db['VQ-VAE']:.1f} dB.")
     if lines:
         say("\n".join(lines))
+
 
 def rates_apart(r):
     return abs(r["bits"]["VQ-VAE"] / r["bits"]["VAE"] - 1)
@@ -491,8 +492,8 @@ table = ["| dataset | VAE's beta | bits per image, VAE | VQ-VAE | apart | PSNR (
          "| colourfulness kept, VAE | VQ-VAE |", "|" + " --- |" * 9]
 for name, res in results.items():
     r = res["numbers"]
-    table.append(f"| {name} | {models[name]['vae'].beta:g} | {r['bits']['VAE']:.0f} | {r['bits']['VQ-VAE']:.0f} | {rates_apart(r):.0%} | "
-                 f"{r['psnr']['VAE']:.1f} | {r['psnr']['VQ-VAE']:.1f} | "
+    table.append(f"| {name} | {models[name]['vae'].beta:g} | {r['bits']['VAE']:.0f} | {r['bits']['VQ-VAE']:.0f} | "
+                 f"{rates_apart(r):.0%} | {r['psnr']['VAE']:.1f} | {r['psnr']['VQ-VAE']:.1f} | "
                  + " | ".join(cell(r, "colour", m, "{0[kept]:.0%}") for m in ("VAE", "VQ-VAE")) + " |")
 say("\n".join(table) + "\n\n(colourfulness: per shape on the shapes, per pixel on colour photographs; "
     "the digits are grey)\n\n" + "\n\n".join(dataset_verdict(name) for name in results if name != "shapes"),
@@ -500,11 +501,12 @@ say("\n".join(table) + "\n\n(colourfulness: per shape on the shapes, per pixel o
      "the rates match within 15% on every dataset with a shipped pair"))
 
 if not quick_mode() and "digits" in REAL:
-    n, seed_vae, seed_vq = results["digits"]["numbers"], other_runs("digits", "vae")["seed_1"], other_runs("digits", "vqvae")["seed_1"]
+    n, seed_vae, seed_vq = results["digits"]["numbers"], seed_runs["VAE"], seed_runs["VQ-VAE"]
     gaps = (n["psnr"]["VAE"] - n["psnr"]["VQ-VAE"], seed_vae["psnr"] - seed_vq["psnr"])
+    fewer = 1 - seed_vae["bits_per_image"] / seed_vq["bits_per_image"]
     digit_bits = 64 * math.log2(17)       # 8 x 8 pixels of 17 grey levels, before the scaling to 32 x 32
     say(f"""On the digits the VAE is ahead with both seeds: by {gaps[0]:.1f} dB at matched rates, and by
-{gaps[1]:.1f} dB with the second seed, where it spent {1 - seed_vae['bits_per_image'] / seed_vq['bits_per_image']:.0%} fewer bits
+{gaps[1]:.1f} dB with the second seed, where it spent {fewer:.0%} fewer bits
 than that seed's VQ-VAE. So at this rate the VAE reconstructs the digits at least as well as the VQ-VAE, by a
 margin one run cannot pin down. Neither is short of bits here: a digit holds at most {digit_bits:.0f} bits
 (8 x 8 pixels of 17 grey levels), about half of either model's rate.""",
@@ -514,10 +516,10 @@ margin one run cannot pin down. Neither is short of bits here: a digit holds at 
 
 if not quick_mode() and "patches" in REAL:
     n, first = results["patches"]["numbers"], other_runs("patches", "vae")["first_run"]
-    lead = n["psnr"]["VQ-VAE"] - n["psnr"]["VAE"]
+    lead, more = n["psnr"]["VQ-VAE"] - n["psnr"]["VAE"], first["bits_per_image"] / n["bits"]["VQ-VAE"] - 1
     say(f"""On the patches the VQ-VAE is ahead by {lead:.1f} dB, and the rate does not explain it: the VAE's
-first run, with {first['bits_per_image']:.0f} bits per image ({first['bits_per_image'] / n['bits']['VQ-VAE'] - 1:.0%} more than the
-VQ-VAE's {n['bits']['VQ-VAE']:.0f}), reached {first['psnr']:.1f} dB, about as much as the shipped VAE's {n['psnr']['VAE']:.1f} dB.""",
+first run, with {first['bits_per_image']:.0f} bits per image ({more:.0%} more than the VQ-VAE's
+{n['bits']['VQ-VAE']:.0f}), reached {first['psnr']:.1f} dB, about as much as the shipped VAE's {n['psnr']['VAE']:.1f} dB.""",
         (lead > 1, "on the patches the VQ-VAE reconstructs clearly better"),
         (abs(first["psnr"] - n["psnr"]["VAE"]) < 0.5, "about as much as the shipped VAE"),
         (2 * len(wins) < len(better), "at matched rates the VAE is ahead on the shapes (summary)"),
@@ -553,7 +555,8 @@ if "patches" in results:
     plt.show()
     train_bluish = bluish(splits("patches")[0].tensors[0])
     sky = {"test tiles": blue_over_red(xp[rocket]), **{k: blue_over_red(v[rocket]) for k, v in recon_p.items()}}
-    by_photo = {k: (float(psnr(v[rocket], xp[rocket])), float(psnr(v[~rocket], xp[~rocket]))) for k, v in recon_p.items()}
+    by_photo = {k: (float(psnr(v[rocket], xp[rocket])), float(psnr(v[~rocket], xp[~rocket])))   # (rocket, cat)
+                for k, v in recon_p.items()}
     say(f"""Bluish pixels (blue above red by more than 30 levels): {bluish(xp[rocket]):.0%} of the rocket's
 {int(rocket.sum())} test tiles, {train_bluish:.1%} of the training patches. On the rocket's tiles blue
 exceeds red by {sky['test tiles']:.0f} levels on average; in the reconstructions by {sky['VAE']:.0f} (VAE)
@@ -562,7 +565,8 @@ the VQ-VAE a dark, nearly neutral grey. PSNR on the rocket's tiles: {by_photo['V
 {by_photo['VQ-VAE'][0]:.1f} dB (VQ-VAE), lower for both than on the cat's: {by_photo['VAE'][1]:.1f} and
 {by_photo['VQ-VAE'][1]:.1f} dB.
 So the VAE's high colourfulness kept ({c['VAE']['kept']:.0%}) is largely colour in the wrong place: its colour
-error, {c['VAE']['error']:.1f}, is {'no better than' if c['VAE']['error'] >= c['VAE']['grey'] else 'barely below'} that of grey
+error, {c['VAE']['error']:.1f}, is {'no better than' if c['VAE']['error'] >= c['VAE']['grey'] else 'barely below'}
+that of grey
 reconstructions ({c['VAE']['grey']:.1f}); the VQ-VAE's muted colours ({c['VQ-VAE']['kept']:.0%} kept) are closer
 to the truth ({c['VQ-VAE']['error']:.1f}).""",
         (bluish(xp[rocket]) > 0.5 and train_bluish < 0.05,
