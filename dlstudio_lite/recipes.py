@@ -210,15 +210,22 @@ _LIST = [
            shipped=False),
     # The matched-rate pair: an 8x8 grid for both; the VAE's beta brings its KL near the
     # VQ-VAE's bits per image (lecture 7 measures both).
-    Recipe("crossdata_shapes/vae", "vae", "7 (appendix)", "the matched-rate pair's VAE",
+    _CROSS_VAE := Recipe("crossdata_shapes/vae", "vae", "7 (appendix)", "the matched-rate pair's VAE",
            data=dict(image_size=32),
            model=dict(latent_size=8, base_channels=16, latent_channels=16, beta=0.019),
            train=dict(_SCHEDULE, steps=2000)),
-    Recipe("crossdata_shapes/vqvae", "vqvae", "7 (appendix)", "the matched-rate pair's VQ-VAE",
+    _CROSS_VQVAE := Recipe("crossdata_shapes/vqvae", "vqvae", "7 (appendix)", "the matched-rate pair's VQ-VAE",
            data=dict(image_size=32),
            model=dict(latent_size=8, base_channels=16, code_dim=16, num_codes=512,
                       dead_code_steps=20),
            train=dict(_SCHEDULE, steps=2000)),
+    # The same pair on the two datasets that need no download (lecture 7): model, steps and
+    # optimizer as on the shapes, only the data changes, and the VAE's beta, chosen per dataset
+    # to bring its KL near that dataset's VQ-VAE rate (the notes in tools/checkpoint_readme.py).
+    *[pair.replace(name=f"crossdata_{data}/{pair.target}", about=f"{pair.about}, on {data}",
+                   data=dict(dataset=data), model=dict(beta=beta) if pair.target == "vae" else {})
+      for data, beta in (("digits", 0.0081), ("patches", 0.029))
+      for pair in (_CROSS_VAE, _CROSS_VQVAE)],
 ]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 
@@ -246,8 +253,10 @@ def quick_variant(recipe: Recipe) -> Recipe:
             "steps": QUICK_CAPS["steps"], "batch_size": QUICK_CAPS["batch_size"]})
     from .config import TrainConfig
     # A stage-2 run encodes the images its VQ model was trained on: no data settings here.
-    data = dict(recipe.data) if recipe.target in STAGE2 else \
-        {"image_size": 64, "num_images": 20_000, **recipe.data}
+    # Only the generated shapes have a size to cap (num_images); a real dataset keeps its own.
+    data = dict(recipe.data) if recipe.target in STAGE2 else {"image_size": 64, **recipe.data}
+    if recipe.target not in STAGE2 and data.get("dataset", "shapes") == "shapes":
+        data.setdefault("num_images", 20_000)
     model, train = dict(recipe.model), {**dataclasses.asdict(TrainConfig()), **recipe.train}
     steps = train.get("steps") or QUICK_CAPS["steps"]
 
