@@ -23,9 +23,10 @@ from torch.utils.data import Dataset
 from .paths import DATA_ROOT, atomic_write
 
 SHAPE_NAMES = ("rectangle", "triangle", "disk", "oval", "star")
-OFFLINE_HINT = ("Without internet, use the embedded shapes dataset instead: "
-                "load_dataset('shapes') in Python or --dataset shapes on the command line "
-                "(it is generated on this machine, no download needed).")
+OFFLINE_HINT = ("Without internet, use the embedded shapes dataset instead (load_dataset('shapes') "
+                "in Python or --dataset shapes on the command line; it is generated on this "
+                "machine), or the real 'digits' and 'patches' that ship inside scikit-learn "
+                "and scikit-image (the course's set-up installs them), no download needed.")
 
 
 class DatasetUnavailableError(RuntimeError):

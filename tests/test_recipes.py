@@ -157,6 +157,23 @@ def test_the_checkpoint_readme_is_generated_from_the_recipes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_checkpoint_readme_says_which_shipped_checkpoints_were_slimmed():
+    # A slimmed checkpoint cannot be resumed: its row must say so (it ends with the slim
+    # command), and a row must not claim it of a checkpoint that can still be resumed.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("checkpoint_readme", ROOT / "tools" / "checkpoint_readme.py")
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    said = " ".join(c for commands in readme.THEN.values() for c in commands
+                    if c.startswith("dlstudio-lite checkpoint slim "))
+    for path in sorted(CHECKPOINTS.glob("**/checkpoint.pt")):
+        name = path.parent.relative_to(CHECKPOINTS).as_posix()
+        slimmed = bool(torch.load(path, map_location="cpu", weights_only=True).get("slimmed"))
+        listed = f"data/checkpoints/{name}/checkpoint.pt" in said or (
+            f"data/checkpoints/{name.rsplit('/', 1)[0]}/*/checkpoint.pt" in said)
+        assert slimmed == listed, (name, slimmed)
+
+
 # --- every command printed in a lecture, README or the package's own help parses ----------------
 PLACEHOLDERS = {"beta_B": "beta_0.01", "--temperature T": "--temperature 1.0", "--top-k K": "--top-k 5",
                 "top|bottom": "top"}
