@@ -786,8 +786,8 @@ say(f"Pixels that turn black in the last pipeline: {turned_black('photo', raw04)
 #
 # - With 0.5 / 0.5 and an output in $[-1, 1]$ nothing is out of reach: the image comes back.
 # - With 0.4 / 0.4 and a `tanh`, the data reaches 1.5. Every value brighter than 0.8 (the
-#   red histogram right of 1) is clipped: the highlights (the white collar, the sky) come back
-#   a little duller, but nothing turns black.
+#   red histogram right of 1) is clipped: the highlights (the white collar, the flag's white
+#   stars and stripes) come back a little duller, but nothing turns black.
 # - With 0.4 / 0.4 and the students' `sigmoid`, every pixel darker than 0.4 is out of reach as
 #   well (the sigmoid cannot go below 0). Mapped back correctly those regions are a flat grey;
 #   **shown as they come out of the network** (a `save_image` or `imshow` of the raw output,
