@@ -118,6 +118,22 @@ _SCHEDULE = dict(batch_size=32, lr=1e-3, scheduler="cosineannealinglr", log_ever
                  eval_every=250, checkpoint_every=500, progress=False)
 _VQGAN = dict(base_channels=16, code_dim=64, num_codes=1024, disc_lr_scale=0.1, disc_start=1500)
 
+# Appendix 10's families, each about 10 bits per latent position (name: about, model settings).
+_QUANTIZER_FAMILIES = {
+    "codebook": ("EMA codebook of 1024 with k-means start and restarts",
+                 dict(quantizer="ema", num_codes=1024)),
+    "rotation": ("the same codebook with the rotation trick",
+                 dict(quantizer="ema", num_codes=1024,
+                      quantizer_options=dict(rotation_trick=True))),
+    "cosine": ("l2-normalised 8-d lookup, 1024 codes", dict(quantizer="cosine", num_codes=1024)),
+    # FSQ's levels follow from num_codes (fsq_levels: 1000 -> 8, 5, 5, 5; quick mode's 64 -> 8, 8)
+    "fsq": ("FSQ, levels 8,5,5,5 (1000 codes)", dict(quantizer="fsq", num_codes=1000)),
+    "lfq": ("LFQ, 10 signs (1024 codes)", dict(quantizer="lfq", num_codes=1024)),
+    "residual": ("residual VQ, 2 levels of 32 EMA codes",
+                 dict(quantizer="residual", num_codes=1024, quantizer_options=dict(depth=2))),
+}
+_QUANTIZER_STEPS = 1000
+
 _LIST = [
     Recipe("autoencoder_shapes", "autoencoder", "3, 4", "the lecture's autoencoder",
            model=dict(base_channels=16), train=dict(_SCHEDULE, steps=4000, optimizer="adam")),
@@ -206,6 +222,15 @@ _LIST = [
            model=dict(latent_size=8, base_channels=16, code_dim=16, num_codes=512,
                       dead_code_steps=20),
            train=dict(_SCHEDULE, steps=2000)),
+    # Appendix 10: the quantizer families at matched bits, ~10 bits per code on one 8x8 grid
+    # (640 bits per image), the same small VQ-VAE, schedule, data and seed for every family;
+    # only the quantizer and its own options differ.
+    *[Recipe(f"quantizers_{dataset}/{family}", "vqvae", "appendix 10",
+             f"{about} on {dataset}", data=dict(dataset=dataset, image_size=32),
+             model=dict(latent_size=8, base_channels=16, code_dim=16, **model),
+             train=dict(_SCHEDULE, steps=_QUANTIZER_STEPS, eval_every=100))
+      for dataset in ("shapes", "digits", "patches")
+      for family, (about, model) in _QUANTIZER_FAMILIES.items()],
 ]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 
@@ -235,6 +260,8 @@ def quick_variant(recipe: Recipe) -> Recipe:
     # A stage-2 run encodes the images its VQ model was trained on: no data settings here.
     data = dict(recipe.data) if recipe.target in STAGE2 else \
         {"image_size": 64, "num_images": 20_000, **recipe.data}
+    if data.get("dataset", "shapes") != "shapes":  # a fixed dataset: num_images is the shapes'
+        data.pop("num_images", None)
     model, train = dict(recipe.model), {**dataclasses.asdict(TrainConfig()), **recipe.train}
     steps = train.get("steps") or QUICK_CAPS["steps"]
 
