@@ -60,7 +60,7 @@ from dlstudio_lite import (CosineVectorQuantizer, FSQ, LFQ, VectorQuantizer, lat
                            pick, psnr, quality_report, quick_mode, recipe, seed_everything)
 from dlstudio_lite.claims import claim, say, summary
 from dlstudio_lite.data import shape_colour_bits
-from dlstudio_lite.metrics import shape_colour_error
+from dlstudio_lite.metrics import colourfulness_kept, shape_colour_error
 from dlstudio_lite.plot import show_side_by_side
 from dlstudio_lite.quantize import QUANTIZERS, straight_through
 from dlstudio_lite.shape_check import check_shapes
@@ -87,8 +87,9 @@ print("quick mode:", quick_mode())
 #
 # The recipes `quantizers_shapes/NAME`, `quantizers_digits/NAME` and `quantizers_patches/NAME`
 # (`dlstudio_lite/recipes.py`) hold the settings; they differ only in the quantizer and its
-# options, and in the dataset. All ran 1,000 steps of batch 32, Adam at $10^{-3}$ with a cosine
-# schedule, seed 0, commitment weight 0.25 where a family has one. What else differs is part of
+# options, and in the dataset. All ran batches of 32, Adam at $10^{-3}$ with a cosine schedule,
+# seed 0, commitment weight 0.25 where a family has one; 1,000 steps on shapes, 500 on digits and
+# patches (the budget of the course's build, 18 runs on a shared laptop-class CPU). What else differs is part of
 # the families themselves and is listed here: LFQ adds an entropy term to its loss (weight 0.1);
 # FSQ has no auxiliary loss; the codebook families start by k-means on the first batch and
 # restart codes unused for 20 steps; cosine's codebook is learned by gradients, the other
@@ -122,6 +123,11 @@ for f, m in shapes_model.items():
 same_rest = all(sum(p.numel() for n, p in m.named_parameters() if not n.startswith("quantizer"))
                 == sum(p.numel() for n, p in shapes_model["codebook"].named_parameters()
                        if not n.startswith("quantizer")) for m in shapes_model.values())
+runs = {d: [recipe(f"quantizers_{d}/{f}", quick=False) for f in FAMILIES] for d in DATASETS}
+claim(all(len({(r.train["steps"], r.train["batch_size"], r.train["lr"], str(r.data)) for r in rs}) == 1
+          for rs in runs.values()) and [runs[d][0].train["steps"] for d in DATASETS] == [1000, 500, 500],
+      "the same steps, batch, learning rate and data for every family: 1,000 steps on shapes, 500 on the others",
+      quick=True)
 claim(same_rest, "encoder, decoder and the 1x1 maps around the quantizer are the same size in every run", quick=True)
 claim(max(capacity.values()) - min(capacity.values()) < 0.01 * max(capacity.values()),
       "every family has the same bits per image, to within 1%", quick=True,
@@ -212,7 +218,7 @@ for ax, (title, cls) in zip(axes, (("nearest code (plain distance)", VectorQuant
     if cls is CosineVectorQuantizer:
         ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, ls="--", color="grey"))
         ax.scatter(*codes2d.T, facecolors="none", edgecolors="grey", s=25)
-    ax.set(title=title, aspect="equal")
+    ax.set(title=title, aspect="equal", xlim=(-2, 2), ylim=(-2, 2))
 plt.show()
 wedges = CosineVectorQuantizer(6, 2, lookup_dim=2, kmeans_init=False, dead_code_steps=0)
 wedges.load_codebook(codes2d)
@@ -280,19 +286,21 @@ lfq3 = LFQ(8, 3)
 corners = lfq3.indices_to_codes(torch.arange(8))
 points = torch.randn(40, 3, generator=gen) * 0.6
 signs = lfq3.quantize_rows(points)[0].detach()
-fig = plt.figure(figsize=(4.6, 4.4))
+fig = plt.figure(figsize=(5.5, 5.2))
 ax = fig.add_subplot(projection="3d")
 for a in corners:
     for b in corners:
         if int((a != b).sum()) == 1:
-            ax.plot(*torch.stack([a, b]).T, color="lightgrey", lw=0.8)
-ax.scatter(*corners.T, color="tab:orange", s=40)
+            ax.plot(*torch.stack([a, b]).T, color="grey", lw=1.0)
+ax.scatter(*corners.T, color="tab:orange", s=50, depthshade=False)
 for k, c in enumerate(corners):
-    ax.text(*(c * 1.15), format(k, "03b"), fontsize=8)
-ax.scatter(*points.T, color="grey", s=8)
-for p_, s_ in zip(points[:12], signs[:12]):
-    ax.plot(*torch.stack([p_, s_]).T, color="tab:orange", lw=0.6, alpha=0.6)
-ax.set_title("LFQ with 3 numbers: 8 corners,\nthe index is the signs in binary", fontsize=10)
+    ax.text(*(c * 1.18), format(k, "03b"), fontsize=9)
+ax.scatter(*points[:10].T, color="k", s=10, depthshade=False)
+for p_, s_ in zip(points[:10], signs[:10]):
+    ax.plot(*torch.stack([p_, s_]).T, color="tab:orange", lw=0.8)
+ax.set(xticks=[-1, 1], yticks=[-1, 1], zticks=[-1, 1])
+ax.set_title("LFQ with 3 numbers: 8 corners (orange); each vector (black)\ngoes to the corner of its signs, "
+             "the index is the signs in binary", fontsize=9)
 plt.show()
 claim(torch.equal(lfq3.vectors_to_indices(points), ((points > 0).long() * torch.tensor([4, 2, 1])).sum(1)),
       "the index is the signs read as a binary number", quick=True)
@@ -316,8 +324,8 @@ claim(torch.equal(lfq3.vectors_to_indices(points), ((points > 0).long() * torch.
 # %%
 rq = QUANTIZERS["residual"](16, 2, depth=2, quantizer="gradient", kmeans_init=False, dead_code_steps=0)
 rq.stages[0].load_codebook(torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]))
-rq.stages[1].load_codebook(torch.tensor([[0.4, 0.0], [0.0, 0.4], [-0.4, 0.0], [0.0, -0.4]]))
-vector = torch.tensor([[1.3, 0.65]])
+rq.stages[1].load_codebook(torch.tensor([[0.5, 0.0], [0.0, 0.5], [-0.5, 0.0], [0.0, -0.5]]))
+vector = torch.tensor([[1.45, 0.55]])
 with torch.no_grad():
     first = rq.stages[0].indices_to_codes(rq.stages[0].vectors_to_indices(vector))
     second = rq.stages[1].indices_to_codes(rq.stages[1].vectors_to_indices(vector - first))
@@ -433,7 +441,9 @@ say(f"LFQ's step takes {seconds['lfq'] / seconds[fastest]:.1f} times as long as 
 # - **colour error**: the RGB distance (0-255 levels) between the average colours of each
 #   $4 \times 4$ patch (the patch one code stands for) in the reconstruction and in the original;
 # - on shapes, also the colour error **per shape** and the signed brightness error of the shapes
-#   without holes (`shape_colour_error`, as in lectures 6 and 9; negative: darker), the Frechet
+#   without holes (`shape_colour_error`, as in lectures 6 and 9; negative: darker), the share of
+#   the shapes' colourfulness the reconstructions keep (`colourfulness_kept`, as in lecture 7:
+#   the spread between a colour's largest and smallest channel; 0 is grey), the Frechet
 #   distance and the learned valid-shape rate (`dlstudio_lite.quality`, lecture 6), and the
 #   share of reconstructions that pass the non-learned flat-shape check (`dlstudio_lite.shape_check`).
 
@@ -464,7 +474,7 @@ def measure(model, x, holes):
     if holes is not None:
         shapes = shape_colour_error(recon, x, holes=holes)
         report = quality_report(x, recon)
-        row.update(shape_colour=float(shapes["error"].mean()),
+        row.update(shape_colour=float(shapes["error"].mean()), kept=colourfulness_kept(shapes),
                    brightness=float(shapes["bias"].mean(1)[shapes["hole_density"] < 0.01].mean()),
                    fd=report["fd"], learned=report["valid_shape_rate"], nonlearned=report["shape_check"])
     return recon, row
@@ -523,15 +533,17 @@ def fmt(value, spec):
 
 
 header = ("| dataset | family | bits/image | codes used | perplexity | PSNR (dB) | colour error | "
-          "colour error per shape | brightness, hole-free shapes | FD | learned valid | passes the check | "
+          "colour error per shape | brightness, hole-free shapes | colourfulness kept | FD | learned valid | "
+          "passes the check | "
           "ms/step | steps to converge |")
 lines = [header, "|" + " --- |" * (header.count("|") - 1)]
 for dataset in DATASETS:
     for f in FAMILIES:
         r = table[dataset, f]
-        extra = ([fmt(r["shape_colour"], ".1f"), fmt(r["brightness"], "+.1f"), fmt(r["fd"], ".0f"),
+        extra = ([fmt(r["shape_colour"], ".1f"), fmt(r["brightness"], "+.1f"), fmt(100 * r["kept"], ".0f") + "%",
+                  fmt(r["fd"], ".0f"),
                   fmt(100 * r["learned"], ".0f") + "%", fmt(100 * r["nonlearned"], ".0f") + "%"]
-                 if "fd" in r else [""] * 5)
+                 if "fd" in r else [""] * 6)
         lines.append("| " + " | ".join([dataset, LABEL[f], f"{r['bits']:.0f}", f"{100 * r['used']:.0f}%",
                                         f"{r['perplexity']:.0f}", f"{r['psnr']:.2f}", f"{r['colour']:.1f}", *extra,
                                         f"{1000 * seconds[f]:.0f}" if dataset == "shapes" else "",
@@ -588,5 +600,21 @@ for d in DATASETS:
     print(f"{'':8s} best minus second: {gap:+.2f} dB +- {err:.2f} "
           f"({'more than' if gap > err else 'within'} twice the standard error over the images)")
 
+# %% [markdown]
+# ### Codes in use
+#
+# The families with upkeep (k-means start and restarts: the two EMA codebooks, the cosine
+# codebook and both stages of the residual one) against the two without a codebook:
+
 # %%
-print(summary())
+def spread_of(key, dataset, families=FAMILIES):
+    values = {f: table[dataset, f][key] for f in families}
+    low, high = min(values, key=values.get), max(values, key=values.get)
+    return values, low, high
+
+
+for d in DATASETS:
+    used, low, high = spread_of("used", d)
+    ppl = {f: table[d, f]["perplexity"] for f in FAMILIES}
+    say(f"**{d}**: codes used " + ", ".join(f"{LABEL[f]} {100 * used[f]:.0f}%" for f in FAMILIES)
+        + "; perplexity " + ", ".join(f"{LABEL[f]} {ppl[f]:.0f}" for f in FAMILIES) + ".")

@@ -55,6 +55,9 @@ THEN = {
                      "--seed 1 --update-metrics"],
 }
 
+# Rows whose checkpoint was slimmed after training, by name prefix (appendix 10's 18 runs).
+SLIMMED = ("quantizers_",)
+
 # Timings and results, by row (a row is a recipe, or a family such as vae_beta_sweep/*).
 NOTES = {
     'autoencoder_shapes': (
@@ -154,7 +157,7 @@ def render() -> str:
             suffix = ""
         cmds = f"`{cmd}`{suffix}" + "".join(
             ", then " + c.replace("dlstudio-lite", "`dlstudio-lite", 1) + "`"
-            for c in THEN.get(family, []))
+            for c in THEN.get(family, [SLIM.format(name=name)] if name.startswith(SLIMMED) else []))
         wall, metrics = NOTES[family]
         rows.append(f"| {label} | {found.lecture} | {cmds} | {shown} | {wall} | {metrics} |")
     return HEADER + "\n".join(rows) + "\n"
