@@ -373,7 +373,9 @@ say(f"On the trained model, the first stage's codes alone give {stage_psnr['firs
 # The losses of the families are not comparable (LFQ's entropy term is negative, FSQ has no
 # auxiliary term), so the curves below show the test **reconstruction** error, logged every 100
 # steps during training. "Steps to converge" is the first logged step at which the test error is
-# within 5% of its final value.
+# within 5% of its final value. The learning rate falls to zero by the last step (a cosine
+# schedule), so every curve flattens at the end; the measure says which families get close to
+# their final error early.
 
 # %%
 def steps_to_converge(history, within=0.05):
@@ -393,6 +395,11 @@ for ax, dataset in zip(axes, DATASETS):
     ax.legend(fontsize=7, title="family (steps to converge)", title_fontsize=7)
 plt.tight_layout()
 plt.show()
+for d in DATASETS:
+    steps_d = {f: converge[d, f] for f in FAMILIES}
+    total = histories[d, FAMILIES[0]]["test/recon"][-1][0]
+    say(f"**{d}** ({total} steps): within 5% of the final test error after "
+        + ", ".join(f"{steps_d[f]} ({LABEL[f]})" for f in sorted(FAMILIES, key=steps_d.get)) + ".")
 
 # %% [markdown]
 # ### Time per training step
@@ -618,3 +625,106 @@ for d in DATASETS:
     ppl = {f: table[d, f]["perplexity"] for f in FAMILIES}
     say(f"**{d}**: codes used " + ", ".join(f"{LABEL[f]} {100 * used[f]:.0f}%" for f in FAMILIES)
         + "; perplexity " + ", ".join(f"{LABEL[f]} {ppl[f]:.0f}" for f in FAMILIES) + ".")
+
+# %% [markdown]
+# Where do FSQ's unused codes come from? Its grid is fixed, so a code goes unused when the
+# encoder never puts a number at one of its levels. The figure counts, for each of the four
+# numbers, how often the test positions land on each level.
+
+# %%
+fig, axes = plt.subplots(1, len(DATASETS), figsize=(15, 3.2))
+level_use = {}
+for ax, d in zip(axes, DATASETS):
+    fsq = models[d, "fsq"].quantizer
+    with torch.no_grad():
+        idx = models[d, "fsq"].encode_to_indices(images[d][0]).flatten()
+        digits = fsq.indices_to_codes(idx) * (torch.tensor(fsq.levels) // 2)     # (N, 4) integer levels
+    for i, L in enumerate(fsq.levels):
+        values = torch.arange(-(L // 2), L - L // 2)
+        share = torch.stack([(digits[:, i] == v).float().mean() for v in values])
+        level_use[d, i] = int((share > 0).sum())
+        ax.bar(values + (i - 1.5) * 0.2, 100 * share, 0.2, label=f"number {i + 1} ({L} levels)")
+    ax.set(title=f"{d}: FSQ positions per level", xlabel="level", ylabel="% of test positions")
+axes[0].legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+say(f"Levels in use, per number (of {', '.join(map(str, fsq.levels))}): "
+    + "; ".join(f"{d} " + ", ".join(str(level_use[d, i]) for i in range(len(fsq.levels))) for d in DATASETS) + ".")
+
+# %% [markdown]
+# ### Reconstruction error
+#
+# The PSNR order per dataset (section 6's first cell) and the gaps, with their spread over the
+# test images:
+
+# %%
+for d in DATASETS:
+    best, second = ranking[d][:2]
+    worst = ranking[d][-1]
+    gap, err = psnr_gap(d, best, second)
+    say(f"**{d}**: highest PSNR {LABEL[best]} ({table[d, best]['psnr']:.2f} dB), then {LABEL[second]} "
+        f"({table[d, second]['psnr']:.2f} dB; the gap {gap:.2f} dB is "
+        + (f"larger than twice its standard error over the images, {err:.2f} dB" if gap > err else
+           f"within twice its standard error over the images, {err:.2f} dB: no winner")
+        + f"); lowest {LABEL[worst]} ({table[d, worst]['psnr']:.2f} dB), "
+        f"{table[d, best]['psnr'] - table[d, worst]['psnr']:.2f} dB below the best.")
+
+# %% [markdown]
+# ### Colour, and the shapes yardsticks
+
+# %%
+shape_rows = {f: table["shapes", f] for f in FAMILIES}
+kept = {f: r["kept"] for f, r in shape_rows.items()}
+errs = {f: r["shape_colour"] for f, r in shape_rows.items()}
+bright = {f: r["brightness"] for f, r in shape_rows.items()}
+checks = {f: r["nonlearned"] for f, r in shape_rows.items()}
+learned = {f: r["learned"] for f, r in shape_rows.items()}
+fds = {f: r["fd"] for f, r in shape_rows.items()}
+rng_ = lambda v, s="", k=1: f"{k * min(v.values()):{s}} to {k * max(v.values()):{s}}"  # noqa: E731
+say(f"On shapes every family keeps between {rng_(kept, '.0f', 100)}% of the colourfulness; the colour error "
+    f"per shape is {rng_(errs, '.0f')} levels (a palette of 1,024 colours alone would be off by about "
+    f"{palette_floor:.0f}), while the brightness of the shapes without holes is off by {rng_(bright, '+.1f')} "
+    f"levels: the reconstructions keep how bright a shape is and lose its hue.",
+    (max(kept.values()) < 0.5, "every family loses most of the colourfulness"),
+    (min(errs.values()) > 3 * palette_floor, "the colour error is far above what 10 bits of colour would allow"),
+    (max(abs(v) for v in bright.values()) < 10, "the brightness is kept to within 10 levels"))
+say(f"The course's yardsticks agree that none of these reconstructions looks like the data: the non-learned "
+    f"check passes {rng_(checks, '.1f', 100)}% of them (the test images themselves: {100 * real_check:.0f}%), the "
+    f"learned valid-shape rate is {rng_(learned, '.1f', 100)}%, the Frechet distance {rng_(fds, '.0f')}.",
+    (max(checks.values()) < 0.1 and real_check > 0.9, "the non-learned check passes under 10% of every family's reconstructions"),
+    (max(learned.values()) < 0.2, "the learned rate is low for every family"))
+
+# %% [markdown]
+# ## Summary
+#
+# - **Compare quantizers at the same bits per image**: here every family gives each position
+#   of the same $8 \times 8$ grid one of about 1,024 codes (640 bits per image), with the same
+#   encoder, decoder, data and training budget. Then what differs is only how each family
+#   spends those bits.
+# - **The ideas**: the rotation trick changes only the gradient (rotated and scaled as the
+#   code sits relative to the encoder's vector); cosine lookup compares directions in a small
+#   space; FSQ rounds a few bounded numbers on a fixed grid; LFQ keeps the signs of a few numbers
+#   and needs an entropy term to spread over its corners; residual quantization codes what the
+#   previous stage missed, with a few small codebooks.
+# - **What they cost**: FSQ and LFQ store no codebook (only two small linear maps); LFQ's entropy
+#   term compares every vector with all $2^d$ corners and makes its training step the slowest;
+#   the codebook families need their upkeep (k-means start, restarts) to use their codes.
+# - **The colour problem is a budget problem**: at about 10 bits per $4 \times 4$ patch, no family
+#   keeps the shapes' colours in this training budget. A quantizer can spend the bits of a code
+#   better; it cannot make a code carry more than its $\log_2 K$ bits. Lectures 6, 7 and 9 meet
+#   the same wall from the other side.
+#
+# ## Questions to think about
+#
+# 1. FSQ with levels $[8, 5, 5, 5]$ and with $[4, 4, 4, 4, 4]$ both give about 1,000 codes. Which
+#    would you expect a small encoder to use more of, and why? How would you check?
+# 2. LFQ's entropy term compares every vector with all $2^d$ corners. MAGVIT-v2 uses $2^{18}$
+#    codes: what does that cost per vector, and how could the term be split into groups of bits
+#    to make it affordable?
+# 3. Residual quantization with 2 stages of 32 codes and plain quantization with 1,024 codes
+#    carry the same bits. What does a prior (lecture 6) have to model in each case?
+# 4. A shape's colour needs about 23 bits. Design a tokenizer that carries it at 640 bits per
+#    image, for example by giving colour its own coarse grid; what would it cost the edges?
+
+# %%
+print(summary())
