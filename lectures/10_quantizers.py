@@ -94,7 +94,9 @@ print("quick mode:", quick_mode())
 # FSQ has no auxiliary loss; the codebook families start by k-means on the first batch and
 # restart codes unused for 20 steps; cosine's codebook is learned by gradients, the other
 # codebooks by moving averages. In normal mode the shipped checkpoints of
-# `data/checkpoints/quantizers_*` are loaded; in quick mode each recipe's quick variant is trained
+# `data/checkpoints/quantizers_*` are loaded (each rebuilt by one command, e.g.
+# `dlstudio-lite train --recipe quantizers_shapes/fsq --out data/checkpoints/quantizers_shapes/fsq`;
+# `data/checkpoints/README.md` lists them with their training times); in quick mode each recipe's quick variant is trained
 # here for a few steps (the numbers are then meaningless, only the cells run).
 
 # %%
@@ -526,8 +528,9 @@ for ax, (key, title, scale, unit) in zip(axes, panels):
                width, color=COLOUR[f], label=LABEL[f])
     ax.set_xticks(range(len(DATASETS)), DATASETS)
     ax.set_title(title, fontsize=10)
-axes[0].legend(fontsize=7)
-plt.tight_layout()
+handles, labels = axes[0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=len(FAMILIES), fontsize=8)
+plt.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()
 
 # %% [markdown]
@@ -629,6 +632,15 @@ for d in DATASETS:
     say(f"**{d}**: codes used " + ", ".join(f"{LABEL[f]} {100 * used[f]:.0f}%" for f in FAMILIES)
         + "; perplexity " + ", ".join(f"{LABEL[f]} {ppl[f]:.0f}" for f in FAMILIES) + ".")
 
+upkept = ("codebook", "rotation", "cosine")
+span = lambda fams: rng_({(d, f): table[d, f]["used"] for d in DATASETS for f in fams}, ".0f", 100)  # noqa: E731
+say(f"Across the three datasets the codebooks with upkeep use {span(upkept)}% of their codes, LFQ "
+    f"{span(['lfq'])}%, residual quantization {span(['residual'])}%, and FSQ, which needs no upkeep at all, the "
+    f"fewest: {span(['fsq'])}%. Its measured rate is the lowest too ("
+    + ", ".join(f"{d} {table[d, 'fsq']['bits']:.0f}" for d in DATASETS) + " bits per image, of 638).",
+    (all(min(FAMILIES, key=lambda f: table[d, f]["used"]) == "fsq" for d in DATASETS),
+     "FSQ uses the fewest codes on every dataset"))
+
 # %% [markdown]
 # Where do FSQ's unused codes come from? Its grid is fixed, so a code goes unused when the
 # encoder never puts a number at one of its levels. The figure counts, for each of the four
@@ -652,7 +664,12 @@ axes[0, 0].legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 say(f"Levels in use, per number (of {', '.join(map(str, fsq.levels))}): "
-    + "; ".join(f"{d} " + ", ".join(str(level_use[d, i]) for i in range(len(fsq.levels))) for d in DATASETS) + ".")
+    + "; ".join(f"{d} " + ", ".join(str(level_use[d, i]) for i in range(len(fsq.levels))) for d in DATASETS)
+    + ". Every level of every number is used, so the unused codes are *combinations*: the encoder's four "
+    "numbers vary together, and many combinations of their levels never occur.",
+    (all(level_use[d, i] == L for d in DATASETS for i, L in enumerate(fsq.levels))
+     and max(table[d, "fsq"]["used"] for d in DATASETS) < 0.6,
+     "every level of every number is used, yet most combinations are not"))
 
 # %% [markdown]
 # ### Reconstruction error
@@ -689,7 +706,7 @@ learned = {f: r["learned"] for f, r in shape_rows.items()}
 fds = {f: r["fd"] for f, r in shape_rows.items()}
 rng_ = lambda v, s="", k=1: f"{k * min(v.values()):{s}} to {k * max(v.values()):{s}}"  # noqa: E731
 others = [f for f in FAMILIES if f not in ("rotation", "lfq")]
-say(f"On shapes, two families keep part of the shapes' colour: the rotation trick keeps "
+say(f"On shapes, in the runs of the table (one per family), two keep part of the shapes' colour: the rotation trick keeps "
     f"{100 * kept['rotation']:.0f}% of the colourfulness and LFQ {100 * kept['lfq']:.0f}%, the other four "
     f"{rng_({f: kept[f] for f in others}, '.0f', 100)}% (grey shapes, as in the pictures above). The colour error "
     f"per shape is {errs['rotation']:.0f} levels for the rotation trick, {errs['lfq']:.0f} for LFQ and "
@@ -697,7 +714,7 @@ say(f"On shapes, two families keep part of the shapes' colour: the rotation tric
     f"about {palette_floor:.0f}. The brightness of the shapes without holes is kept to within a few levels "
     f"({rng_({f: bright[f] for f in FAMILIES if f != 'lfq'}, '+.1f')}) except by LFQ ({bright['lfq']:+.1f}: darker).",
     (min(kept["rotation"], kept["lfq"]) > 3 * max(kept[f] for f in others),
-     "the rotation trick and LFQ keep part of the colour, the other four paint grey shapes"),
+     "in these runs the rotation trick and LFQ keep part of the colour, the other four paint grey shapes"),
     (errs["rotation"] == min(errs.values()), "the rotation trick has the smallest colour error per shape"),
     (min(errs.values()) > 3 * palette_floor, "every colour error is far above what 10 bits of colour would allow"),
     (max(abs(bright[f]) for f in FAMILIES if f != "lfq") < 5 and bright["lfq"] < -5,
@@ -733,11 +750,18 @@ for ax, (key, title, scale) in zip(axes, (("kept", "colourfulness kept (%)", 100
 axes[0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
+psnr_moves = max(abs(seeds[1][f]["psnr"] - seeds[0][f]["psnr"]) for f in ("codebook", "rotation"))
 say("Colourfulness kept, seed 0 / seed 1: the plain codebook "
     + " / ".join(f"{100 * seeds[s]['codebook']['kept']:.0f}%" for s in (0, 1)) + ", the rotation trick "
     + " / ".join(f"{100 * seeds[s]['rotation']['kept']:.0f}%" for s in (0, 1)) + "; PSNR: the plain codebook "
     + " / ".join(f"{seeds[s]['codebook']['psnr']:.2f}" for s in (0, 1)) + " dB, the rotation trick "
-    + " / ".join(f"{seeds[s]['rotation']['psnr']:.2f}" for s in (0, 1)) + " dB.")
+    + " / ".join(f"{seeds[s]['rotation']['psnr']:.2f}" for s in (0, 1)) + " dB. The rotation trick's colour "
+    f"does not survive the second seed: from seed 1 it paints grey shapes like the plain codebook. At this "
+    f"budget, whether a run keeps some colour depends on the run, not on the rotation trick, and LFQ's "
+    f"{100 * kept['lfq']:.0f}% is one run as well. PSNR moved by at most {psnr_moves:.2f} dB between the seeds.",
+    (seeds[0]["rotation"]["kept"] > 0.3 and seeds[1]["rotation"]["kept"] < 0.1
+     and max(seeds[s]["codebook"]["kept"] for s in (0, 1)) < 0.1,
+     "the rotation trick's colour does not survive the second seed; the plain codebook is grey in both"))
 
 # %% [markdown]
 # ## Summary
@@ -759,9 +783,14 @@ say("Colourfulness kept, seed 0 / seed 1: the plain codebook "
 #   reconstructs; the two orders differ.
 # - **The colour problem is a budget problem**: at about 10 bits per $4 \times 4$ patch no family
 #   gets the shapes' colours right (section 6: every colour error per shape is several times what
-#   a palette of 1,024 colours would leave), though the rotation trick and LFQ keep part of them. A
-#   quantizer can spend the bits of a code better; it cannot make a code carry more than its
-#   $\log_2 K$ bits. Lectures 6, 7 and 9 meet the same wall from the other side.
+#   a palette of 1,024 colours would leave). Single runs keep part of the colour (the rotation
+#   trick's first seed, LFQ), but the rotation trick's second seed lost it: at this budget it is a
+#   matter of the run, not of the family. A quantizer can spend the bits of a code better; it
+#   cannot make a code carry more than its $\log_2 K$ bits. Lectures 6, 7 and 9 meet the same wall
+#   from the other side.
+# - **One run is not a result**: differences of a few tenths of a dB or a few per cent of usage
+#   between families are one training run each; the second seed above shows how far a single
+#   run can mislead.
 #
 # ## Questions to think about
 #
