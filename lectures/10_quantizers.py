@@ -327,7 +327,7 @@ claim(torch.equal(lfq3.vectors_to_indices(points), ((points > 0).long() * torch.
 rq = QUANTIZERS["residual"](16, 2, depth=2, quantizer="gradient", kmeans_init=False, dead_code_steps=0)
 rq.stages[0].load_codebook(torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]))
 rq.stages[1].load_codebook(torch.tensor([[0.5, 0.0], [0.0, 0.5], [-0.5, 0.0], [0.0, -0.5]]))
-vector = torch.tensor([[1.45, 0.55]])
+vector = torch.tensor([[1.35, 0.45]])
 with torch.no_grad():
     first = rq.stages[0].indices_to_codes(rq.stages[0].vectors_to_indices(vector))
     second = rq.stages[1].indices_to_codes(rq.stages[1].vectors_to_indices(vector - first))
@@ -355,7 +355,8 @@ with torch.no_grad():
                 "both stages": residual_model.reconstruct(x_demo).clamp(-1, 1)}
 stage_psnr = {k: float(psnr(v, x_demo)) for k, v in by_stage.items()}
 axes[1].bar(list(stage_psnr), list(stage_psnr.values()), color=["tab:red", "tab:pink"])
-axes[1].set(ylabel="test PSNR (dB)", title=f"the trained shapes model, {len(x_demo)} test images")
+axes[1].set(ylabel="test PSNR (dB)", title=f"the trained shapes model, {len(x_demo)} test images",
+            ylim=(min(stage_psnr.values()) - 1, max(stage_psnr.values()) + 0.5))
 plt.show()
 show_side_by_side({"test images": x_demo, **{f"{k} ({v:.1f} dB)": by_stage[k] for k, v in stage_psnr.items()}}, n=8)
 plt.show()
@@ -620,14 +621,13 @@ for d in DATASETS:
 # codebook and both stages of the residual one) against the two without a codebook:
 
 # %%
-def spread_of(key, dataset, families=FAMILIES):
-    values = {f: table[dataset, f][key] for f in families}
-    low, high = min(values, key=values.get), max(values, key=values.get)
-    return values, low, high
+def rng_(values, spec="", scale=1):
+    """'low to high' of a dict's values, formatted."""
+    return f"{scale * min(values.values()):{spec}} to {scale * max(values.values()):{spec}}"
 
 
 for d in DATASETS:
-    used, low, high = spread_of("used", d)
+    used = {f: table[d, f]["used"] for f in FAMILIES}
     ppl = {f: table[d, f]["perplexity"] for f in FAMILIES}
     say(f"**{d}**: codes used " + ", ".join(f"{LABEL[f]} {100 * used[f]:.0f}%" for f in FAMILIES)
         + "; perplexity " + ", ".join(f"{LABEL[f]} {ppl[f]:.0f}" for f in FAMILIES) + ".")
@@ -637,7 +637,7 @@ span = lambda fams: rng_({(d, f): table[d, f]["used"] for d in DATASETS for f in
 say(f"Across the three datasets the codebooks with upkeep use {span(upkept)}% of their codes, LFQ "
     f"{span(['lfq'])}%, residual quantization {span(['residual'])}%, and FSQ, which needs no upkeep at all, the "
     f"fewest: {span(['fsq'])}%. Its measured rate is the lowest too ("
-    + ", ".join(f"{d} {table[d, 'fsq']['bits']:.0f}" for d in DATASETS) + " bits per image, of 638).",
+    + ", ".join(f"{d} {table[d, 'fsq']['bits']:.0f}" for d in DATASETS) + f" bits per image, of {capacity['fsq']:.0f}).",
     (all(min(FAMILIES, key=lambda f: table[d, f]["used"]) == "fsq" for d in DATASETS),
      "FSQ uses the fewest codes on every dataset"))
 
@@ -704,7 +704,6 @@ bright = {f: r["brightness"] for f, r in shape_rows.items()}
 checks = {f: r["nonlearned"] for f, r in shape_rows.items()}
 learned = {f: r["learned"] for f, r in shape_rows.items()}
 fds = {f: r["fd"] for f, r in shape_rows.items()}
-rng_ = lambda v, s="", k=1: f"{k * min(v.values()):{s}} to {k * max(v.values()):{s}}"  # noqa: E731
 others = [f for f in FAMILIES if f not in ("rotation", "lfq")]
 say(f"On shapes, in the runs of the table (one per family), two keep part of the shapes' colour: the rotation trick keeps "
     f"{100 * kept['rotation']:.0f}% of the colourfulness and LFQ {100 * kept['lfq']:.0f}%, the other four "
