@@ -96,8 +96,9 @@ print("quick mode:", quick_mode())
 # codebooks by moving averages. In normal mode the shipped checkpoints of
 # `data/checkpoints/quantizers_*` are loaded (each rebuilt by one command, e.g.
 # `dlstudio-lite train --recipe quantizers_shapes/fsq --out data/checkpoints/quantizers_shapes/fsq`;
-# `data/checkpoints/README.md` lists them with their training times); in quick mode each recipe's quick variant is trained
-# here for a few steps (the numbers are then meaningless, only the cells run).
+# `data/checkpoints/README.md` lists them with their training times); in quick mode each
+# recipe's quick variant is trained here for a few steps (the numbers are then meaningless,
+# only the cells run).
 
 # %%
 FAMILIES = ["codebook", "rotation", "cosine", "fsq", "lfq", "residual"]
@@ -148,9 +149,9 @@ claim(max(capacity.values()) - min(capacity.values()) < 0.01 * max(capacity.valu
 # direction of $z$ into the direction of $e$, and scaled by $|e| / |z|$. Written as
 # $e = \mathrm{sg}[sR]\,z$ (with $\mathrm{sg}$ the stop-gradient), $e$ becomes a linear
 # function of $z$ whose matrix is held fixed, so the gradient of $z$ is that matrix, transposed,
-# applied to the gradient of $e$. Two vectors in the same cell whose codes lie in different
-# directions now get different updates, and the gradient tells the encoder something about where
-# $e$ lies relative to $z$. The library's `straight_through(z, e, rotation_trick=True)` does it
+# applied to the gradient of $e$. With straight-through, every vector of a cell receives the same
+# gradient; with the rotation trick each one's gradient depends on where it lies relative to the
+# code, so the gradient tells the encoder something about where $e$ lies relative to $z$. The library's `straight_through(z, e, rotation_trick=True)` does it
 # with two reflections, without forming the matrix. Below: one $z$, its code $e$, and the
 # gradient the loss sends to $e$ (it wants $e$ lower); what arrives at $z$ with each estimator.
 
@@ -230,8 +231,8 @@ claim(torch.equal(wedges.vectors_to_indices(plane[1:] * 0.2), wedges.vectors_to_
 # %% [markdown]
 # (Grey circles: the codes before normalising; black: the codes used.) **What it costs**: two
 # small linear maps (16 to 8 numbers and back) and a normalisation per vector; the lookup itself
-# is cheaper than in 16 dimensions. The decoder gets unit vectors, so the length of an encoder
-# vector carries no information any more.
+# is cheaper than in 16 dimensions. What reaches the decoder is made from unit vectors, so the
+# length of an encoder vector carries no information any more.
 #
 # ### 2.3 Finite scalar quantization (FSQ)
 #
@@ -270,8 +271,8 @@ claim(int(torch.unique(snapped, dim=0).shape[0]) <= 40 and
 # %% [markdown]
 # **What it costs**: two linear maps (16 to 4 numbers and back), a $\tanh$ and a rounding per
 # vector; no distances at all. The price is elsewhere: the grid is fixed, so the encoder has to
-# learn to use it, and a code is 4 numbers with a handful of values each, a coarse description
-# for the decoder to work from.
+# learn to use it (section 6 counts how much of it the trained encoders use), and a code is 4
+# numbers with a handful of values each, a coarse description for the decoder to work from.
 #
 # ### 2.4 Lookup-free quantization (LFQ)
 #
@@ -310,7 +311,7 @@ claim(torch.equal(lfq3.vectors_to_indices(points), ((points > 0).long() * torch.
 # %% [markdown]
 # **What it costs**: the lookup is free, but the entropy term is not: to get a soft assignment
 # the term compares every vector with **all** $2^d$ corners, an $N \times 1024$ matrix per batch,
-# which is exactly the distance computation the name promises to avoid. Section 4 measures what
+# which is exactly the distance computation the name promises to avoid. Section 3 measures what
 # that does to a training step.
 #
 # ### 2.5 Residual quantization
@@ -592,12 +593,13 @@ say(f"One shape's colour carries {colour_bits:.1f} bits; a test image holds {sha
 # %% [markdown]
 # ## 6. Reading the results
 #
-# Each family was trained **once** (one seed), and measured on `N_EVAL` test images, so two
-# kinds of spread hide in every difference. The images: the cell below gives each PSNR
+# The table holds one training run (one seed) per family, measured on `N_EVAL` test images, so
+# two kinds of spread hide in every difference. The images: the cell below gives each PSNR
 # difference with twice its standard error over the test images (the same images for both
 # families, so the difference per image is what varies). The seeds: appendix 8 trained one
 # setting from two seeds (`sweep_shapes/long_seed`), and their test error differed by 0.4% and
-# their perplexity by 19%; differences of that size here say nothing about the families.
+# their perplexity by 19%; differences of that size here say nothing about the families. A
+# second seed for the closest pair in design follows at the end of this section.
 
 # %%
 def psnr_gap(dataset, a, b):
@@ -642,9 +644,10 @@ say(f"Across the three datasets the codebooks with upkeep use {span(upkept)}% of
      "FSQ uses the fewest codes on every dataset"))
 
 # %% [markdown]
-# Where do FSQ's unused codes come from? Its grid is fixed, so a code goes unused when the
-# encoder never puts a number at one of its levels. The figure counts, for each of the four
-# numbers, how often the test positions land on each level.
+# Where do FSQ's unused codes come from? Its grid is fixed, so a code goes unused either because
+# the encoder never puts one of its numbers at some level, or because some combinations of levels
+# never occur together. The figure counts, for each of the four numbers, how often the test
+# positions land on each level.
 
 # %%
 fig, axes = plt.subplots(1, len(DATASETS), figsize=(15, 3.2), squeeze=False)
