@@ -116,7 +116,7 @@ NOTES = {
         ''),
     'quantizers_shapes/codebook': (
         '3 min 23 s (1 min 52 s CPU), beside other jobs (load average about 3.5); a 2,000-step run of the same recipe (not shipped) took 6 min 50 s (3 min 50 s CPU) and reached PSNR 19.42 dB, its shapes still grey',
-        'MSE 0.0623, PSNR 18.80 dB, perplexity 835, 99.5% of codes used (test split, 200 images); reconstructions: FD 240, valid-shape rate 2.5%, non-learned check 1.0%. The 20 quantizers_* folders leave out `history.json` and `loss_curves.png` (the history is in the checkpoint); appendix 10 measures them all on the same test images'),
+        'MSE 0.0623, PSNR 18.80 dB, perplexity 835, 99.5% of codes used (test split, 200 images); reconstructions: FD 240, valid-shape rate 2.5%, non-learned check 1.0%. The 21 quantizers_* folders leave out `history.json` and `loss_curves.png` (the history is in the checkpoint); appendix 10 measures them all on the same test images'),
     'quantizers_shapes/rotation': (
         '2 min 45 s (1 min 50 s CPU), beside other jobs (load average about 3.5)',
         'MSE 0.0598, PSNR 18.96 dB, perplexity 753, 99.3% of codes used (test split, 200 images); reconstructions: FD 245, valid-shape rate 4.0%, non-learned check 0.0%'),
@@ -174,6 +174,9 @@ NOTES = {
     'quantizers_shapes/rotation_seed1': (
         '1 min 42 s (1 min 41 s CPU), beside other jobs (load average about 3.5)',
         'MSE 0.0615, PSNR 18.90 dB, perplexity 746, 98.5% of codes used (test split, 200 images); reconstructions: FD 245, valid-shape rate 5.0%, non-learned check 0.0%'),
+    'quantizers_shapes/lfq_seed1': (
+        '3 min 28 s (3 min 11 s CPU), beside other jobs (load average about 1)',
+        'MSE 0.0710, PSNR 18.29 dB, perplexity 798, 95.3% of codes used (test split, 200 images); reconstructions: FD 296, valid-shape rate 1.5%, non-learned check 0.0%'),
 }
 
 
