@@ -750,8 +750,8 @@ for ax, (key, title, scale) in zip(axes, (("kept", "colourfulness kept (%)", 100
                color=COLOUR[f], label=LABEL[f])
     ax.set_xticks(range(2), ["seed 0", "seed 1"])
     ax.set_title(title, fontsize=10)
-axes[0].legend(fontsize=8)
-plt.tight_layout()
+fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(SEEDED), fontsize=8)
+plt.tight_layout(rect=(0, 0.1, 1, 1))
 plt.show()
 psnr_moves = max(abs(seeds[1][f]["psnr"] - seeds[0][f]["psnr"]) for f in SEEDED)
 per_seed = lambda f, key, spec, k=1: " / ".join(f"{k * seeds[s][f][key]:{spec}}" for s in (0, 1))  # noqa: E731
@@ -759,9 +759,8 @@ say("Colourfulness kept, seed 0 / seed 1: " + ", ".join(f"{LABEL[f]} {per_seed(f
                                                        for f in SEEDED)
     + "; PSNR: " + ", ".join(f"{LABEL[f]} {per_seed(f, 'psnr', '.2f')} dB" for f in SEEDED)
     + f". The rotation trick's colour does not survive the second seed: from seed 1 it paints grey shapes like "
-    f"the plain codebook. LFQ's does: both of its runs keep about the same share, so its partial colour is a "
-    f"property of the family at this budget, not the luck of one run. PSNR moved by at most {psnr_moves:.2f} dB "
-    "between the seeds.",
+    f"the plain codebook. LFQ's does: both of its runs keep about the same share (two runs are little "
+    f"evidence, but they agree). PSNR moved by at most {psnr_moves:.2f} dB between the seeds.",
     (seeds[0]["rotation"]["kept"] > 0.3 and seeds[1]["rotation"]["kept"] < 0.1
      and max(seeds[s]["codebook"]["kept"] for s in (0, 1)) < 0.1,
      "the rotation trick's colour does not survive the second seed; the plain codebook is grey in both"),
