@@ -133,6 +133,18 @@ def _draw_one(rng: np.random.Generator, size: int, max_shapes: int):
     return image, holes, count
 
 
+def shape_colour_bits() -> float:
+    """Entropy, in bits, of one shape's colour as ``_draw_one`` draws it (about 22.8).
+
+    Each channel is drawn from the 216 levels 40..255, then one channel, chosen at random,
+    is redrawn from the 86 bright levels 170..255. A colour with m channels at 170 or above
+    has probability (m / 3) / (86 * 216**2), and comb(3, m) * 86**m * 130**(3 - m) colours
+    have m such channels."""
+    from math import comb, log2
+    return -sum(comb(3, m) * 86 ** m * 130 ** (3 - m) * q * log2(q)
+                for m in (1, 2, 3) for q in [m / 3 / 86 / 216 ** 2])
+
+
 def generate_shapes(num_images: int, image_size: int = 64, seed: int = 0,
                     max_shapes: int = 5) -> ShapeImages:
     """Generate ``num_images`` shape images deterministically from ``seed``.

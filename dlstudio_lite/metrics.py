@@ -116,3 +116,13 @@ def shape_colour_error(reconstructed: torch.Tensor, original: torch.Tensor,
     if holes is not None:
         out["hole_density"] = torch.stack(densities)
     return out
+
+
+def colourfulness_kept(colours: dict[str, torch.Tensor]) -> float:
+    """How much of the shapes' colourfulness a reconstruction keeps, from the result of
+    :func:`shape_colour_error`: the spread between the largest and the smallest channel of
+    each shape's reconstructed colour, summed over the shapes, over the same for the true
+    colours. 1 keeps it, 0 paints every shape grey (hue and saturation lost, brightness
+    perhaps kept)."""
+    spread = lambda c: (c.max(1).values - c.min(1).values).sum()   # noqa: E731
+    return float(spread(colours["true"] + colours["bias"]) / spread(colours["true"]).clamp_min(1e-12))

@@ -122,6 +122,36 @@ _SCHEDULE = dict(batch_size=32, lr=1e-3, scheduler="cosineannealinglr", log_ever
                  eval_every=250, checkpoint_every=500, progress=False)
 _VQGAN = dict(base_channels=16, code_dim=64, num_codes=1024, disc_lr_scale=0.1, disc_start=1500)
 
+# Appendix 10's families, each about 10 bits per latent position (name: about, model settings).
+_QUANTIZER_FAMILIES = {
+    "codebook": ("EMA codebook of 1024 with k-means start and restarts",
+                 dict(quantizer="ema", num_codes=1024)),
+    "rotation": ("the same codebook with the rotation trick",
+                 dict(quantizer="ema", num_codes=1024,
+                      quantizer_options=dict(rotation_trick=True))),
+    "cosine": ("l2-normalised 8-d lookup, 1024 codes", dict(quantizer="cosine", num_codes=1024)),
+    # FSQ's levels follow from num_codes (fsq_levels: 1000 -> 8, 5, 5, 5; quick mode's 64 -> 8, 8)
+    "fsq": ("FSQ, levels 8,5,5,5 (1000 codes)", dict(quantizer="fsq", num_codes=1000)),
+    "lfq": ("LFQ, 10 signs (1024 codes)", dict(quantizer="lfq", num_codes=1024)),
+    "residual": ("residual VQ, 2 levels of 32 EMA codes",
+                 dict(quantizer="residual", num_codes=1024, quantizer_options=dict(depth=2))),
+}
+# What fitted the CPU time of the course's build (18 runs on a shared 2-core machine); LFQ's
+# steps take about twice as long as the others'.
+_QUANTIZER_STEPS = {"shapes": 1000, "digits": 500, "patches": 500}
+
+
+def _quantizer_run(dataset: str, family: str, seed: int = 0) -> Recipe:
+    about, model = _QUANTIZER_FAMILIES[family]
+    train = dict(_SCHEDULE, steps=_QUANTIZER_STEPS[dataset], eval_every=100)
+    name = f"quantizers_{dataset}/{family}"
+    if seed:
+        train, name, about = dict(train, seed=seed), f"{name}_seed{seed}", f"{about}, seed {seed}"
+    return Recipe(name, "vqvae", "appendix 10", f"{about} on {dataset}",
+                  data=dict(dataset=dataset, image_size=32),
+                  model=dict(latent_size=8, base_channels=16, code_dim=16, **model), train=train)
+
+
 _LIST = [
     Recipe("autoencoder_shapes", "autoencoder", "3, 4", "the lecture's autoencoder",
            model=dict(base_channels=16), train=dict(_SCHEDULE, steps=4000, optimizer="adam")),
@@ -226,6 +256,14 @@ _LIST = [
                    data=dict(dataset=data), model=dict(beta=beta) if pair.target == "vae" else {})
       for data, beta in (("digits", 0.0081), ("patches", 0.029))
       for pair in (_CROSS_VAE, _CROSS_VQVAE)],
+    # Appendix 10: the quantizer families at matched bits, ~10 bits per code on one 8x8 grid
+    # (640 bits per image), the same small VQ-VAE, schedule, data and seed for every family;
+    # only the quantizer and its own options differ.
+    *[_quantizer_run(dataset, family) for dataset in ("shapes", "digits", "patches")
+      for family in _QUANTIZER_FAMILIES],
+    # A second seed on shapes: the rotation trick against the plain codebook (the comparison
+    # that changes least, one option), and LFQ, whose first run kept part of the colour.
+    *[_quantizer_run("shapes", family, seed=1) for family in ("codebook", "rotation", "lfq")],
 ]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from dlstudio_lite import data
 from dlstudio_lite.data import (DatasetUnavailableError, ShapesDataset, denormalize, draw_shape,
-                                generate_shapes, load_dataset, load_shapes)
+                                generate_shapes, load_dataset, load_shapes, shape_colour_bits)
 
 
 # ----------------------------------------------------------------------------- generator
@@ -63,6 +63,27 @@ def test_most_generated_images_have_holes():
     out = generate_shapes(100, 64, seed=1)
     assert (out.holes.sum(axis=(1, 2)) > 0).mean() > 0.8
     assert not out.images[out.holes].any(axis=1).all()     # some holes show the black background
+
+
+def test_shape_colour_bits_follow_the_generator():
+    """The entropy of a shape's colour: the classes by number of bright channels (>= 170)
+    occur as often in generated images as the formula says, and the entropy is that of the
+    class plus a uniform choice within it (every colour of a class is equally likely)."""
+    from math import comb, log2
+    images = data.generate_shapes(1500, 32, seed=5).images
+    colours = []
+    for img in images:   # each flat colour of at least 4 pixels is one shape's
+        found, counts = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
+        colours += [c for c, n in zip(found, counts) if c.max() > 0 and n >= 4]
+    bright = (np.array(colours) >= 170).sum(1)
+    size = {m: comb(3, m) * 86 ** m * 130 ** (3 - m) for m in (1, 2, 3)}    # colours per class
+    share = {m: size[m] * (m / 3) / (86 * 216 ** 2) for m in (1, 2, 3)}
+    assert sum(share.values()) == pytest.approx(1.0)
+    assert len(colours) > 4000 and not (bright == 0).any()
+    for m in (1, 2, 3):
+        assert (bright == m).mean() == pytest.approx(share[m], abs=0.03), m
+    within = sum(share[m] * (log2(size[m]) - log2(share[m])) for m in (1, 2, 3))
+    assert shape_colour_bits() == pytest.approx(within) and 22.7 < shape_colour_bits() < 22.9
 
 
 def test_generator_rejects_bad_arguments():

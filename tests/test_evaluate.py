@@ -119,6 +119,18 @@ def test_edge_sharpness_and_shape_colour_error():
         shape_colour_error(torch.full_like(x, -1.0), torch.full_like(x, -1.0))
 
 
+def test_colourfulness_kept_is_one_for_the_originals_and_zero_for_grey_shapes():
+    from dlstudio_lite import ShapesDataset
+    from dlstudio_lite.metrics import colourfulness_kept, shape_colour_error
+
+    x = ShapesDataset("test", image_size=32, num_images=300).tensors(16)
+    assert colourfulness_kept(shape_colour_error(x, x)) == pytest.approx(1.0)
+    grey = x.mean(1, keepdim=True).expand_as(x)          # same brightness, no hue
+    assert colourfulness_kept(shape_colour_error(grey, x)) == pytest.approx(0.0, abs=1e-6)
+    faded = x * 0.5 + x.mean(1, keepdim=True) * 0.5      # half way to grey
+    assert colourfulness_kept(shape_colour_error(faded, x)) == pytest.approx(0.5, abs=0.01)
+
+
 def test_shape_colour_error_reports_hole_density_and_blurred_holes_darken():
     from torchvision.transforms.functional import gaussian_blur
 

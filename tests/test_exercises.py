@@ -15,10 +15,6 @@ from dlstudio_lite.cli import main
 ROOT = ex.REPO_ROOT
 SOURCES = sorted(ex.SOURCE_DIR.glob("*.py"))
 NAMES = [p.stem for p in SOURCES]
-# Exercises whose appendix lecture is being written on another branch (issue 26: lecture 10):
-# here the lecture may still be missing; once it is in the tree, it must link its exercise
-# like every other lecture. Empty this set when the lecture has landed.
-LECTURE_PENDING = {"ex10_fsq"}
 
 
 def _lecture_of(name: str) -> Path | None:
@@ -34,7 +30,7 @@ def test_course_has_its_exercises_in_order():
                      "ex09_pixelcnn", "ex10_fsq"]
     lectures = {p.stem for p in (ROOT / "lectures").glob("*.ipynb")}
     for name in NAMES:
-        assert name in LECTURE_PENDING or any(n.startswith(name[2:5]) for n in lectures), \
+        assert any(n.startswith(name[2:5]) for n in lectures), \
             f"{name}: there is no lecture {name[2:4]}"
     assert not set(NAMES) & lectures
 
@@ -235,7 +231,5 @@ def test_start_page_readme_and_lectures_agree_with_the_exercises():
     for name in NAMES:
         assert f"(exercises/{name}.ipynb)" in start, f"START_HERE.md does not link {name}"
         lecture = _lecture_of(name)
-        if lecture is None and name in LECTURE_PENDING:
-            continue
         assert lecture is not None, f"{name}: there is no lecture {name[2:4]}"
         assert f"(../exercises/{name}.ipynb)" in lecture.read_text(), f"{lecture.name} does not link {name}"

@@ -110,6 +110,23 @@ def test_cosine_lookup_compares_directions_in_a_small_space():
     assert torch.equal(q.vectors_to_indices(rows), q.vectors_to_indices(3 * rows))
 
 
+@pytest.mark.parametrize("name", ["cosine", "gradient"])
+def test_a_codebook_learned_by_gradients_trains_through_dead_code_restarts(name):
+    """A restart overwrites codes after the lookup and before the backward pass, which the
+    normalised lookup saved the codebook for (it once failed there, on its first restart)."""
+    torch.manual_seed(0)
+    q = make_quantizer(name, 64, 16, kmeans_init=True, dead_code_steps=1)
+    optimizer = torch.optim.Adam(q.parameters(), 1e-3)
+    for _ in range(4):
+        before = q.codes().detach().clone()
+        out = q(torch.randn(2, 16, 4, 4))           # 32 rows: at least half of the codes idle
+        (out.quantized.square().mean() + out.loss).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    restarted = q.steps_unused == 0
+    assert not torch.allclose(q.codes().detach(), before) and bool(restarted.all())
+
+
 @pytest.mark.parametrize("name, num_codes", [("fsq", 240), ("lfq", 64), ("residual", 64), ("cosine", 64)])
 def test_a_vq_vae_trains_saves_and_reloads_with_any_family(tmp_path, name, num_codes):
     from dlstudio_lite import Trainer, VQVAE, seed_everything

@@ -57,6 +57,9 @@ THEN = {
        for data in ("shapes", "digits", "patches") for kind in ("vae", "vqvae")},
 }
 
+# Rows whose checkpoint was slimmed after training, by name prefix (appendix 10's 18 runs).
+SLIMMED = ("quantizers_",)
+
 # Timings and results, by row (a row is a recipe, or a family such as vae_beta_sweep/*).
 NOTES = {
     'autoencoder_shapes': (
@@ -125,6 +128,69 @@ NOTES = {
     'crossdata_patches/vqvae': (
         '4 min 09 s (3 min 40 s)',
         "MSE 0.0265, PSNR 23.37 dB on the 1,434 test patches, perplexity 221 of 512 codes, 99% used (on the training patches 354); 497 bits per image on the notebook's 200 test patches; 15 epochs, test error still falling at the end (0.0278, 0.0270, 0.0265). At the matched rate it reconstructs the patches 2.7 dB better than the VAE"),
+    'quantizers_shapes/codebook': (
+        '3 min 23 s (1 min 52 s CPU), beside other jobs (load average about 3.5); a 2,000-step run of the same recipe (not shipped) took 6 min 50 s (3 min 50 s CPU) and reached PSNR 19.42 dB, its shapes still grey',
+        'MSE 0.0623, PSNR 18.80 dB, perplexity 835, 99.5% of codes used (test split, 200 images); reconstructions: FD 240, valid-shape rate 2.5%, non-learned check 1.0%. The 21 quantizers_* folders leave out `history.json` and `loss_curves.png` (the history is in the checkpoint); appendix 10 measures them all on the same test images'),
+    'quantizers_shapes/rotation': (
+        '2 min 45 s (1 min 50 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0598, PSNR 18.96 dB, perplexity 753, 99.3% of codes used (test split, 200 images); reconstructions: FD 245, valid-shape rate 4.0%, non-learned check 0.0%'),
+    'quantizers_shapes/cosine': (
+        '3 min 26 s (1 min 48 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0619, PSNR 18.85 dB, perplexity 746, 99.0% of codes used (test split, 200 images); reconstructions: FD 248, valid-shape rate 2.0%, non-learned check 0.0%'),
+    'quantizers_shapes/fsq': (
+        '2 min 48 s (1 min 43 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0608, PSNR 19.00 dB, perplexity 131, 55.1% of codes used (test split, 200 images); reconstructions: FD 247, valid-shape rate 4.0%, non-learned check 1.0%'),
+    'quantizers_shapes/lfq': (
+        '6 min 09 s (3 min 22 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0702, PSNR 18.33 dB, perplexity 776, 94.1% of codes used (test split, 200 images); reconstructions: FD 291, valid-shape rate 3.0%, non-learned check 0.0%'),
+    'quantizers_shapes/residual': (
+        '1 min 59 s (1 min 49 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0579, PSNR 19.23 dB, perplexity 223, 74.4% of codes used (test split, 200 images); reconstructions: FD 225, valid-shape rate 5.5%, non-learned check 1.5%'),
+    'quantizers_digits/codebook': (
+        '0 min 59 s (0 min 56 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0079, PSNR 27.54 dB, perplexity 824, 99.2% of codes used (test split, 297 images)'),
+    'quantizers_digits/rotation': (
+        '1 min 03 s (0 min 57 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0081, PSNR 27.43 dB, perplexity 783, 98.7% of codes used (test split, 297 images)'),
+    'quantizers_digits/cosine': (
+        '1 min 03 s (0 min 57 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0073, PSNR 27.83 dB, perplexity 733, 98.0% of codes used (test split, 297 images)'),
+    'quantizers_digits/fsq': (
+        '1 min 13 s (0 min 57 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0067, PSNR 28.10 dB, perplexity 115, 35.4% of codes used (test split, 297 images)'),
+    'quantizers_digits/lfq': (
+        '1 min 55 s (1 min 41 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0132, PSNR 25.08 dB, perplexity 674, 88.4% of codes used (test split, 297 images)'),
+    'quantizers_digits/residual': (
+        '0 min 56 s (0 min 53 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0066, PSNR 28.30 dB, perplexity 242, 63.2% of codes used (test split, 297 images)'),
+    'quantizers_patches/codebook': (
+        '1 min 05 s (1 min 01 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.1005, PSNR 17.88 dB, perplexity 394, 98.3% of codes used (test split, 1434 images)'),
+    'quantizers_patches/rotation': (
+        '1 min 09 s (1 min 05 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0897, PSNR 18.29 dB, perplexity 385, 94.6% of codes used (test split, 1434 images)'),
+    'quantizers_patches/cosine': (
+        '1 min 13 s (1 min 10 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0913, PSNR 18.24 dB, perplexity 347, 98.7% of codes used (test split, 1434 images)'),
+    'quantizers_patches/fsq': (
+        '1 min 13 s (1 min 06 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0936, PSNR 18.19 dB, perplexity 111, 58.1% of codes used (test split, 1434 images)'),
+    'quantizers_patches/lfq': (
+        '2 min 15 s (2 min 01 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.1101, PSNR 16.77 dB, perplexity 556, 95.0% of codes used (test split, 1434 images)'),
+    'quantizers_patches/residual': (
+        '1 min 03 s (0 min 60 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0862, PSNR 18.52 dB, perplexity 172, 83.7% of codes used (test split, 1434 images)'),
+    'quantizers_shapes/codebook_seed1': (
+        '1 min 46 s (1 min 45 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0622, PSNR 18.83 dB, perplexity 831, 99.7% of codes used (test split, 200 images); reconstructions: FD 239, valid-shape rate 2.5%, non-learned check 1.0%'),
+    'quantizers_shapes/rotation_seed1': (
+        '1 min 42 s (1 min 41 s CPU), beside other jobs (load average about 3.5)',
+        'MSE 0.0615, PSNR 18.90 dB, perplexity 746, 98.5% of codes used (test split, 200 images); reconstructions: FD 245, valid-shape rate 5.0%, non-learned check 0.0%'),
+    'quantizers_shapes/lfq_seed1': (
+        '3 min 28 s (3 min 11 s CPU), beside other jobs (load average about 1)',
+        'MSE 0.0710, PSNR 18.29 dB, perplexity 798, 95.3% of codes used (test split, 200 images); reconstructions: FD 296, valid-shape rate 1.5%, non-learned check 0.0%'),
 }
 
 
@@ -168,7 +234,7 @@ def render() -> str:
             suffix = ""
         cmds = f"`{cmd}`{suffix}" + "".join(
             ", then " + c.replace("dlstudio-lite", "`dlstudio-lite", 1) + "`"
-            for c in THEN.get(family, []))
+            for c in THEN.get(family, [SLIM.format(name=name)] if name.startswith(SLIMMED) else []))
         wall, metrics = NOTES[family]
         rows.append(f"| {label} | {found.lecture} | {cmds} | {shown} | {wall} | {metrics} |")
     return HEADER + "\n".join(rows) + "\n"

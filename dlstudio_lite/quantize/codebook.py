@@ -82,8 +82,14 @@ class CodebookQuantizer(Quantizer):
 
     @torch.no_grad()
     def set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
-        """Overwrite the codes selected by ``which`` in place (optimizer keeps the Parameter)."""
-        self.codebook[which] = vectors.to(self.codebook.dtype)
+        """Overwrite the codes selected by ``which`` in place (optimizer keeps the Parameter).
+
+        Through ``.data``, unseen by autograd: a dead-code restart comes after the lookup of
+        a batch whose backward pass is still to come, and with ``normalize`` that lookup
+        saved the codebook for it (a tracked in-place write would make the backward pass
+        fail). The restarted codes were unused in that batch: their gradient is zero
+        whatever their values."""
+        self.codebook.data[which] = vectors.to(self.codebook.dtype)
 
     @torch.no_grad()
     def load_codebook(self, codes: torch.Tensor) -> None:
