@@ -177,9 +177,10 @@ def test_every_shipped_checkpoint_is_documented_with_its_metrics():
         assert f"| {folder} |" in readme or f"| {top}/" in readme or f"| {top} |" in readme, folder
 
 
-def test_the_shipped_checkpoints_stay_under_40_mb():
+def test_the_shipped_checkpoints_stay_under_60_mb():
     """Everything under data/checkpoints is shipped with the course (the dataset caches live
-    in data/cache/, which git ignores); the whole folder must stay under 40 MB."""
+    in data/cache/, which git ignores); the whole folder must stay under 60 MB (issue 25's
+    budget, for a clone that stays quick on a student's connection)."""
     from dlstudio_lite.paths import CHECKPOINTS
     total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
-    assert total < 40e6, f"data/checkpoints holds {total / 1e6:.2f} MB; slim or shrink something"
+    assert total < 60e6, f"data/checkpoints holds {total / 1e6:.2f} MB; slim or shrink something"

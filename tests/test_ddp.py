@@ -269,6 +269,7 @@ def _check_outputs(out: Path) -> None:
     _replicas_agree(load_checkpoint(out / "checkpoint.pt"))
 
 
+@pytest.mark.slow  # about 50 CPU-s: two torchrun launches and a kill (CI and `test --normal` run it)
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="finds torchrun's worker processes through /proc")
 def test_the_readme_torchrun_command_finishes_and_a_killed_run_resumes_to_it(tmp_path):

@@ -29,7 +29,7 @@ optimizer and scheduler state, history; loads with `torch.load(..., weights_only
 `loss_curves.png`. Each folder is named after its recipe (`dlstudio_lite/recipes.py`),
 which holds every setting of the run; the table lists the settings that differ from the
 library's defaults. Checkpoints whose row ends with `dlstudio-lite checkpoint slim` had their
-optimizer states dropped (two thirds of the file), to keep the shipped folder under 40 MB:
+optimizer states dropped (two thirds of the file), to keep the shipped folder under 60 MB:
 they load as models but cannot be resumed. The notebooks load them with
 `load_or_train("NAME")` (`dlstudio_lite.notebook`), which trains the recipe instead, with
 a note, when a file is missing or damaged; `dlstudio_lite.load_model(path)` loads one
