@@ -1025,8 +1025,9 @@ if not quick_mode():
 # of section 6. And the codes are too small for colour:
 
 # %%
-colour_bits = -sum(math.comb(3, m) * 86 ** m * 130 ** (3 - m) * q * math.log2(q)
-                   for m in (1, 2, 3) for q in [m / 3 / 86 / 216 ** 2])
+from dlstudio_lite.data import shape_colour_bits  # noqa: E402
+
+colour_bits = shape_colour_bits()   # the entropy of one shape's colour, from how data.py draws it
 patch = IMAGE_SIZE // vqgan.latent_size
 grid_n = vqgan.latent_size
 cells_per_shape = []     # for each shape of the test images: how many cells of the code grid it touches

@@ -55,7 +55,8 @@ from dlstudio_lite import (CHECKPOINTS, DATA_ROOT, VAE, VQVAE, DatasetUnavailabl
                            latent_rate, load_dataset, load_or_train, pick, psnr, quality_report,
                            quick_mode, recipe, seed_everything)
 from dlstudio_lite.claims import claim, say, summary
-from dlstudio_lite.metrics import edge_sharpness, shape_colour_error
+from dlstudio_lite.data import shape_colour_bits
+from dlstudio_lite.metrics import colourfulness_kept, edge_sharpness, shape_colour_error
 from dlstudio_lite.plot import show_images, show_side_by_side
 from dlstudio_lite.quantize import kmeans, nearest_codes
 
@@ -182,12 +183,10 @@ def spread(test, n):
 
 
 # A shape's colour (data.py): each channel one of the 216 levels 40..255, then one channel, chosen
-# at random, redrawn among the 86 bright levels 170..255. A colour with m channels at 170 or above
-# has probability (m / 3) / (86 * 216**2), and there are comb(3, m) * 86**m * 130**(3 - m) such
-# colours: the entropy below (lectures 6 and 9 compute the same number).
+# at random, redrawn among the 86 bright levels 170..255; so m channels at 170 or above can be
+# chosen in comb(3, m) * 86**m * 130**(3 - m) ways. Its entropy: data.shape_colour_bits().
 SHAPE_COLOURS = sum(math.comb(3, m) * 86 ** m * 130 ** (3 - m) for m in (1, 2, 3))
-colour_bits = -sum(math.comb(3, m) * 86 ** m * 130 ** (3 - m) * q * math.log2(q)
-                   for m in (1, 2, 3) for q in [m / 3 / 86 / 216 ** 2])
+colour_bits = shape_colour_bits()
 say(f"One shape's colour: {SHAPE_COLOURS:,} possible colours, not all equally likely, which carry "
     f"{colour_bits:.1f} bits. A code from a codebook of 16 entries carries at most {math.log2(16):.0f} bits "
     f"for its whole patch, one from 512 entries {math.log2(512):.0f} bits.",
@@ -304,9 +303,7 @@ def colour_kept(recon, x):
     median colour error, and the colourfulness kept (max - min channel of the reconstructed
     colour over that of the true colour, summed over shapes): 1 keeps it, 0 is grey."""
     e = shape_colour_error(recon, x)
-    spread = lambda c: (c.max(1).values - c.min(1).values).sum()   # noqa: E731
-    return {"error": float(e["error"].median()), "kept": float(spread(e["true"] + e["bias"]) / spread(e["true"])),
-            "shapes": len(e["error"])}
+    return {"error": float(e["error"].median()), "kept": colourfulness_kept(e), "shapes": len(e["error"])}
 
 
 def what_they_are(name, labels):

@@ -239,6 +239,7 @@ plt.show()
 # %%
 from matplotlib.colors import rgb_to_hsv
 
+from dlstudio_lite.data import shape_colour_bits
 from dlstudio_lite.metrics import shape_colour_error
 
 
@@ -288,10 +289,9 @@ say(f"An all-black image already scores {psnr_black:.1f} dB. The top codes alone
 # 170 to 255 so that every shape stands out. The entropy of that colour, in bits:
 
 # %%
-# A colour with m channels at 170 or above has probability (m / 3) / (86 * 216**2), and there
-# are comb(3, m) * 86**m * 130**(3 - m) such colours.
-colour_bits = -sum(math.comb(3, m) * 86 ** m * 130 ** (3 - m) * q * math.log2(q)
-                   for m in (1, 2, 3) for q in [m / 3 / 86 / 216 ** 2])
+# data.shape_colour_bits: a colour with m channels at 170 or above has probability
+# (m / 3) / (86 * 216**2), and there are comb(3, m) * 86**m * 130**(3 - m) such colours.
+colour_bits = shape_colour_bits()
 code_bits = {level: math.log2(vq.num_codes[level]) for level in ("top", "bottom")}
 say(f"A shape's colour alone carries {colour_bits:.1f} bits. A code of the {vq.num_codes['top']}-entry "
     f"top codebook carries {code_bits['top']:.0f} bits for its whole $4 \\times 4$ patch, a bottom code "
