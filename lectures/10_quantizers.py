@@ -102,8 +102,8 @@ print("quick mode:", quick_mode())
 
 # %%
 FAMILIES = ["codebook", "rotation", "cosine", "fsq", "lfq", "residual"]
-LABEL = {"codebook": "codebook (EMA)", "rotation": "rotation trick", "cosine": "cosine, 8-d",
-         "fsq": "FSQ 8,5,5,5", "lfq": "LFQ, 10 signs", "residual": "residual 2 x 32"}
+LABEL = {"codebook": "codebook (EMA)", "rotation": "rotation trick", "cosine": "cosine 8-d",
+         "fsq": "FSQ 8,5,5,5", "lfq": "LFQ 10 signs", "residual": "residual 2 x 32"}
 COLOUR = dict(zip(FAMILIES, ["tab:blue", "tab:cyan", "tab:purple", "tab:green", "tab:orange", "tab:red"]))
 DATASETS = ["shapes", "digits", "patches"]
 
@@ -185,7 +185,7 @@ ax.annotate("z (encoder)", z0[0] + torch.tensor([0.05, -0.12]))
 ax.annotate("e (its code)", e0[0] + torch.tensor([0.05, 0.05]), color="tab:red")
 ax.arrow(*e0[0], *(g_e[0]), color="tab:red", width=0.012, length_includes_head=True)
 for rotate, colour, name in ((False, "tab:blue", "straight-through: the same arrow"),
-                             (True, "tab:green", "rotation trick: rotated and scaled")):
+                             (True, "tab:green", r"rotation trick: turned by $R^\top$, scaled")):
     ax.arrow(*z0[0], *arrived[rotate], color=colour, width=0.012, length_includes_head=True, label=name)
 ax.plot([0, z0[0, 0]], [0, z0[0, 1]], "k:", lw=0.8)
 ax.plot([0, e0[0, 0]], [0, e0[0, 1]], ":", color="tab:red", lw=0.8)
