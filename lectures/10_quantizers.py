@@ -102,10 +102,17 @@ print("quick mode:", quick_mode())
 
 # %%
 FAMILIES = ["codebook", "rotation", "cosine", "fsq", "lfq", "residual"]
-LABEL = {"codebook": "codebook (EMA)", "rotation": "rotation trick", "cosine": "cosine, 8-d",
-         "fsq": "FSQ 8,5,5,5", "lfq": "LFQ, 10 signs", "residual": "residual 2 x 32"}
+LABEL = {"codebook": "codebook (EMA)", "rotation": "rotation trick", "cosine": "cosine 8-d",
+         "fsq": "FSQ 8,5,5,5", "lfq": "LFQ 10 signs", "residual": "residual 2 x 32"}
 COLOUR = dict(zip(FAMILIES, ["tab:blue", "tab:cyan", "tab:purple", "tab:green", "tab:orange", "tab:red"]))
 DATASETS = ["shapes", "digits", "patches"]
+
+
+def rng_(values, spec="", scale=1):
+    """'low to high' of a dict's values, formatted."""
+    return f"{scale * min(values.values()):{spec}} to {scale * max(values.values()):{spec}}"
+
+
 N_EVAL = pick(normal=200, quick=32)   # test images measured per dataset
 
 models, histories = {}, {}
@@ -145,15 +152,22 @@ claim(max(capacity.values()) - min(capacity.values()) < 0.01 * max(capacity.valu
 # to a code has no useful derivative, so the VQ-VAE (lecture 5) passes the decoder's gradient
 # **straight through**: whatever the loss wants $e$ to do, $z$ is told to do exactly the same,
 # as if the two were the same point. The rotation trick keeps the forward pass ($e$ is what the
-# decoder sees) but changes that copy: the gradient is **rotated** by the rotation that turns the
-# direction of $z$ into the direction of $e$, and scaled by $|e| / |z|$. Written as
+# decoder sees) but changes that copy. Let $R$ be the rotation that turns the direction of $z$
+# into the direction of $e$, and $s = |e| / |z|$; then $e = sRz$ exactly. Written as
 # $e = \mathrm{sg}[sR]\,z$ (with $\mathrm{sg}$ the stop-gradient), $e$ becomes a linear
 # function of $z$ whose matrix is held fixed, so the gradient of $z$ is that matrix, transposed,
-# applied to the gradient of $e$. With straight-through, every vector of a cell receives the same
-# gradient; with the rotation trick each one's gradient depends on where it lies relative to the
-# code, so the gradient tells the encoder something about where $e$ lies relative to $z$. The library's `straight_through(z, e, rotation_trick=True)` does it
-# with two reflections, without forming the matrix. Below: one $z$, its code $e$, and the
-# gradient the loss sends to $e$ (it wants $e$ lower); what arrives at $z$ with each estimator.
+# applied to the gradient of $e$:
+#
+# $$\nabla_z L = s\,R^\top\,\nabla_e L .$$
+#
+# $R^\top$ is the opposite rotation (from the direction of $e$ back to that of $z$): the gradient
+# is turned by the angle between $z$ and $e$, back towards $z$, and scaled by $|e| / |z|$. With
+# straight-through, the gradient a vector receives does not depend on where in its cell it lies:
+# it is the gradient at $e$, whatever $z$ is. With the rotation trick the same gradient at $e$
+# arrives turned and scaled according to where $z$ lies relative to $e$. The library's
+# `straight_through(z, e, rotation_trick=True)` applies $R$ as two reflections, without forming
+# the matrix. Below: one $z$, its code $e$, and the gradient the loss sends to $e$ (it wants $e$
+# lower); what arrives at $z$ with each estimator.
 
 # %%
 z0 = torch.tensor([[1.0, 0.35]])
@@ -171,7 +185,7 @@ ax.annotate("z (encoder)", z0[0] + torch.tensor([0.05, -0.12]))
 ax.annotate("e (its code)", e0[0] + torch.tensor([0.05, 0.05]), color="tab:red")
 ax.arrow(*e0[0], *(g_e[0]), color="tab:red", width=0.012, length_includes_head=True)
 for rotate, colour, name in ((False, "tab:blue", "straight-through: the same arrow"),
-                             (True, "tab:green", "rotation trick: rotated and scaled")):
+                             (True, "tab:green", r"rotation trick: turned by $R^\top$, scaled")):
     ax.arrow(*z0[0], *arrived[rotate], color=colour, width=0.012, length_includes_head=True, label=name)
 ax.plot([0, z0[0, 0]], [0, z0[0, 1]], "k:", lw=0.8)
 ax.plot([0, e0[0, 0]], [0, e0[0, 1]], ":", color="tab:red", lw=0.8)
@@ -181,12 +195,17 @@ ax.legend(fontsize=8, loc="lower left")
 plt.show()
 angle = lambda a, b: math.degrees(math.acos(float(F.cosine_similarity(a, b, dim=0))))  # noqa: E731
 turn = angle(z0[0], e0[0])
+# s R^T in two dimensions: z lies clockwise of e, so R^T turns by -turn degrees
+c_, s_ = math.cos(math.radians(turn)), math.sin(math.radians(turn))
+scale_back = float(e0.norm() / z0.norm()) * torch.tensor([[c_, s_], [-s_, c_]])
 say(f"The code lies {turn:.0f} degrees away from $z$ and {float(e0.norm() / z0.norm()):.2f} times as far from "
     f"the origin; the straight-through gradient at $z$ is the arrow at $e$, copied, while the rotation trick's "
-    f"arrow is turned by {angle(arrived[True], g_e[0]):.0f} degrees and has length {float(arrived[True].norm()):.2f} "
-    f"instead of {float(g_e.norm()):.2f}.",
+    f"arrow is turned by {angle(arrived[True], g_e[0]):.0f} degrees clockwise (from $e$'s direction towards "
+    f"$z$'s) and has length {float(arrived[True].norm()):.2f} instead of {float(g_e.norm()):.2f}.",
     (torch.allclose(arrived[False], g_e[0]), "the straight-through gradient is the arrow at e, copied"),
     (abs(angle(arrived[True], g_e[0]) - turn) < 0.5, "the rotation trick turns it by the angle between z and e"),
+    (torch.allclose(arrived[True], scale_back @ g_e[0], atol=1e-5),
+     "the turn is R transposed: from e's direction back to z's, clockwise here"),
     (abs(float(arrived[True].norm() / g_e.norm()) - float(e0.norm() / z0.norm())) < 1e-4,
      "and scales it by |e| / |z|"), quick=True)
 
@@ -241,7 +260,17 @@ claim(torch.equal(wedges.vectors_to_indices(plane[1:] * 0.2), wedges.vectors_to_
 # spaced values. The codes are all the combinations, a fixed grid of $\prod_i L_i$ points
 # ($8 \cdot 5 \cdot 5 \cdot 5 = 1000$): nothing to learn, nothing to keep alive, no auxiliary loss,
 # and rounding passes its gradient straight through. The bound is what makes the grid finite: an
-# unbounded number could always escape to a value no other vector uses.
+# unbounded number could always escape to a value no other vector uses. For number $i$ with
+# $L_i$ levels (the paper's bound, as `dlstudio_lite.quantize.FSQ` implements it):
+#
+# $$\hat z_i = \mathrm{round}\big(h_i \tanh(z_i + t_i) - o_i\big), \qquad h_i = \tfrac{L_i - 1}{2}, \quad
+# o_i = \begin{cases} 1/2 & L_i \text{ even} \\ 0 & L_i \text{ odd} \end{cases}, \quad
+# t_i = \operatorname{atanh}(o_i / h_i),$$
+#
+# so $\hat z_i$ is one of $L_i$ integers ($-2, \dots, 2$ for $L_i = 5$; $-4, \dots, 3$ for $L_i = 8$:
+# the offset makes an even number of levels fit, the shift $t_i$ keeps $z_i = 0$ at level 0), and the
+# code passed on is $\hat z_i / \lfloor L_i / 2 \rfloor$, between $-1$ and $1$. ($h_i$ is widened by
+# $10^{-3}$ in the code so that the end levels are reached.)
 
 # %%
 fsq2 = FSQ(8 * 5, 2, levels=[8, 5])
@@ -259,10 +288,12 @@ axes[0].legend(fontsize=8)
 grid_codes = fsq2.indices_to_codes(torch.arange(fsq2.num_codes))
 cloud = torch.randn(300, 2, generator=gen) * 1.2
 snapped = fsq2.quantize_rows(cloud)[0].detach()
-axes[1].scatter(*(fsq2.bound(cloud) / half).T, s=6, color="grey", label="bounded vectors")
+axes[1].scatter(*(fsq2.bound(cloud) / half).T, s=6, color="grey", label="bounded vectors (before rounding)")
 axes[1].scatter(*grid_codes.T, s=30, facecolors="none", edgecolors="tab:green", label="the 40 codes")
-axes[1].set(title="levels 8 x 5: the implicit codebook is a grid", aspect="equal")
-axes[1].legend(fontsize=8, loc="upper left")
+axes[1].set(title="levels 8 x 5: the implicit codebook is a grid", aspect="equal",
+            xlabel="number 1 (8 levels), divided by 4", ylabel="number 2 (5 levels), divided by 2")
+axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+plt.tight_layout()
 plt.show()
 claim(int(torch.unique(snapped, dim=0).shape[0]) <= 40 and
       bool((torch.cdist(snapped, grid_codes).min(1).values < 1e-6).all()),
@@ -282,7 +313,16 @@ claim(int(torch.unique(snapped, dim=0).shape[0]) <= 40 and
 # the vectors towards using all corners, so LFQ adds an **entropy term** to the loss: each
 # vector should be confidently near one corner (low entropy of its soft assignment), and the
 # batch as a whole should spread over many corners (high entropy of the average assignment).
-# Below, $d = 3$: eight corners, and some vectors with the corner they go to.
+# With the soft assignment of vector $z_n$ to corner $c$, $p(c \mid z_n) \propto \exp(2\tau\, z_n \cdot c)$
+# (a softmax over the $2^d$ corners; $-2 z_n \cdot c$ is the squared distance up to terms that do not
+# depend on $c$, and $\tau = 100$ makes it sharp), the term added to the loss is
+#
+# $$0.1 \Big( \underbrace{\tfrac{1}{N}\textstyle\sum_n H\big[p(\cdot \mid z_n)\big]}_{\text{each vector confident}}
+# \; - \; \underbrace{H\big[\tfrac{1}{N}\textstyle\sum_n p(\cdot \mid z_n)\big]}_{\text{all corners used}} \Big)
+# \; + \; 0.25\,\lVert z - \mathrm{sg}[\mathrm{sign}\, z] \rVert^2 ,$$
+#
+# the last part being the commitment term of lecture 5. Below, $d = 3$: eight corners, and some
+# vectors with the corner they go to.
 
 # %%
 lfq3 = LFQ(8, 3)
@@ -307,6 +347,10 @@ ax.set_title("LFQ with 3 numbers: 8 corners (orange); each vector (black)\ngoes 
 plt.show()
 claim(torch.equal(lfq3.vectors_to_indices(points), ((points > 0).long() * torch.tensor([4, 2, 1])).sum(1)),
       "the index is the signs read as a binary number", quick=True)
+lfq_run = shapes_model["lfq"].quantizer
+lfq_weights = (lfq_run.entropy_weight, lfq_run.diversity_gamma, lfq_run.inv_temperature, lfq_run.beta)
+claim(lfq_weights == (0.1, 1.0, 100.0, 0.25),
+      "the trained LFQ models use the weights of the equation above: 0.1, 1, tau = 100 and 0.25", quick=True)
 
 # %% [markdown]
 # **What it costs**: the lookup is free, but the entropy term is not: to get a soft assignment
@@ -354,21 +398,31 @@ with torch.no_grad():
     z_first = rows.view(*digits.shape[:3], -1).permute(0, 3, 1, 2)
     by_stage = {"first stage only": residual_model.decode(z_first).clamp(-1, 1),
                 "both stages": residual_model.reconstruct(x_demo).clamp(-1, 1)}
+    plain_psnr = float(psnr(shapes_model["codebook"].reconstruct(x_demo).clamp(-1, 1), x_demo))
 stage_psnr = {k: float(psnr(v, x_demo)) for k, v in by_stage.items()}
-axes[1].bar(list(stage_psnr), list(stage_psnr.values()), color=["tab:red", "tab:pink"])
-axes[1].set(ylabel="test PSNR (dB)", title=f"the trained shapes model, {len(x_demo)} test images",
-            ylim=(min(stage_psnr.values()) - 1, max(stage_psnr.values()) + 0.5))
+bar_psnr = {"first stage only\n(32 codes)": stage_psnr["first stage only"],
+            "both stages\n(32 x 32)": stage_psnr["both stages"], "plain codebook\n(1,024 codes)": plain_psnr}
+bars = axes[1].bar(list(bar_psnr), list(bar_psnr.values()), color=["tab:red", "tab:pink", COLOUR["codebook"]])
+axes[1].bar_label(bars, fmt="%.2f dB")
+low = math.floor(min(bar_psnr.values())) - 1
+axes[1].set(ylabel="test PSNR (dB)", ylim=(low, max(bar_psnr.values()) + 0.5),
+            title=f"trained shapes models, {len(x_demo)} test images\n(the axis starts at {low} dB)")
+plt.tight_layout()
 plt.show()
 show_side_by_side({"test images": x_demo, **{f"{k} ({v:.1f} dB)": by_stage[k] for k, v in stage_psnr.items()}}, n=8)
 plt.show()
 claim(torch.allclose(first + second, rq.indices_to_codes(rq.vectors_to_indices(vector))), quick=True,
       sentence="the position's code is the sum of the two stages' codes")
 stage_gain = stage_psnr["both stages"] - stage_psnr["first stage only"]
-say(f"On the trained model, the first stage's codes alone give {stage_psnr['first stage only']:.1f} dB, both "
-    f"stages {stage_psnr['both stages']:.1f} dB: the second stage adds {stage_gain:.1f} dB. That is little: after "
-    f"this short training the decoder draws almost everything from the first stage's 32 codes, and the second "
-    f"stage's corrections change the picture only slightly (compare the rows above).",
-    (stage_gain > 0, "the second stage improves the reconstruction"), (stage_gain < 1, "it adds little"))
+say(f"On the trained model, the first stage's codes alone give {stage_psnr['first stage only']:.2f} dB, both "
+    f"stages {stage_psnr['both stages']:.2f} dB: the second stage adds {stage_gain:.2f} dB, and its corrections "
+    f"change the pictures only slightly (compare the rows above). The first stage alone, 5 bits per position, is "
+    f"already within {abs(stage_psnr['first stage only'] - plain_psnr):.2f} dB of the plain codebook's model with "
+    f"its 1,024 codes ({plain_psnr:.2f} dB on the same images; two different models, one run each). Why the "
+    f"second five bits buy so little PSNR in these runs is a question this notebook does not settle.",
+    (stage_gain > 0, "the second stage improves the reconstruction"), (stage_gain < 1, "it adds little"),
+    (abs(stage_psnr["first stage only"] - plain_psnr) < 0.3,
+     "the first stage alone is within 0.3 dB of the plain 1,024-code codebook"))
 
 # %% [markdown]
 # **What it costs**: a lookup per stage (here two lookups among 32 codes, cheaper than one among
@@ -407,6 +461,18 @@ for d in DATASETS:
     total = histories[d, FAMILIES[0]]["test/recon"][-1][0]
     say(f"**{d}** ({total} steps): within 5% of the final test error after "
         + ", ".join(f"{steps_d[f]} ({LABEL[f]})" for f in sorted(FAMILIES, key=steps_d.get)) + ".")
+log_every = histories["shapes", "codebook"]["test/recon"][1][0] - histories["shapes", "codebook"]["test/recon"][0][0]
+spread = {d: max(converge[d, f] for f in FAMILIES) - min(converge[d, f] for f in FAMILIES) for d in DATASETS}
+patch_curves = {f: [value for _, value in histories["patches", f]["test/recon"]] for f in FAMILIES}
+rises = [f for f, c in patch_curves.items() if any(b > a for a, b in zip(c, c[1:]))]
+say(f"Read these with the curves' resolution in mind: the test error is logged every {log_every} steps, and on "
+    f"shapes and digits the families differ by at most {max(spread['shapes'], spread['digits'])} steps, one "
+    f"logging interval or none. On patches the spread is {spread['patches']} steps, but the curves are not "
+    f"monotone: the test error of {len(rises)} of the six families ({', '.join(LABEL[f] for f in rises)}) rises "
+    f"again between two logs, so an early dip can count as converged. None of the three datasets shows a family "
+    f"that converges clearly faster than the others.",
+    (max(spread["shapes"], spread["digits"]) <= log_every, "on shapes and digits the spread is at most one interval"),
+    (len(rises) >= 3, "on patches at least half the curves go up again"))
 
 # %% [markdown]
 # ### Time per training step
@@ -436,11 +502,24 @@ ax.barh([LABEL[f] for f in FAMILIES], [1000 * seconds[f] for f in FAMILIES], col
 ax.set(xlabel="ms per forward + backward pass, batch of 32", title="time per training step (shapes models)")
 ax.invert_yaxis()
 plt.show()
-fastest = min(seconds, key=seconds.get)
-say(f"LFQ's step takes {seconds['lfq'] / seconds[fastest]:.1f} times as long as the fastest family's "
-    f"({LABEL[fastest]}, {1000 * seconds[fastest]:.0f} ms); FSQ's {seconds['fsq'] / seconds[fastest]:.1f} times, "
-    f"the plain codebook's {seconds['codebook'] / seconds[fastest]:.1f} times.",
-    (seconds["lfq"] == max(seconds.values()), "LFQ's step is the slowest"))
+# LFQ's entropy term alone, forward and backward, on the rows of the same batch (32 x 64 vectors of 10 numbers)
+lfq_q = copies["lfq"].quantizer
+rows10 = torch.randn(len(batch) * shapes_model["lfq"].latent_size ** 2, lfq_q.lookup_dim, requires_grad=True)
+entropy_times = []
+for _ in range(ROUNDS + 1):
+    start = time.perf_counter()
+    lfq_q.entropy_loss(rows10).backward()
+    entropy_times.append(time.perf_counter() - start)
+entropy_seconds = float(np.median(entropy_times[1:]))
+others5 = {f: seconds[f] for f in FAMILIES if f != "lfq"}
+say(f"LFQ's step takes {1000 * seconds['lfq']:.0f} ms, {seconds['lfq'] / min(others5.values()):.1f} times the "
+    f"fastest family's; the other five take {rng_(others5, '.0f', 1000)} ms. LFQ's entropy term alone, forward "
+    f"and backward on the batch's {len(rows10)} vectors against all {lfq_q.num_codes} corners, takes "
+    f"{1000 * entropy_seconds:.0f} ms: "
+    f"{100 * entropy_seconds / (seconds['lfq'] - min(others5.values())):.0f}% of LFQ's extra time. "
+    f"(Times depend on the machine and on what else runs on it.)",
+    (seconds["lfq"] == max(seconds.values()), "LFQ's step is the slowest"),
+    (entropy_seconds > 0.5 * (seconds["lfq"] - min(others5.values())), "the entropy term is most of LFQ's extra time"))
 
 # %% [markdown]
 # ## 4. What each family keeps: measured on the test images
@@ -515,6 +594,20 @@ for dataset in DATASETS:
                        **{f"{LABEL[f]}: {table[dataset, f]['psnr']:.1f} dB, colour error "
                           f"{table[dataset, f]['colour']:.0f}": recons[dataset, f] for f in FAMILIES}}, n=8)
     plt.show()
+per_set = {d: {f: table[d, f]["psnr"] for f in FAMILIES} for d in DATASETS}
+colour_set = {d: {f: table[d, f]["colour"] for f in FAMILIES} for d in DATASETS}
+say(f"How good are they in absolute terms? On digits every family comes close to the test images "
+    f"({rng_(per_set['digits'], '.1f')} dB; the differences are hard to see in the rows). On shapes "
+    f"({rng_(per_set['shapes'], '.1f')} dB) every family puts blurred shapes in the right places, but most paint "
+    f"them grey and hardly any reconstruction passes the shape checks (section 6). On patches "
+    f"none of them does well: {rng_(per_set['patches'], '.1f')} dB and a colour error of "
+    f"{rng_(colour_set['patches'], '.0f')} levels per 4x4 patch, against {rng_(colour_set['shapes'], '.0f')} on "
+    f"shapes; the reconstructions keep a patch's overall tone and its coarse light and dark areas, not the "
+    f"texture of the photograph. The comparison on patches is between six weak tokenizers.",
+    (min(per_set["digits"].values()) > 24, "digits: every family above 24 dB"),
+    (max(per_set["patches"].values()) < 20
+     and min(colour_set["patches"].values()) > 3 * max(colour_set["shapes"].values()),
+     "patches: every family below 20 dB, with colour errors several times those on shapes"))
 
 # %% [markdown]
 # ### Codes in use, perplexity, PSNR and colour error
@@ -572,23 +665,38 @@ display(Markdown("\n".join(lines)))
 # shape is painted in a random colour, and one code carries at most $\log_2 K$ bits for its whole
 # patch. All six families here get the same budget, about 10 bits per $4 \times 4$ patch, and
 # none of them changes it: a family can only spend it better (use more of the codes, or make the
-# codes easier to decode).
+# codes easier to decode). The cell below puts numbers on that argument, including one that
+# weakens it: a shape covers several patches, so its colour need not fit in one code.
 
 # %%
 colour_bits = shape_colour_bits()
-shapes_per_image = float(torch.tensor(recipe("quantizers_shapes/codebook").data_config().splits()[1].counts,
-                                      dtype=torch.float).mean())
+shapes_test = recipe("quantizers_shapes/codebook").data_config().splits()[1]
+shapes_per_image = float(torch.tensor(shapes_test.counts, dtype=torch.float).mean())
+# the 4x4 patches (one code each) that hold any pixel of a shape, per shape (overlapping shapes count once)
+x_all = torch.stack([shapes_test[i][0] for i in range(len(shapes_test))])
+covered = F.max_pool2d((x_all > -0.95).any(1, keepdim=True).float(), 4).flatten(1).sum(1)
+patches_per_shape = float(covered.sum()) / float(torch.tensor(shapes_test.counts, dtype=torch.float).sum())
 # If a code spent all of its 10 bits on the colour, the best it could do is a palette of about
 # 1,024 colours: 10 x 10 x 10 levels over the 216 levels of each channel leaves, per channel, an
 # error uniform on +-10.8 levels (RMS 21.6 / sqrt(12)), so an RMS distance of sqrt(3) times that.
 step = 216 / 10
 palette_floor = math.sqrt(3) * step / math.sqrt(12)
+shape_errs = {f: table["shapes", f]["shape_colour"] for f in FAMILIES}
 say(f"One shape's colour carries {colour_bits:.1f} bits; a test image holds {shapes_per_image:.1f} shapes on "
     f"average, so its colours need about {shapes_per_image * colour_bits:.0f} of the image's 640 bits: the image's "
-    f"budget is large enough, the code's is not. One code carries at most 10 bits for its patch, less than half "
-    f"a colour, and the same bits must also say where the patch's edges run. A code that spent all 10 bits on "
-    f"colour alone would still be off by about {palette_floor:.0f} levels (a palette of 1,024 colours).",
-    (22 < colour_bits < 23.5 and colour_bits > 2 * 10, "a colour needs more than twice a code's bits"), quick=True)
+    f"budget is large enough. One code carries at most 10 bits for its patch, less than half a colour, and the "
+    f"same bits must also say where the patch's edges run. But a shape touches about {patches_per_shape:.1f} "
+    f"patches, so its codes hold about {10 * patches_per_shape:.0f} bits together: enough for the colour if they "
+    f"shared it out, which the decoder could read, since it looks at neighbouring codes. Even one code that spent "
+    f"all 10 bits on colour alone would be off by only about {palette_floor:.0f} levels (a palette of 1,024 "
+    f"colours); the trained models are off by {rng_(shape_errs, '.0f')} levels per shape (section 6). So one "
+    f"code's 10 bits do not by themselves explain the grey: a shape's codes could carry its colour and keep about "
+    f"{10 * patches_per_shape - colour_bits:.0f} bits for its outline. Whether that is enough for the outline these "
+    f"runs cannot tell; what they show is that the trained models do not spend their bits on the colour.",
+    (22 < colour_bits < 23.5 and colour_bits > 2 * 10, "a colour needs more than twice a code's bits"),
+    (10 * patches_per_shape > colour_bits, "a shape's codes together hold more bits than its colour needs"), quick=True)
+claim(min(shape_errs.values()) > 3 * palette_floor, "every family's colour error is several times the 10-bit palette's",
+      detail=f"{shape_errs}")
 
 # %% [markdown]
 # ## 6. Reading the results
@@ -596,10 +704,11 @@ say(f"One shape's colour carries {colour_bits:.1f} bits; a test image holds {sha
 # The table holds one training run (one seed) per family, measured on `N_EVAL` test images, so
 # two kinds of spread hide in every difference. The images: the cell below gives each PSNR
 # difference with twice its standard error over the test images (the same images for both
-# families, so the difference per image is what varies). The seeds: appendix 8 trained one
-# setting from two seeds (`sweep_shapes/long_seed`), and their test error differed by 0.4% and
-# their perplexity by 19%; differences of that size here say nothing about the families. A
-# second seed for the closest pair in design follows at the end of this section.
+# families, so the difference per image is what varies). The seeds: another training run of the
+# same family, from another seed, gives another model, and the table cannot say how far apart two
+# such runs land (appendix 8 met the same question with `sweep_shapes/long_seed`). At the end of
+# this section three families are trained again from a second seed (shipped checkpoints); how far
+# those runs move is the yardstick for the differences between families in the table.
 
 # %%
 def psnr_gap(dataset, a, b):
@@ -623,11 +732,6 @@ for d in DATASETS:
 # codebook and both stages of the residual one) against the two without a codebook:
 
 # %%
-def rng_(values, spec="", scale=1):
-    """'low to high' of a dict's values, formatted."""
-    return f"{scale * min(values.values()):{spec}} to {scale * max(values.values()):{spec}}"
-
-
 for d in DATASETS:
     used = {f: table[d, f]["used"] for f in FAMILIES}
     ppl = {f: table[d, f]["perplexity"] for f in FAMILIES}
@@ -641,7 +745,9 @@ say(f"Across the three datasets the codebooks with upkeep use {span(upkept)}% of
     f"fewest: {span(['fsq'])}%. Its measured rate is the lowest too ("
     + ", ".join(f"{d} {table[d, 'fsq']['bits']:.0f}" for d in DATASETS) + f" bits per image, of {capacity['fsq']:.0f}).",
     (all(min(FAMILIES, key=lambda f: table[d, f]["used"]) == "fsq" for d in DATASETS),
-     "FSQ uses the fewest codes on every dataset"))
+     "FSQ uses the fewest codes on every dataset"),
+    (all(min(FAMILIES, key=lambda f: table[d, f]["bits"]) == "fsq" for d in DATASETS),
+     "and has the lowest measured rate on every dataset"))
 
 # %% [markdown]
 # Where do FSQ's unused codes come from? Its grid is fixed, so a code goes unused either because
@@ -651,28 +757,42 @@ say(f"Across the three datasets the codebooks with upkeep use {span(upkept)}% of
 
 # %%
 fig, axes = plt.subplots(1, len(DATASETS), figsize=(15, 3.2), squeeze=False)
-level_use = {}
+level_use, independent_used = {}, {}
 for ax, d in zip(axes[0], DATASETS):
     fsq = models[d, "fsq"].quantizer
     with torch.no_grad():
         idx = models[d, "fsq"].encode_to_indices(images[d][0]).flatten()
         digits = fsq.indices_to_codes(idx) * (torch.tensor(fsq.levels) // 2)     # (N, 4) integer levels
+    marginals = []
     for i, L in enumerate(fsq.levels):
         values = torch.arange(-(L // 2), L - L // 2)
         share = torch.stack([(digits[:, i] == v).float().mean() for v in values])
+        marginals.append(share)
         level_use[d, i] = int((share > 0).sum())
         ax.bar(values + (i - 1.5) * 0.2, 100 * share, 0.2, label=f"number {i + 1} ({L} levels)")
+    # If the four numbers were independent, with these shares per level: the codes expected in as many positions
+    joint = marginals[0]
+    for share in marginals[1:]:
+        joint = torch.outer(joint, share).flatten()
+    independent_used[d] = float((1 - (1 - joint) ** len(idx)).sum()) / fsq.num_codes
     ax.set(title=f"{d}: FSQ positions per level", xlabel="level", ylabel="% of test positions")
 axes[0, 0].legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 say(f"Levels in use, per number (of {', '.join(map(str, fsq.levels))}): "
     + "; ".join(f"{d} " + ", ".join(str(level_use[d, i]) for i in range(len(fsq.levels))) for d in DATASETS)
-    + ". Every level of every number is used, so the unused codes are *combinations*: the encoder's four "
-    "numbers vary together, and many combinations of their levels never occur.",
+    + ". Every level of every number is used, so the unused codes are *combinations* of levels that never "
+    "occur together. Some would be missing even if the four numbers were independent, because some levels are "
+    "rare; with the shares of the figure and independent numbers, the same "
+    f"{len(idx)} positions would be expected to use "
+    + ", ".join(f"{100 * independent_used[d]:.0f}%" for d in DATASETS) + " of the codes, against the measured "
+    + ", ".join(f"{100 * table[d, 'fsq']['used']:.0f}%" for d in DATASETS)
+    + ". The encoder's four numbers vary together: most of the grid is left unused because of that.",
     (all(level_use[d, i] == L for d in DATASETS for i, L in enumerate(fsq.levels))
      and max(table[d, "fsq"]["used"] for d in DATASETS) < 0.6,
-     "every level of every number is used, yet most combinations are not"))
+     "every level of every number is used, yet most combinations are not"),
+    (all(independent_used[d] > table[d, "fsq"]["used"] + 0.2 for d in DATASETS),
+     "independent numbers would use far more of the grid than the encoders do"))
 
 # %% [markdown]
 # ### Reconstruction error
@@ -721,7 +841,7 @@ say(f"On shapes, in the runs of the table (one per family), two keep part of the
     (min(errs.values()) > 3 * palette_floor, "every colour error is far above what 10 bits of colour would allow"),
     (max(abs(bright[f]) for f in FAMILIES if f != "lfq") < 5 and bright["lfq"] < -5,
      "brightness within a few levels except LFQ, darker"))
-say(f"The course's yardsticks agree that none of these reconstructions looks like the data: the non-learned "
+say(f"The course's yardsticks agree that hardly any of these reconstructions looks like the data: the non-learned "
     f"check passes {rng_(checks, '.1f', 100)}% of them (the test images themselves: {100 * real_check:.0f}%), the "
     f"learned valid-shape rate is {rng_(learned, '.1f', 100)}%, the Frechet distance {rng_(fds, '.0f')}.",
     (max(checks.values()) < 0.1 and real_check > 0.9, "the non-learned check passes under 10% of every family's reconstructions"),
@@ -786,12 +906,13 @@ say("Colourfulness kept, seed 0 / seed 1: " + ", ".join(f"{LABEL[f]} {per_seed(f
 #   shows a codebook without it).
 # - **Usage is not quality**: section 6 measures how many codes each family uses and how well it
 #   reconstructs; the two orders differ.
-# - **The colour problem is a budget problem**: at about 10 bits per $4 \times 4$ patch no family
-#   gets the shapes' colours right (section 6: every colour error per shape is several times what
-#   a palette of 1,024 colours would leave). LFQ keeps part of the colour in both of its runs;
-#   the rotation trick did in its first run only. A quantizer can spend the bits of a code
-#   better; it cannot make a code carry more than its $\log_2 K$ bits. Lectures 6, 7 and 9 meet the same wall
-#   from the other side.
+# - **Colour and the budget**: at about 10 bits per $4 \times 4$ patch no family gets the
+#   shapes' colours right (every colour error per shape is several times what a palette of 1,024
+#   colours would leave). One code holds less than half a colour, but the several codes of a shape
+#   could hold it together (section 5): the trained models do not spend their bits that way.
+#   LFQ keeps part of the colour in both of its runs; the rotation trick did in its first run
+#   only. A quantizer can spend the bits of a code better; it cannot make a code carry more than
+#   its $\log_2 K$ bits. Lectures 6, 7 and 9 meet the same wall from the other side.
 # - **One run is not a result**: differences of a few tenths of a dB or a few per cent of usage
 #   between families are one training run each; the rotation trick's second seed shows how far a
 #   single run can mislead, LFQ's how a second run can confirm one.
@@ -806,8 +927,8 @@ say("Colourfulness kept, seed 0 / seed 1: " + ", ".join(f"{LABEL[f]} {per_seed(f
 # 3. Residual quantization with 2 stages of 32 codes and plain quantization with 1,024 codes
 #    carry the same bits. What does a prior (lecture 6) have to model in each case?
 # 4. LFQ kept part of the shapes' colour in both of its runs, with a lower PSNR than the others;
-#    the nearest-code families painted grey. Propose an explanation, and an experiment in this
-#    notebook's style that would test it.
+#    the nearest-code families painted grey (all but the rotation trick's first run). Propose an
+#    explanation, and an experiment in this notebook's style that would test it.
 # 5. A shape's colour needs about 23 bits. Design a tokenizer that carries it at 640 bits per
 #    image, for example by giving colour its own coarse grid; what would it cost the edges?
 #

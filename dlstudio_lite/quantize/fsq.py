@@ -2,8 +2,9 @@
 
 Each of ``d = len(levels)`` numbers is squashed into a bounded interval and rounded to one
 of ``levels[i]`` values; the implicit codebook is the grid of all combinations,
-``prod(levels)`` codes, every one reachable, so usage stays near 100% without an auxiliary
-loss, a k-means start or restarts. Rounding passes its gradient straight through.
+``prod(levels)`` codes, every one reachable, with no auxiliary loss, k-means start or
+restarts (the paper reports near-full usage at scale; appendix 10 measures how much of the
+grid a small, briefly trained encoder uses). Rounding passes its gradient straight through.
 
 The bound is the paper's (Appendix A.1): ``tanh(z + shift) * half_l - offset``, with an
 offset of 1/2 for even levels so that rounding gives exactly ``L`` integers, e.g. -4..3 for
