@@ -1022,7 +1022,7 @@ if not quick_mode():
 # Why are the samples blobs? Two things hold them back, one in each stage, and both come
 # down to colour. The decoder bounds them: a sample can be no better than the decoder that
 # draws it, and its reconstructions already sit where faded colours do on the damage scale
-# of section 6. And the codes are too small for colour:
+# of section 6. And colour sits awkwardly in the codes:
 
 # %%
 from dlstudio_lite.data import shape_colour_bits  # noqa: E402
@@ -1043,13 +1043,18 @@ say(f"Every shape has a random colour (each channel one of 216 levels, one chann
     f"brightest), which carries {colour_bits:.1f} bits. One code of the {vqgan.num_codes:,}-entry codebook "
     f"carries at most {math.log2(vqgan.num_codes):.0f} bits, and it must say at once what is in its "
     f"${patch} \\times {patch}$ patch (background, inside, an edge at some angle, a corner) *and* in which "
-    "colour. It cannot carry both, so each code carries a rough colour, and the prior has to stitch a "
-    f"shape's colour together across the codes the shape covers (on average {cells_per_shape:.1f} of the "
-    f"{grid_n * grid_n} cells of the code grid, over the shapes of the test images), with "
+    "colour. One code cannot carry both. Together, the codes a shape covers (on average "
+    f"{cells_per_shape:.1f} of the {grid_n * grid_n} cells of the code grid, over the shapes of the test "
+    f"images) would have room for it ({cells_per_shape * math.log2(vqgan.num_codes):.0f} bits), but nothing "
+    "in training makes the encoder spend them on one colour, and the reconstructions of section 6 show it "
+    "does not: their colours are rough. The prior then has to stitch a shape's colour together across "
+    "those codes, with "
     f"{prior_history['test/bits_per_code'][-1][1] if 'test/bits_per_code' in prior_history else float('nan'):.2f} "
     "bits of uncertainty left per code. Nothing forces it to keep one colour across them, while in the data "
     "a shape always has one flat colour: hence two- and three-colour fills.",
-    (colour_bits > 2 * math.log2(vqgan.num_codes), "a shape's colour needs more bits than a code carries"), quick=True)
+    (colour_bits > 2 * math.log2(vqgan.num_codes), "a shape's colour needs more bits than a code carries"),
+    (cells_per_shape * math.log2(vqgan.num_codes) > colour_bits, "a shape's codes together have room for its colour"),
+    quick=True)
 
 # %% [markdown]
 # This is a known limitation of this course's stage 1, not something more sampling tricks
@@ -1057,7 +1062,7 @@ say(f"Every shape has a random colour (each channel one of 216 levels, one chann
 # or factorised codebook, several codes per position, or a finer grid) and a prior trained
 # on more data are the levers. For now, read this lecture's samples for what they show: a
 # transformer that has learned where objects go and how large they are, on top of a
-# tokenizer that cannot say their colour.
+# tokenizer that does not keep their colour.
 #
 # ## Summary
 #
