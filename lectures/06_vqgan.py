@@ -1039,13 +1039,15 @@ for img in ((real_test + 1) * 127.5).round().long():                 # (3, H, W)
             continue
         cells_per_shape.append(int(mask.view(grid_n, patch, grid_n, patch).any(3).any(1).sum()))
 cells_per_shape = float(np.mean(cells_per_shape))
+room = cells_per_shape * math.log2(vqgan.num_codes)   # bits in the codes a shape covers, on average
 say(f"Every shape has a random colour (each channel one of 216 levels, one channel redrawn among the 86 "
     f"brightest), which carries {colour_bits:.1f} bits. One code of the {vqgan.num_codes:,}-entry codebook "
     f"carries at most {math.log2(vqgan.num_codes):.0f} bits, and it must say at once what is in its "
     f"${patch} \\times {patch}$ patch (background, inside, an edge at some angle, a corner) *and* in which "
     "colour. One code cannot carry both. Together, the codes a shape covers (on average "
     f"{cells_per_shape:.1f} of the {grid_n * grid_n} cells of the code grid, over the shapes of the test "
-    f"images) would have room for it ({cells_per_shape * math.log2(vqgan.num_codes):.0f} bits), but nothing "
+    f"images) {'would have room for it' if room > colour_bits else 'would not even have room for it'} "
+    f"({room:.0f} bits), but nothing "
     "in training makes the encoder spend them on one colour, and the reconstructions of section 6 show it "
     "does not: their colours are rough. The prior then has to stitch a shape's colour together across "
     "those codes, with "
@@ -1053,8 +1055,8 @@ say(f"Every shape has a random colour (each channel one of 216 levels, one chann
     "bits of uncertainty left per code. Nothing forces it to keep one colour across them, while in the data "
     "a shape always has one flat colour: hence two- and three-colour fills.",
     (colour_bits > 2 * math.log2(vqgan.num_codes), "a shape's colour needs more bits than a code carries"),
-    (cells_per_shape * math.log2(vqgan.num_codes) > colour_bits, "a shape's codes together have room for its colour"),
     quick=True)
+claim(room > colour_bits, "a shape's codes together have room for its colour", detail=f"{room:.0f} bits")
 
 # %% [markdown]
 # This is a known limitation of this course's stage 1, not something more sampling tricks
