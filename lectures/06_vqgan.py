@@ -1047,7 +1047,7 @@ say(f"Every shape has a random colour (each channel one of 216 levels, one chann
     "colour. One code cannot carry both. Together, the codes a shape covers (on average "
     f"{cells_per_shape:.1f} of the {grid_n * grid_n} cells of the code grid, over the shapes of the test "
     f"images) {'would have room for it' if room > colour_bits else 'would not even have room for it'} "
-    f"({room:.0f} bits), but nothing "
+    f"({room:.0f} bits, though they must also draw its outline), but nothing "
     "in training makes the encoder spend them on one colour, and the reconstructions of section 6 show it "
     "does not: their colours are rough. The prior then has to stitch a shape's colour together across "
     "those codes, with "
