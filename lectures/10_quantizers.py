@@ -487,7 +487,11 @@ say(f"Read these with the curves' resolution in mind: the test error is logged e
 ROUNDS = pick(normal=7, quick=2)
 batch = x_demo[:32] if len(x_demo) >= 32 else x_demo.repeat(2, 1, 1, 1)[:32]
 copies = {f: copy.deepcopy(m).train() for f, m in shapes_model.items()}
-times = {f: [] for f in FAMILIES}
+# LFQ's entropy term alone, forward and backward, on as many vectors as the batch has
+# positions (32 x 64 vectors of 10 numbers), timed in the same rounds so that load hits it alike
+lfq_q = copies["lfq"].quantizer
+rows10 = torch.randn(len(batch) * shapes_model["lfq"].latent_size ** 2, lfq_q.lookup_dim, requires_grad=True)
+times = {f: [] for f in FAMILIES + ["lfq entropy"]}
 torch.manual_seed(0)
 for _ in tqdm(range(ROUNDS + 1), desc="timing rounds"):
     for f, m in copies.items():
@@ -496,21 +500,16 @@ for _ in tqdm(range(ROUNDS + 1), desc="timing rounds"):
         loss.backward()
         times[f].append(time.perf_counter() - start)
         m.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    lfq_q.entropy_loss(rows10).backward()
+    times["lfq entropy"].append(time.perf_counter() - start)
 seconds = {f: float(np.median(t[1:])) for f, t in times.items()}   # the first round warms up
+entropy_seconds = seconds.pop("lfq entropy")
 fig, ax = plt.subplots(figsize=(7, 2.8))
 ax.barh([LABEL[f] for f in FAMILIES], [1000 * seconds[f] for f in FAMILIES], color=[COLOUR[f] for f in FAMILIES])
 ax.set(xlabel="ms per forward + backward pass, batch of 32", title="time per training step (shapes models)")
 ax.invert_yaxis()
 plt.show()
-# LFQ's entropy term alone, forward and backward, on the rows of the same batch (32 x 64 vectors of 10 numbers)
-lfq_q = copies["lfq"].quantizer
-rows10 = torch.randn(len(batch) * shapes_model["lfq"].latent_size ** 2, lfq_q.lookup_dim, requires_grad=True)
-entropy_times = []
-for _ in range(ROUNDS + 1):
-    start = time.perf_counter()
-    lfq_q.entropy_loss(rows10).backward()
-    entropy_times.append(time.perf_counter() - start)
-entropy_seconds = float(np.median(entropy_times[1:]))
 others5 = {f: seconds[f] for f in FAMILIES if f != "lfq"}
 say(f"LFQ's step takes {1000 * seconds['lfq']:.0f} ms, {seconds['lfq'] / min(others5.values()):.1f} times the "
     f"fastest family's; the other five take {rng_(others5, '.0f', 1000)} ms. LFQ's entropy term alone, forward "
