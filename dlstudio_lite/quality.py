@@ -186,18 +186,41 @@ def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict:
             "shape_check": check.rate, "shape_check_why_failed": check.why_failed}
 
 
-def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str) -> dict:
+def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str,
+                   holes: torch.Tensor | None = None) -> dict:
     """The numbers a run records in its ``metrics.json``: ``{prefix}_fd``,
     ``{prefix}_valid_shape_rate``, ``{prefix}_shape_check`` (the non-learned check's pass
-    rate) and ``quality_split`` (which real images were used).
+    rate) and ``quality_split`` (which real images were used); for reconstructions given the
+    test images' ``holes (N, S, S)``, also ``recon_colour`` (:func:`colour_report`).
 
     ``test_images (N, 3, S, S)``: the shapes test split; ``images``: the run's
     reconstructions of them (``prefix="recon"``) or its samples (``prefix="sample"``).
     """
     report = quality_report(test_images, images)
     n, _, h, w = test_images.shape
-    return {f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
-            f"{prefix}_shape_check": {"rate": report["shape_check"], "n": len(images),
-                                      "why_failed": report["shape_check_why_failed"]},
-            "quality_split": f"shapes test split: {n} images of {h}x{w}; {len(images)} {prefix} images; "
-                             "shape features (dlstudio_lite.quality), not ImageNet FID"}
+    out = {f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
+           f"{prefix}_shape_check": {"rate": report["shape_check"], "n": len(images),
+                                     "why_failed": report["shape_check_why_failed"]},
+           "quality_split": f"shapes test split: {n} images of {h}x{w}; {len(images)} {prefix} images; "
+                            "shape features (dlstudio_lite.quality), not ImageNet FID"}
+    if prefix == "recon" and holes is not None:
+        out["recon_colour"] = colour_report(images, test_images, holes)
+    return out
+
+
+def colour_report(reconstructed: torch.Tensor, original: torch.Tensor, holes: torch.Tensor) -> dict:
+    """How well reconstructions ``(N, 3, S, S)`` keep the colours of the shapes of
+    ``original`` (:func:`~dlstudio_lite.metrics.shape_colour_error`), in 0-255 levels:
+    ``brightness_bias``, the mean over the shapes with no rotation hole near them of the
+    signed brightness error (the mean of the three channels' errors; a systematic darkening
+    shows here), its standard deviation over those shapes, the median colour distance over
+    all shapes, and the share of the colourfulness kept."""
+    from .metrics import colourfulness_kept, shape_colour_error
+    colours = shape_colour_error(reconstructed, original, holes=holes)
+    whole = colours["hole_density"] == 0
+    brightness = colours["bias"].mean(1)[whole]
+    return {"brightness_bias": float(brightness.mean()) if len(brightness) else float("nan"),
+            "brightness_std": float(brightness.std()) if len(brightness) > 1 else float("nan"),
+            "hole_free_shapes": int(whole.sum()), "shapes": len(colours["error"]),
+            "colour_error_median": float(colours["error"].median()),
+            "colourfulness_kept": colourfulness_kept(colours)}

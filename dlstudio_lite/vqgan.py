@@ -263,8 +263,9 @@ class VQGAN(VQVAE):
         easily told-apart data it does not simply win outright (its gradients would then
         stop being informative).
     gan_loss: "hinge" (reference) or "non_saturating" (the lecture's BCE, Eq. 24).
-    recon_loss: "l1" (the reference recipe's pixel term) or "mse" (the lecture's). The logged
-        "recon" is the MSE either way, so runs compare.
+    recon_loss: "l1" (the reference recipe's pixel term) or "mse" (the lecture's), for the
+        Gaussian likelihood; with ``likelihood="mixture"`` the pixel term is the mixture's
+        negative log-likelihood. The logged "recon" is the MSE either way, so runs compare.
     perceptual_weight: weight of the optional VGG perceptual loss (0 = off; needs weights,
         from torchvision's cache or ``perceptual_weights_path``).
     delta: the small constant in lambda's denominator (see ``ADAPTIVE_LAMBDA_DELTA``).
@@ -286,6 +287,9 @@ class VQGAN(VQVAE):
         if disc_start < 0 or disc_weight < 0 or perceptual_weight < 0 or delta <= 0:
             raise ValueError(f"expected disc_start >= 0, disc_weight >= 0, perceptual_weight >= 0 "
                              f"and delta > 0, got {disc_start}, {disc_weight}, {perceptual_weight}, {delta}")
+        if recon_loss == "l1" and vqvae_kwargs.get("likelihood", "gaussian") == "mixture":
+            raise ValueError("recon_loss='l1' replaces the Gaussian's pixel term; a mixture likelihood "
+                             "is its own pixel term: use recon_loss='mse' (the default) with it")
         super().__init__(latent_size=latent_size, num_codes=num_codes, **vqvae_kwargs)
         g = self.hparams  # the generator's complete arguments
         if disc_channels is None:
@@ -333,12 +337,15 @@ class VQGAN(VQVAE):
     # --- losses -----------------------------------------------------------------------------
     def _vq_terms(self, x: torch.Tensor):
         """Shared by training and evaluation: x_hat, reconstruction loss, VQ output, logs."""
-        x_hat, vq = self(x)
-        recon = F.mse_loss(x_hat, x)
-        rec_loss = F.l1_loss(x_hat, x) if self.recon_loss == "l1" else recon
+        x_hat, pixel, vq = self.reconstruction_terms(x)
+        recon = F.mse_loss(x_hat, x) if self.likelihood == "mixture" else pixel
+        rec_loss = F.l1_loss(x_hat, x) if self.recon_loss == "l1" else pixel
         if self.perceptual is not None:
             rec_loss = rec_loss + self.perceptual_weight * self.perceptual(x_hat, x)
-        return x_hat, rec_loss, vq, vq_logs(recon, vq)
+        logs = vq_logs(recon, vq)
+        if self.likelihood == "mixture":
+            logs["nll"] = pixel.detach()
+        return x_hat, rec_loss, vq, logs
 
     def compute_loss(self, x: torch.Tensor):
         """Evaluation loss (no adversarial term): reconstruction (+ perceptual) + VQ loss."""

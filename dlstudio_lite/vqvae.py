@@ -8,6 +8,11 @@ over latent elements) are not, so the codebook and commitment terms barely count
 effective learning rate of encoder and decoder grows with image and batch size. The mean
 keeps all three terms on the scale the VQ-VAE paper's beta = 0.25 was chosen for, and makes
 "recon" comparable across models and image sizes.
+
+``likelihood="mixture"`` replaces the squared error (a Gaussian likelihood, whose best image
+is the mean) by a mixture over each pixel's levels, whose drawn image is the mode
+(:mod:`dlstudio_lite.likelihood`): the decoder then outputs the mixture's parameters, and
+``decode`` returns the image they stand for.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from torch import nn
 
 from .autoencoder import Decoder, Encoder, check_shape
 from .config import records_hparams
+from .likelihood import check_likelihood, mixture_mode, mixture_nll, output_channels
 from .quantize import DEFAULT_MAINTENANCE, VQOutput, make_quantizer
 
 
@@ -45,6 +51,8 @@ class VQVAE(nn.Module):
         dead_code_steps: restart a code unused for this many training steps (0: never)
         skip_connections: keep the SkipBlocks' identity paths
         quantizer_options: the family's own options, e.g. levels=[8,5,5,5] (fsq), depth=2 (residual), rotation_trick=True, lookup_dim=8
+        likelihood: the decoder's p(x|z): "gaussian" (MSE; draws the mean) or "mixture" (draws the likeliest of `components` colours)
+        components: candidate colours per pixel of the mixture likelihood
     """
 
     @records_hparams
@@ -53,8 +61,11 @@ class VQVAE(nn.Module):
                  code_dim: int = 256, beta: float = 0.25, quantizer: str = "ema",
                  decay: float = 0.99, kmeans_init: bool = DEFAULT_MAINTENANCE.kmeans_init,
                  dead_code_steps: int = DEFAULT_MAINTENANCE.dead_code_steps,
-                 skip_connections: bool = True, quantizer_options: dict | None = None):
+                 skip_connections: bool = True, quantizer_options: dict | None = None,
+                 likelihood: str = "gaussian", components: int = 2):
         super().__init__()
+        check_likelihood(likelihood, components)
+        self.likelihood, self.components = likelihood, components
         self.num_codes, self.code_dim, self.latent_size = num_codes, code_dim, latent_size
         self.encoder = Encoder(in_channels, image_size, latent_size, base_channels, num_repeats,
                                skip_connections)
@@ -64,8 +75,8 @@ class VQVAE(nn.Module):
                                         kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
                                         **(quantizer_options or {}))
         self.post_vq_conv = nn.Conv2d(code_dim, width, 1)
-        self.decoder = Decoder(in_channels, image_size, latent_size, base_channels,
-                               skip_connections)
+        self.decoder = Decoder(output_channels(likelihood, in_channels, components), image_size,
+                               latent_size, base_channels, skip_connections)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre_vq_conv(self.encoder(x))
@@ -73,23 +84,45 @@ class VQVAE(nn.Module):
     def quantize(self, z_e: torch.Tensor) -> VQOutput:
         return self.quantizer(z_e)
 
-    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+    def decode_params(self, z_q: torch.Tensor) -> torch.Tensor:
+        """``(B, code_dim, s, s)`` -> the decoder's raw output: the image (gaussian) or the
+        mixture's parameters ``(B, 4K + 1, H, W)``."""
         check_shape(z_q, (self.code_dim, self.latent_size, self.latent_size), "VQVAE.decode")
         return self.decoder(self.post_vq_conv(z_q))
+
+    def image_of(self, params: torch.Tensor) -> torch.Tensor:
+        """The image ``(B, C, H, W)`` that the decoder's output ``params`` stands for."""
+        return params if self.likelihood == "gaussian" else mixture_mode(params, self.components)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """``(B, code_dim, s, s) -> (B, C, H, W)`` images."""
+        return self.image_of(self.decode_params(z_q))
 
     def forward(self, x: torch.Tensor):
         """Returns ``(x_hat, VQOutput)``."""
         vq = self.quantize(self.encode(x))
         return self.decode(vq.quantized), vq
 
+    def reconstruction_terms(self, x: torch.Tensor):
+        """``(x_hat, pixel term, VQOutput)``: the pixel term is the MSE (gaussian) or the
+        mixture's negative log-likelihood per dimension (mixture)."""
+        vq = self.quantize(self.encode(x))
+        params = self.decode_params(vq.quantized)
+        x_hat = self.image_of(params)
+        pixel = F.mse_loss(x_hat, x) if self.likelihood == "gaussian" else mixture_nll(params, x, self.components)
+        return x_hat, pixel, vq
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)[0]
 
     def compute_loss(self, x: torch.Tensor):
-        """``(loss, logs)``; logs: "recon" (MSE per pixel), "vq", "perplexity", "usage"."""
-        x_hat, vq = self(x)
-        recon = F.mse_loss(x_hat, x)
-        return recon + vq.loss, vq_logs(recon, vq)
+        """``(loss, logs)``; logs: "recon" (MSE per pixel of the drawn image, whatever the
+        likelihood), "vq", "perplexity", "usage" (and "nll" for a mixture)."""
+        x_hat, pixel, vq = self.reconstruction_terms(x)
+        logs = vq_logs(F.mse_loss(x_hat, x), vq)
+        if self.likelihood == "mixture":
+            logs["nll"] = pixel.detach()
+        return pixel + vq.loss, logs
 
     @torch.no_grad()
     def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:

@@ -212,8 +212,11 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     assert sample["mean"] == pytest.approx(sum(sample["rates"]) / 3) and sample["std"] >= 0
     assert sum(sample["why_failed"].values()) == round(3 * 6 * (1 - sample["mean"]))
     assert main(["quality", "score", str(vq), "--update-metrics"]) == 0
-    recon = json.loads((tmp_path / "vq" / "metrics.json").read_text())["recon_shape_check"]
+    recorded = json.loads((tmp_path / "vq" / "metrics.json").read_text())
+    recon = recorded["recon_shape_check"]
     assert recon["n"] == 200 and 0 <= recon["rate"] <= 1
+    colour = recorded["recon_colour"]
+    assert colour["shapes"] >= colour["hole_free_shapes"] > 0 and 0 <= colour["colour_error_median"] <= 442
     # a PixelCNN top prior needs its bottom prior
     from dlstudio_lite.pixelcnn import PixelCNN
     top = save(PixelCNN(16, (4, 4), channels=8, n_layers=1), "pixelcnn", tmp_path / "top" / "checkpoint.pt")
@@ -227,3 +230,19 @@ def test_feature_training_is_reproducible_for_any_step_count():
     runs = [train_shape_features(steps=10, batch_size=4, num_images=456, progress=False)[0] for _ in range(2)]
     for (name, a), b in zip(runs[0].state_dict().items(), runs[1].state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_colour_report_sees_a_systematic_darkening_and_lost_colour():
+    from dlstudio_lite.data import ShapesDataset
+    from dlstudio_lite.quality import colour_report
+
+    test = ShapesDataset("test", image_size=32)
+    x, holes = test.tensors(60), torch.from_numpy(test.holes[:60])
+    same = colour_report(x, x, holes)
+    assert abs(same["brightness_bias"]) < 1e-3 and same["colour_error_median"] < 1e-3
+    assert same["colourfulness_kept"] == pytest.approx(1.0)
+    assert 0 < same["hole_free_shapes"] < same["shapes"]
+    darker = colour_report(torch.where(x > -1, x - 10 / 127.5, x), x, holes)   # every lit pixel 10 levels darker
+    assert darker["brightness_bias"] == pytest.approx(-10, abs=0.01) and darker["brightness_std"] < 0.01
+    grey = x.mean(1, keepdim=True).expand_as(x)
+    assert colour_report(grey, x, holes)["colourfulness_kept"] < 1e-6

@@ -174,8 +174,11 @@ def _cli_score(args) -> int:
                                       "sample_shape_check": run["shape_check"], "n": len(fakes[0])}
             entry["seed_spread"] = _seed_spread(by_seed)
         else:
+            from ..quality import colour_report
+            holes = torch.from_numpy(ShapesDataset("test", image_size=size).holes)
             metrics["recon_shape_check"] = {"rate": report["shape_check"], "n": len(fakes[0]),
                                             "why_failed": why_failed}
+            metrics["recon_colour"] = colour_report(fakes[0], test, holes)
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
     return 0

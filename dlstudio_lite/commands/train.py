@@ -202,4 +202,5 @@ def recon_quality(model, test_data, device) -> dict:
     x = torch.stack([images_of(test_data[i]) for i in range(len(test_data))])
     with evaluating(model), torch.no_grad():
         rec = torch.cat([model.reconstruct(b.to(device)).float().cpu() for b in x.split(100)])
-    return shapes_quality(x, rec.clamp(-1, 1), "recon")
+    holes = torch.from_numpy(test_data.holes) if hasattr(test_data, "holes") else None
+    return shapes_quality(x, rec.clamp(-1, 1), "recon", holes=holes)
