@@ -174,9 +174,19 @@ _LIST = [
     Recipe("vqgan_nodisc_shapes", "vqgan", "6", "the VQGAN's twin whose discriminator never "
            "switches on", model=dict(_VQGAN, disc_start=1_000_000_000),
            train=dict(_SCHEDULE, steps=4500, lr=5e-4, log_every=10, checkpoint_every=250)),
+    Recipe("vqgan_mixture_shapes", "vqgan", "6", "the VQGAN with a mixture likelihood: its "
+           "decoder draws the mode, not the mean", model=dict(_VQGAN, likelihood="mixture"),
+           train=dict(_SCHEDULE, steps=4500, lr=5e-4, log_every=10, checkpoint_every=250)),
+    Recipe("vqgan_mixture_nodisc_shapes", "vqgan", "6", "its twin whose discriminator never "
+           "switches on", model=dict(_VQGAN, likelihood="mixture", disc_start=1_000_000_000),
+           train=dict(_SCHEDULE, steps=4500, lr=5e-4, log_every=10, checkpoint_every=250)),
     Recipe("prior_shapes", "prior", "6", "transformer prior over vqgan_shapes' 8x8 codes",
            codes_of="vqgan_shapes", model=dict(n_layers=4, n_head=4, n_embd=128),
            train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=200)),
+    Recipe("prior_mixture_shapes", "prior", "6", "transformer prior over the 8x8 codes of "
+           "vqgan_mixture_nodisc_shapes, on 100,000 images", codes_of="vqgan_mixture_nodisc_shapes",
+           data=dict(num_images=100_000), model=dict(n_layers=4, n_head=4, n_embd=128),
+           train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500)),
     # Its other settings are train_shape_features' defaults (shape_features.py).
     Recipe("shape_features", "shape_features", "6 (sample quality)",
            "the feature network of dlstudio_lite.quality", train=dict(steps=3000)),

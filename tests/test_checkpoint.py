@@ -108,7 +108,8 @@ def test_non_dict_state_is_refused(tmp_path):
 
 @pytest.mark.parametrize("folder", ["autoencoder_shapes", "vae_shapes", "vqvae_shapes", "vqvae16_shapes",
                                     "vqgan_shapes", "vqgan_nodisc_shapes", "prior_shapes",
-                                    "vae_beta_sweep/beta_0.01"])
+                                    "vqgan_mixture_shapes", "vqgan_mixture_nodisc_shapes",
+                                    "prior_mixture_shapes", "vae_beta_sweep/beta_0.01"])
 def test_every_shipped_checkpoint_loads_and_holds_trained_weights(folder):
     from dlstudio_lite.checkpoint import MODELS
     from dlstudio_lite.data import generate_shapes

@@ -53,6 +53,13 @@ THEN = {
                      "data/checkpoints/vqgan_shapes/checkpoint.pt --prior "
                      "data/checkpoints/prior_shapes/checkpoint.pt --temperature T --top-k K "
                      "--seed 1 --update-metrics"],
+    "vqgan_nodisc_shapes": [SLIM.format(name="vqgan_nodisc_shapes")],
+    "vqgan_mixture_shapes": [SLIM.format(name="vqgan_mixture_shapes")],
+    "vqgan_mixture_nodisc_shapes": [SLIM.format(name="vqgan_mixture_nodisc_shapes")],
+    "prior_mixture_shapes": [SLIM.format(name="prior_mixture_shapes"),
+                             "dlstudio-lite quality score data/checkpoints/vqgan_mixture_nodisc_shapes/checkpoint.pt "
+                             "--prior data/checkpoints/prior_mixture_shapes/checkpoint.pt --temperature 1.0 "
+                             "--top-k 50 --seeds 1 2 3 --update-metrics"],
     **{f"crossdata_{data}/{kind}": [SLIM.format(name=f"crossdata_{data}/{kind}")]
        for data in ("shapes", "digits", "patches") for kind in ("vae", "vqvae")},
 }
@@ -82,7 +89,16 @@ NOTES = {
         "MSE 0.0405, PSNR 20.76 dB, perplexity 810 of 1,024 codes, 99.7% used; 8x8 code grid; discriminator on from step 1500 with a tenth of the generator's learning rate (the file holds both Adam states); at the end hinge loss 0.17, mean logits +2.76 / -1.72, lambda 0.0015; reconstructions: FD 119.6, valid-shape rate 59% (shape features, not ImageNet FID)"),
     'vqgan_nodisc_shapes': (
         '42 min wall (37 min CPU), on one core beside the VQGAN',
-        "the VQGAN's twin without a discriminator (it never switches on; up to step 1500 the two runs are identical): MSE 0.0390, PSNR 21.08 dB, perplexity 810 of 1,024 codes; reconstructions: FD 144.5, valid-shape rate 32.5%"),
+        "the VQGAN's twin without a discriminator (it never switches on; up to step 1500 the two runs are identical): MSE 0.0390, PSNR 21.08 dB, perplexity 810 of 1,024 codes; reconstructions: FD 144.5, valid-shape rate 32.5%, flat-shape check 0%. Slimmed after training, to make room for the mixture models"),
+    'vqgan_mixture_shapes': (
+        'about 49 min wall (about 44 min CPU, from `ps`), beside its twin and a data-generation job',
+        "the VQGAN with `likelihood='mixture'` (two candidate colours per pixel, a mixture of discretised logistics; the decoder draws the mode), every other setting as `vqgan_shapes`: MSE 0.0847, PSNR 17.33 dB, perplexity 775 of 1,024 codes, 99.7% used; at the end lambda 0.28, mean logits -0.04 / -0.13. Reconstructions: FD 11.6, valid-shape rate 94.5%, flat-shape check 0.5% (most failures: soft edges), hole-free shapes 25.1 levels too dark, 79% of the colourfulness kept: the discriminator taught it to draw the data's holes, as speckle. The run was started as `--recipe vqgan_shapes --likelihood mixture`, the same settings as this recipe"),
+    'vqgan_mixture_nodisc_shapes': (
+        '39 min 59 s (36 min 35 s), beside the VQGAN and a data-generation job',
+        "its twin whose discriminator never switches on (up to step 1500 the two runs are identical): MSE 0.0630, PSNR 18.95 dB, perplexity 854 of 1,024 codes, 99.8% used. Reconstructions: FD 23.4, valid-shape rate 97%, flat-shape check 39.5% (most failures: not flat, a colour that drifts from code to code), hole-free shapes 0.95 levels too dark (standard deviation 7.4), 92% of the colourfulness kept; the Gaussian twin `vqgan_nodisc_shapes`: FD 144.5, check 0%"),
+    'prior_mixture_shapes': (
+        '55 min 17 s wall, 51 min 13 s CPU (user), one thread, beside other jobs for part of it (encoding the 99,800 training images: 6 min 53 s; 133 sequences/s); the 100,000 images were generated first, once, in 27 min (cached in data/cache)',
+        "test 4.36 bits per code (context-free 9.82, uniform 10), next-code accuracy 31.4%; 4 layers, width 128 (1.06M parameters), over the 8x8 codes of `vqgan_mixture_nodisc_shapes` of 99,800 images. Samples (200, seeds 1, 2, 3, mean +- std), T=1.0 with no top-k: FD 26.2 +- 1.4 (1.12 times the tokenizer's reconstructions, 23.4), valid-shape rate 94.3% +- 3.5%, flat-shape check 25.0% +- 3.0% (real test images: 97%); top-k 50: FD 54.8 +- 3.4, 94.8% +- 1.3%, 45.3% +- 3.4%. 200 samples take about 2 s on one CPU thread. The samples are crisp blobs of mostly one colour, not yet the five shapes; small round ones pass the check as ovals"),
     'prior_shapes': (
         '34 min 50 s wall on two cores, beside other jobs (encoding the 20,000 images: 2 min 7 s; 198 sequences/s)',
         "test 4.85 bits per code, flat over the last 1,000 steps (context-free entropy of the codes 9.73, uniform 10), next-code accuracy 23.9%; 4 layers, width 128, over the 8x8 codes of `vqgan_shapes`. Samples (200, seed 1), FD / valid-shape rate: T=1.0, top-k 50: 113.2 / 73.5%; top-k 20: 114.5 / 77.5%; top-k 100: 114.8 / 65.5%; no top-k: 117.1 / 56%; T=0.7, top-k 10: 139.9 / 77%; T=1.2, no top-k: 139.0 / 41.5% (the VQGAN's reconstructions: 119.6 / 59%)"),
