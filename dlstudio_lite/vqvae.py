@@ -119,7 +119,7 @@ class VQVAE(nn.Module):
         """``(loss, logs)``; logs: "recon" (MSE per pixel of the drawn image, whatever the
         likelihood), "vq", "perplexity", "usage" (and "nll" for a mixture)."""
         x_hat, pixel, vq = self.reconstruction_terms(x)
-        logs = vq_logs(F.mse_loss(x_hat, x), vq)
+        logs = vq_logs(pixel if self.likelihood == "gaussian" else F.mse_loss(x_hat, x), vq)
         if self.likelihood == "mixture":
             logs["nll"] = pixel.detach()
         return pixel + vq.loss, logs

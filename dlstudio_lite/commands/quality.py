@@ -112,7 +112,8 @@ def _cli_score(args) -> int:
     net = load_feature_net(args.features)
     model = load_model(args.checkpoint)
     size = int(model.hparams.get("image_size", 64))
-    test = ShapesDataset("test", image_size=size).tensors()
+    test_split = ShapesDataset("test", image_size=size)
+    test = test_split.tensors()
     seeds = args.seeds or [args.seed]
     with torch.no_grad():
         if args.prior is None:
@@ -175,7 +176,7 @@ def _cli_score(args) -> int:
             entry["seed_spread"] = _seed_spread(by_seed)
         else:
             from ..quality import colour_report
-            holes = torch.from_numpy(ShapesDataset("test", image_size=size).holes)
+            holes = torch.from_numpy(test_split.holes)
             metrics["recon_shape_check"] = {"rate": report["shape_check"], "n": len(fakes[0]),
                                             "why_failed": why_failed}
             metrics["recon_colour"] = colour_report(fakes[0], test, holes)
