@@ -21,6 +21,9 @@ holds; so during training a fraction ``drop_bottom`` of the images is decoded wi
 (a per-image switch, like dropout), and top-only decoding is a mode the decoder has learned.
 The alternative, a fixed "neutral" bottom code everywhere, has the same problem (no bottom
 code means "no detail") and depends on which code that happens to be.
+
+``likelihood="mixture"`` works as in :class:`~dlstudio_lite.vqvae.VQVAE`: the decoder outputs
+a mixture over each pixel's levels and draws its mode (:mod:`dlstudio_lite.likelihood`).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from torch import nn
 from .autoencoder import Decoder, Encoder, check_shape
 from .blocks import SkipBlockDecoder, SkipBlockEncoder
 from .config import records_hparams
+from .likelihood import check_likelihood, mixture_mode, mixture_nll, output_channels
 from .quantize import DEFAULT_MAINTENANCE, VQOutput, code_counts, make_quantizer
 
 LEVELS = ("top", "bottom")
@@ -57,6 +61,8 @@ class VQVAE2(nn.Module):
         kmeans_init: set each codebook by k-means on the first training batch
         dead_code_steps: restart a code unused for this many training steps (0: never)
         drop_bottom: fraction of training images decoded from the top codes alone
+        likelihood: the decoder's p(x|z): "gaussian" (MSE; draws the mean) or "mixture" (draws the likeliest of `components` colours)
+        components: candidate colours per pixel of the mixture likelihood
     """
 
     @records_hparams
@@ -66,8 +72,10 @@ class VQVAE2(nn.Module):
                  quantizer: str = "ema", decay: float = 0.99,
                  kmeans_init: bool = DEFAULT_MAINTENANCE.kmeans_init,
                  dead_code_steps: int = DEFAULT_MAINTENANCE.dead_code_steps,
-                 drop_bottom: float = 0.1):
+                 drop_bottom: float = 0.1, likelihood: str = "gaussian", components: int = 2):
         super().__init__()
+        check_likelihood(likelihood, components)
+        self.likelihood, self.components = likelihood, components
         if latent_size % 2 != 0:
             raise ValueError(f"the top grid is half the bottom one: latent_size must be even, "
                              f"got {latent_size}")
@@ -88,7 +96,8 @@ class VQVAE2(nn.Module):
                        dead_code_steps=dead_code_steps)
         self.quantizer_top = make_quantizer(quantizer, num_codes_top, code_dim, **options)
         self.quantizer_bottom = make_quantizer(quantizer, num_codes_bottom, code_dim, **options)
-        self.decoder = Decoder(in_channels, image_size, latent_size, base_channels)
+        self.decoder = Decoder(output_channels(likelihood, in_channels, components), image_size,
+                               latent_size, base_channels)
 
     # --- the two levels ----------------------------------------------------------------------
     def _top_features(self, q_top: torch.Tensor) -> torch.Tensor:
@@ -103,34 +112,54 @@ class VQVAE2(nn.Module):
         vq_bottom = self.quantizer_bottom(self.pre_vq_bottom(torch.cat([h, t], dim=1)))
         return vq_top, vq_bottom, t
 
-    def _decode(self, t: torch.Tensor, q_bottom: torch.Tensor | None,
-                keep: torch.Tensor | None = None) -> torch.Tensor:
+    def _decode_params(self, t: torch.Tensor, q_bottom: torch.Tensor | None,
+                       keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's raw output: the image (gaussian) or the mixture's parameters."""
         z = t
         if q_bottom is not None:
             b = self.post_vq_bottom(q_bottom)
             z = z + (b if keep is None else b * keep)
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor):
-        """``(x_hat, vq_top, vq_bottom)``; in training, ``drop_bottom`` of the images are
+    def _decode(self, t: torch.Tensor, q_bottom: torch.Tensor | None) -> torch.Tensor:
+        params = self._decode_params(t, q_bottom)
+        return params if self.likelihood == "gaussian" else mixture_mode(params, self.components)
+
+    def _training_pass(self, x: torch.Tensor):
+        """``(params, vq_top, vq_bottom)``; in training, ``drop_bottom`` of the images are
         decoded from the top alone."""
         vq_top, vq_bottom, t = self.quantize_levels(x)
         keep = None
         if self.training and self.drop_bottom > 0:
             keep = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= self.drop_bottom).to(t.dtype)
-        return self._decode(t, vq_bottom.quantized, keep), vq_top, vq_bottom
+        return self._decode_params(t, vq_bottom.quantized, keep), vq_top, vq_bottom
+
+    def forward(self, x: torch.Tensor):
+        """``(x_hat, vq_top, vq_bottom)``; in training, ``drop_bottom`` of the images are
+        decoded from the top alone."""
+        params, vq_top, vq_bottom = self._training_pass(x)
+        x_hat = params if self.likelihood == "gaussian" else mixture_mode(params, self.components)
+        return x_hat, vq_top, vq_bottom
 
     def compute_loss(self, x: torch.Tensor):
-        """``(loss, logs)``: MSE per pixel + both levels' VQ losses; logs "recon", "vq" and,
-        per level, "perplexity_top", "usage_top", "perplexity_bottom", "usage_bottom"."""
-        x_hat, vq_top, vq_bottom = self(x)
-        recon = F.mse_loss(x_hat, x)
+        """``(loss, logs)``: the pixel term (MSE, or the mixture's NLL per dimension) + both
+        levels' VQ losses; logs "recon" (the MSE of the drawn image either way), "vq", "nll"
+        (mixture only) and, per level, "perplexity_top", "usage_top", "perplexity_bottom",
+        "usage_bottom"."""
+        params, vq_top, vq_bottom = self._training_pass(x)
+        if self.likelihood == "gaussian":
+            pixel = recon = F.mse_loss(params, x)
+        else:
+            pixel = mixture_nll(params, x, self.components)
+            recon = F.mse_loss(mixture_mode(params, self.components), x)
         vq_loss = vq_top.loss + vq_bottom.loss
         logs = {"recon": recon.detach(), "vq": vq_loss.detach()}
+        if self.likelihood == "mixture":
+            logs["nll"] = pixel.detach()
         for level, vq in zip(LEVELS, (vq_top, vq_bottom)):
             logs[f"perplexity_{level}"] = vq.perplexity.detach()
             logs[f"usage_{level}"] = vq.usage.detach()
-        return recon + vq_loss, logs
+        return pixel + vq_loss, logs
 
     def reconstruct(self, x: torch.Tensor, levels: str = "both") -> torch.Tensor:
         """``(B, C, H, W) -> (B, C, H, W)`` from both levels, or (``levels="top"``) from the

@@ -171,3 +171,30 @@ def test_a_mixture_vqgan_trains_through_the_trainer():
     with torch.no_grad():
         x_hat = model.reconstruct(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert x_hat.shape == (2, 3, 16, 16) and x_hat.abs().max() <= 1
+
+
+def test_vqvae2_with_a_mixture_draws_images_at_both_levels_and_trains_on_the_nll(tmp_path):
+    from dlstudio_lite.vqvae2 import VQVAE2
+
+    model = VQVAE2(image_size=16, latent_size=8, base_channels=8, code_dim=8, num_codes_top=16,
+                   num_codes_bottom=16, likelihood="mixture", drop_bottom=0.0)
+    assert model.decoder.conv_out.out_channels == 9
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    model.eval()
+    top, bottom = model.encode_codes(x)
+    for image in (model.reconstruct(x), model.reconstruct(x, levels="top"), model.decode_codes(top)):
+        assert image.shape == x.shape and image.abs().max() <= 1
+    assert torch.allclose(model.decode_codes(top, bottom), model.reconstruct(x), atol=1e-5)
+    loss, logs = model.compute_loss(x)
+    vq_top, vq_bottom, t = model.quantize_levels(x)
+    params = model._decode_params(t, vq_bottom.quantized)
+    assert torch.allclose(logs["nll"], mixture_nll(params, x, 2))
+    assert torch.allclose(logs["recon"], F.mse_loss(model.reconstruct(x), x))
+    assert torch.allclose(loss, logs["nll"] + logs["vq"])
+    loss.backward()
+    assert model.encoder.conv_in.weight.grad.abs().sum() > 0
+    save_checkpoint({"model": model.state_dict(), "model_name": "vqvae2", "hparams": model.hparams,
+                     "optimizers": [], "schedulers": [], "step": 0, "epoch": 0, "history": {},
+                     "rng": rng_state(), "config": {}}, tmp_path / "m.pt")
+    again = load_model(tmp_path / "m.pt").eval()
+    assert again.likelihood == "mixture" and torch.equal(again.reconstruct(x), model.reconstruct(x))

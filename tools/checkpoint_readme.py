@@ -60,6 +60,12 @@ THEN = {
                              "dlstudio-lite quality score data/checkpoints/vqgan_mixture_nodisc_shapes/checkpoint.pt "
                              "--prior data/checkpoints/prior_mixture_shapes/checkpoint.pt --temperature 1.0 "
                              "--top-k 50 --seeds 1 2 3 --update-metrics"],
+    "pixelcnn_top_shapes": [SLIM.format(name="pixelcnn_top_shapes"),
+                            "dlstudio-lite quality score data/checkpoints/vqvae2_shapes/checkpoint.pt "
+                            "--prior data/checkpoints/pixelcnn_top_shapes/checkpoint.pt --bottom-prior "
+                            "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --update-metrics"],
+    "pixelcnn_bottom_shapes": [SLIM.format(name="pixelcnn_bottom_shapes")],
+    "prior_vqvae2_top_shapes": [SLIM.format(name="prior_vqvae2_top_shapes")],
     **{f"crossdata_{data}/{kind}": [SLIM.format(name=f"crossdata_{data}/{kind}")]
        for data in ("shapes", "digits", "patches") for kind in ("vae", "vqvae")},
 }
@@ -106,17 +112,17 @@ NOTES = {
         '15 min 39 s (4 min 12 s), on a machine loaded by other jobs (load average about 8)',
         'the feature network of `dlstudio_lite.quality` (104k parameters, 0.45 MB; holds only `checkpoint.pt` and `metrics.json`): shape count exact on 64% / 61% of the 64px / 32px test images, clean-vs-damaged 98.5% / 98.0% right on damaged copies of them; valid-shape rate of the test images 99%; FD train vs test 1.4 (blur 1 px: 576). Not ImageNet FID'),
     'vqvae2_shapes': (
-        '6 min 41 s (2 min 52 s), on a machine loaded by other jobs',
-        '32x32 images (8,000, the last 200 for testing); both levels: MSE 0.0353, PSNR 21.53 dB; top grid 8x8, perplexity 98 of 128 codes, bottom grid 16x16, perplexity 98 of 128, every code used at both levels; 77k parameters, 1.1 MB'),
+        '7 min 34 s (7 min 20 s), beside one other training',
+        '32x32 images (8,000, the last 200 for testing), mixture likelihood (the decoder draws the mode); both levels: MSE 0.0432, PSNR 20.98 dB, FD 20.2, valid-shape rate 95.5%, flat-shape check 54.5% (the test images: 98.5%; the rest fail as not flat), colour error per shape 7.3 (median), colourfulness kept 99.5%, hole-free brightness bias +0.4 levels; top grid 8x8, perplexity 104 of 128 codes, bottom grid 16x16, perplexity 99 of 128, every code used at both levels; 78k parameters, 1.1 MB. The same recipe with the squared error (1,200 steps): PSNR 21.53 dB but FD 112.4, flat-shape check 0.5%, about two hues left'),
     'pixelcnn_top_shapes': (
-        '1 min 21 s wall (55 s CPU), beside one other training',
-        "gated PixelCNN over the 8x8 top codes of `vqvae2_shapes` (all 7,800 training images; the notebook's own fallback encodes 2,000): test 3.29 bits per code, context-free entropy 6.59"),
+        '2 min 51 s wall (2 min 47 s CPU), beside one other training',
+        "gated PixelCNN (32 channels, 6 layers, 152k parameters) over the 8x8 top codes of `vqvae2_shapes`, on its 7,800 training images (the notebook's own fallback encodes 2,000): test 3.47 bits per code, context-free entropy 6.69. Samples with `pixelcnn_bottom_shapes` (200, seeds 1, 2, 3, T=1): FD 21.7 +- 0.3 (the reconstructions: 18.9 on the same test split), valid-shape rate 92.0% +- 1.5%, flat-shape check 4.3% +- 2.1% (real test images: 98.5%; the failures are mostly not flat). Neither more data nor a larger model moved that: the same PixelCNN on 19,800 images reached 3.42 bits per code and 4.5% +- 0.5%; one 5 times larger (64 channels, 8 layers, 3,000 steps on 99,800 images, 15 CPU min) 3.11 bits per code and 6.5% (one seed)"),
     'pixelcnn_bottom_shapes': (
-        '1 min 38 s wall (69 s CPU), beside one other training',
-        'gated PixelCNN over the 16x16 bottom codes, conditioned on the top codes: test 2.99 bits per code, context-free entropy 6.59'),
+        '5 min 4 s wall (4 min 58 s CPU), beside one other training',
+        'gated PixelCNN (32 channels, 6 layers, 191k parameters) over the 16x16 bottom codes, conditioned on the top codes, on 7,800 training images: test 2.93 bits per code, context-free entropy 6.59.'),
     'prior_vqvae2_top_shapes': (
-        '1 min 25 s wall (80 s CPU)',
-        'the lecture-6 transformer over the same 8x8 top codes as `pixelcnn_top_shapes`, same steps, batch and schedule: test 3.07 bits per code (the PixelCNN: 3.29)'),
+        '5 min 35 s wall (5 min 28 s CPU), beside one other job',
+        'the lecture-6 transformer (3 layers, width 64, 171k parameters) over the same 8x8 top codes as `pixelcnn_top_shapes`, same data, steps, batch and schedule: test 3.27 bits per code (the PixelCNN: 3.47). Its own samples at the end of training, decoded from the top codes alone (200, T=1): FD 38.0, valid-shape rate 91.5%, flat-shape check 8.5%. One 5 times larger (4 layers, width 128, 3,000 steps on 99,800 images, 23.5 CPU min) reached 2.97 bits per code and 15.5% (top codes alone)'),
     'sweep_shapes': (
         '8 points, 44.6 min of run wall time in all, 8.3 CPU min (two at a time, on a loaded machine; the run was restarted once and skipped its finished points)',
         "one factor at a time around beta 1.25, lr 1e-3, 512 codes, like the student project; `sweep.csv` plus each point's `history.json` and `metrics.json` (no model weights, 0.27 MB). The points ran before k-means start and restarts became the defaults, hence `--no-kmeans-init --dead-code-steps 0`"),
