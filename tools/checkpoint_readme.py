@@ -63,7 +63,8 @@ THEN = {
     "pixelcnn_top_shapes": [SLIM.format(name="pixelcnn_top_shapes"),
                             "dlstudio-lite quality score data/checkpoints/vqvae2_shapes/checkpoint.pt "
                             "--prior data/checkpoints/pixelcnn_top_shapes/checkpoint.pt --bottom-prior "
-                            "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --update-metrics"],
+                            "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --top-k 3 "
+                            "--update-metrics, and the same without --top-k 3 (last: its numbers are the main ones)"],
     "pixelcnn_bottom_shapes": [SLIM.format(name="pixelcnn_bottom_shapes")],
     "prior_vqvae2_top_shapes": [SLIM.format(name="prior_vqvae2_top_shapes")],
     **{f"crossdata_{data}/{kind}": [SLIM.format(name=f"crossdata_{data}/{kind}")]
@@ -116,7 +117,7 @@ NOTES = {
         '32x32 images (8,000, the last 200 for testing), mixture likelihood (the decoder draws the mode); both levels: MSE 0.0432, PSNR 20.98 dB, FD 20.2, valid-shape rate 95.5%, flat-shape check 54.5% (the test images: 98.5%; the rest fail as not flat), colour error per shape 7.3 (median), colourfulness kept 99.5%, hole-free brightness bias +0.4 levels; top grid 8x8, perplexity 104 of 128 codes, bottom grid 16x16, perplexity 99 of 128, every code used at both levels; 78k parameters, 1.1 MB. The same recipe with the squared error (1,200 steps): PSNR 21.53 dB but FD 112.4, flat-shape check 0.5%, about two hues left'),
     'pixelcnn_top_shapes': (
         '2 min 51 s wall (2 min 47 s CPU), beside one other training',
-        "gated PixelCNN (32 channels, 6 layers, 152k parameters) over the 8x8 top codes of `vqvae2_shapes`, on its 7,800 training images (the notebook's own fallback encodes 2,000): test 3.47 bits per code, context-free entropy 6.69. Samples with `pixelcnn_bottom_shapes` (200, seeds 1, 2, 3, T=1): FD 21.7 +- 0.3 (the reconstructions: 18.9 on the same test split), valid-shape rate 92.0% +- 1.5%, flat-shape check 4.3% +- 2.1% (real test images: 98.5%; the failures are mostly not flat). Neither more data nor a larger model moved that: the same PixelCNN on 19,800 images reached 3.42 bits per code and 4.5% +- 0.5%; one 5 times larger (64 channels, 8 layers, 3,000 steps on 99,800 images, 15 CPU min) 3.11 bits per code and 6.5% (one seed)"),
+        "gated PixelCNN (32 channels, 6 layers, 152k parameters) over the 8x8 top codes of `vqvae2_shapes`, on its 7,800 training images (the notebook's own fallback encodes 2,000): test 3.47 bits per code, context-free entropy 6.69. Samples with `pixelcnn_bottom_shapes` (200, seeds 1, 2, 3, T=1): FD 21.7 +- 0.3 (the reconstructions: 18.9 on the same test split), valid-shape rate 92.0% +- 1.5%, flat-shape check 4.3% +- 2.1% (real test images: 98.5%; the failures are mostly not flat); with top-k 3 at both levels: FD 125.4 +- 9.9, 79.8% +- 2.5%, 27.8% +- 1.0% (single small round blobs). Neither more data nor a larger model moved that: the same PixelCNN on 19,800 images reached 3.42 bits per code and 4.5% +- 0.5%; one 5 times larger (64 channels, 8 layers, 3,000 steps on 99,800 images, 15 CPU min) 3.11 bits per code and 6.5% (one seed)"),
     'pixelcnn_bottom_shapes': (
         '5 min 4 s wall (4 min 58 s CPU), beside one other training',
         'gated PixelCNN (32 channels, 6 layers, 191k parameters) over the 16x16 bottom codes, conditioned on the top codes, on 7,800 training images: test 2.93 bits per code, context-free entropy 6.59.'),
