@@ -121,9 +121,12 @@ class VQVAE2(nn.Module):
             z = z + (b if keep is None else b * keep)
         return self.decoder(z)
 
-    def _decode(self, t: torch.Tensor, q_bottom: torch.Tensor | None) -> torch.Tensor:
-        params = self._decode_params(t, q_bottom)
+    def _image_of(self, params: torch.Tensor) -> torch.Tensor:
+        """The image ``(B, C, H, W)`` that the decoder's output ``params`` stands for."""
         return params if self.likelihood == "gaussian" else mixture_mode(params, self.components)
+
+    def _decode(self, t: torch.Tensor, q_bottom: torch.Tensor | None) -> torch.Tensor:
+        return self._image_of(self._decode_params(t, q_bottom))
 
     def _training_pass(self, x: torch.Tensor):
         """``(params, vq_top, vq_bottom)``; in training, ``drop_bottom`` of the images are
@@ -138,8 +141,7 @@ class VQVAE2(nn.Module):
         """``(x_hat, vq_top, vq_bottom)``; in training, ``drop_bottom`` of the images are
         decoded from the top alone."""
         params, vq_top, vq_bottom = self._training_pass(x)
-        x_hat = params if self.likelihood == "gaussian" else mixture_mode(params, self.components)
-        return x_hat, vq_top, vq_bottom
+        return self._image_of(params), vq_top, vq_bottom
 
     def compute_loss(self, x: torch.Tensor):
         """``(loss, logs)``: the pixel term (MSE, or the mixture's NLL per dimension) + both
@@ -151,7 +153,7 @@ class VQVAE2(nn.Module):
             pixel = recon = F.mse_loss(params, x)
         else:
             pixel = mixture_nll(params, x, self.components)
-            recon = F.mse_loss(mixture_mode(params, self.components), x)
+            recon = F.mse_loss(self._image_of(params), x)
         vq_loss = vq_top.loss + vq_bottom.loss
         logs = {"recon": recon.detach(), "vq": vq_loss.detach()}
         if self.likelihood == "mixture":
