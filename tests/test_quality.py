@@ -223,6 +223,22 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     assert main(["quality", "score", str(vq), "--prior", str(top), "--n", "2"]) == 2
     assert "--bottom-prior" in capsys.readouterr().err
 
+    # a transformer over a VQ-VAE-2's top codes, completed by the bottom PixelCNN (appendix 9)
+    from dlstudio_lite.vqvae2 import VQVAE2
+    vq2 = save(VQVAE2(image_size=32, latent_size=8, base_channels=8, code_dim=8, num_codes_top=16,
+                      num_codes_bottom=16, kmeans_init=False), "vqvae2", tmp_path / "vq2" / "checkpoint.pt")
+    top_t = save(TransformerPrior(16, (4, 4), n_layers=1, n_head=2, n_embd=16), "prior",
+                 tmp_path / "top_t" / "checkpoint.pt")
+    bottom = save(PixelCNN(16, (8, 8), condition_codes=16, channels=8, n_layers=1), "pixelcnn",
+                  tmp_path / "bottom" / "checkpoint.pt")
+    for extra in ([], ["--bottom-prior", str(bottom)]):
+        assert main(["quality", "score", str(vq2), "--prior", str(top_t), "--n", "4", "--seeds", "1", "2",
+                     "--json", str(tmp_path / "t.json")] + extra) == 0
+        report = json.loads((tmp_path / "t.json").read_text())
+        assert report["seeds"] == [1, 2] and len(report["per_seed"]) == 2 and 0 <= report["shape_check"] <= 1
+    assert main(["quality", "score", str(vq2), "--prior", str(prior), "--n", "2"]) == 2   # an 8x8 prior
+    assert "top level has (4, 4) grids" in capsys.readouterr().err
+
 
 def test_feature_training_is_reproducible_for_any_step_count():
     from dlstudio_lite.shape_features import train_shape_features

@@ -66,7 +66,10 @@ THEN = {
                             "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --top-k 3 "
                             "--update-metrics, and the same without --top-k 3 (last: its numbers are the main ones)"],
     "pixelcnn_bottom_shapes": [SLIM.format(name="pixelcnn_bottom_shapes")],
-    "prior_vqvae2_top_shapes": [SLIM.format(name="prior_vqvae2_top_shapes")],
+    "prior_vqvae2_top_shapes": [SLIM.format(name="prior_vqvae2_top_shapes"),
+                                "dlstudio-lite quality score data/checkpoints/vqvae2_shapes/checkpoint.pt "
+                                "--prior data/checkpoints/prior_vqvae2_top_shapes/checkpoint.pt --bottom-prior "
+                                "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --update-metrics"],
     **{f"crossdata_{data}/{kind}": [SLIM.format(name=f"crossdata_{data}/{kind}")]
        for data in ("shapes", "digits", "patches") for kind in ("vae", "vqvae")},
 }
@@ -123,7 +126,7 @@ NOTES = {
         'gated PixelCNN (32 channels, 6 layers, 191k parameters) over the 16x16 bottom codes, conditioned on the top codes, on 7,800 training images: test 2.93 bits per code, context-free entropy 6.59.'),
     'prior_vqvae2_top_shapes': (
         '5 min 35 s wall (5 min 28 s CPU), beside one other job',
-        'the lecture-6 transformer (3 layers, width 64, 171k parameters) over the same 8x8 top codes as `pixelcnn_top_shapes`, same data, steps, batch and schedule: test 3.27 bits per code (the PixelCNN: 3.47). Its own samples at the end of training, decoded from the top codes alone (200, T=1): FD 38.0, valid-shape rate 91.5%, flat-shape check 8.5%. One 5 times larger (4 layers, width 128, 3,000 steps on 99,800 images, 23.5 CPU min) reached 2.97 bits per code and 15.5% (top codes alone)'),
+        'the lecture-6 transformer (3 layers, width 64, 171k parameters) over the same 8x8 top codes as `pixelcnn_top_shapes`, same data, steps, batch and schedule: test 3.27 bits per code (the PixelCNN: 3.47). Samples completed by `pixelcnn_bottom_shapes` (200, seeds 1, 2, 3, T=1): FD 19.9 +- 1.3, valid-shape rate 91.7% +- 2.5%, flat-shape check 7.3% +- 1.5% (the PixelCNN pair: 21.7, 92.0%, 4.3% +- 2.1%). One 5 times larger (4 layers, width 128, 3,000 steps on 99,800 images, 23.5 CPU min) reached 2.97 bits per code and 15.5% (top codes alone)'),
     'sweep_shapes': (
         '8 points, 44.6 min of run wall time in all, 8.3 CPU min (two at a time, on a loaded machine; the run was restarted once and skipped its finished points)',
         "one factor at a time around beta 1.25, lr 1e-3, 512 codes, like the student project; `sweep.csv` plus each point's `history.json` and `metrics.json` (no model weights, 0.27 MB). The points ran before k-means start and restarts became the defaults, hence `--no-kmeans-init --dead-code-steps 0`"),

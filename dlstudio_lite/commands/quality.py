@@ -54,7 +54,7 @@ def add_cli(sub) -> None:
     s.add_argument("--prior", type=Path, default=None,
                    help="checkpoint.pt of `train prior` (or of `train pixelcnn --level top`): score its samples")
     s.add_argument("--bottom-prior", type=Path, default=None,
-                   help="with a PixelCNN top prior over a VQ-VAE-2: checkpoint.pt of `train pixelcnn --level bottom`")
+                   help="with a top prior over a VQ-VAE-2 (PixelCNN or transformer): checkpoint.pt of `train pixelcnn --level bottom`")
     s.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="with --prior: sampling seeds to report as mean and spread (default: --seed alone)")
     s.add_argument("--n", type=int, default=200, help="samples to draw with --prior (default 200)")
@@ -202,8 +202,11 @@ def _samples(args, vq, seed: int) -> torch.Tensor:
     from ..checkpoint import load_model
     from ..pixelcnn import PixelCNN, sample_vqvae2
     from ..prior import load_prior, sample_images
+    from ..vqvae2 import VQVAE2
 
     prior = load_model(args.prior)
+    if isinstance(vq, VQVAE2) and not isinstance(prior, PixelCNN):
+        return _vqvae2_samples_from_a_transformer(args, vq, load_prior(args.prior), seed)
     if isinstance(prior, PixelCNN):
         if args.bottom_prior is None:
             raise ValueError(f"{args.prior} holds a PixelCNN: expected --bottom-prior with the bottom-level "
@@ -212,3 +215,20 @@ def _samples(args, vq, seed: int) -> torch.Tensor:
                              temperature=args.temperature, top_k=args.top_k,
                              generator=torch.Generator().manual_seed(seed))
     return sample_images(load_prior(args.prior), vq, args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
+
+
+def _vqvae2_samples_from_a_transformer(args, vq, prior, seed: int) -> torch.Tensor:
+    """Top codes from a transformer (`train prior` on a VQ-VAE-2 models its top grid), then,
+    with ``--bottom-prior``, bottom codes from that PixelCNN given them (as appendix 9
+    compares the two top priors), else the top codes decoded alone -> ``(n, C, H, W)``."""
+    from ..checkpoint import load_model
+    if prior.num_codes != vq.num_codes["top"] or tuple(prior.latent_shape) != tuple(vq.latent_shapes["top"]):
+        raise ValueError(f"the prior models {tuple(prior.latent_shape)} grids of {prior.num_codes} codes, but the "
+                         f"VQ-VAE-2's top level has {vq.latent_shapes['top']} grids of {vq.num_codes['top']}")
+    top = prior.sample(args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
+    bottom = None
+    if args.bottom_prior is not None:
+        bottom_prior = load_model(args.bottom_prior).eval()
+        bottom = bottom_prior.sample(args.n, args.temperature, condition=top, top_k=args.top_k,
+                                     generator=torch.Generator().manual_seed(seed + 1))
+    return vq.eval().decode_codes(top, bottom).clamp(-1, 1)
