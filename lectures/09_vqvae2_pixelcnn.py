@@ -628,7 +628,8 @@ def clear_gap(key):
 better_bits = min(bits_test, key=bits_test.get)
 fd_verdict = ("a clear gap" if clear_gap("fd") else "a difference within the spread from one seed to the next, "
               "so this lecture does not rank them on it")
-shipped = json.loads((CHECKPOINTS / "pixelcnn_top_shapes" / "metrics.json").read_text())["sample_shape_check"]
+shipped = {name: json.loads((CHECKPOINTS / name / "metrics.json").read_text())["sample_shape_check"]
+           for name in ("pixelcnn_top_shapes", "prior_vqvae2_top_shapes")}
 # How much of the top grid does the top PixelCNN see from its last position (as in section 1)?
 th, tw = vq.latent_shapes["top"]
 last_seen = input_dependence(top_prior.logits_from_embedding, torch.randn(1, top_prior.embed.embedding_dim, th, tw),
@@ -648,10 +649,11 @@ say(f"The {better_bits} predicts the top codes better ({bits_test['transformer (
     f"{pix['shape_check'][0]:.0%} ± {pix['shape_check'][1]:.0%} of the PixelCNN's, against "
     f"{both['shape_check'][0]:.0%} of these reconstructions (the first {n_quality} test images) and "
     f"{flat['originals']:.0%} of all {len(x_test)} test images, "
-    f"and {not_flat} of the {failed} samples it fails are not flat. On 3 x {shipped['n']} samples "
-    f"(`data/checkpoints/pixelcnn_top_shapes/metrics.json`) the PixelCNN pair passes "
-    f"{shipped['mean']:.1%} ± {shipped['std']:.1%}: not the quarter of the real rate this appendix aimed "
-    "for. The priors place crisp patches of colour; they do not yet keep a shape's colour and outline from "
+    f"and {not_flat} of the {failed} samples it fails are not flat. On 3 x {shipped['pixelcnn_top_shapes']['n']} "
+    "samples (recorded in the two priors' `metrics.json`) it passes "
+    f"{shipped['pixelcnn_top_shapes']['mean']:.1%} ± {shipped['pixelcnn_top_shapes']['std']:.1%} with the PixelCNN "
+    f"on top and {shipped['prior_vqvae2_top_shapes']['mean']:.1%} ± {shipped['prior_vqvae2_top_shapes']['std']:.1%} "
+    "with the transformer: not the quarter of the real rate this appendix aimed for. The priors place crisp patches of colour; they do not yet keep a shape's colour and outline from "
     f"one code to the next. Not for want of a view: from the last position of the ${th} \\times {tw}$ grid the "
     f"top PixelCNN's {top_prior.hparams['n_layers']} gated layers see {int(last_seen.sum())} of the {th * tw - 1} "
     "earlier codes, and the transformer sees all of them.",
@@ -660,7 +662,7 @@ say(f"The {better_bits} predicts the top codes better ({bits_test['transformer (
      "the check passes far fewer samples than reconstructions"),
     (not_flat > failed / 2, "most failures are not flat"),
     (int(last_seen.sum()) >= 0.8 * (th * tw - 1), "the top PixelCNN sees most earlier codes"),
-    (shipped["mean"] < flat["originals"] / 4, "below a quarter of the real rate"))
+    (max(run["mean"] for run in shipped.values()) < flat["originals"] / 4, "below a quarter of the real rate"))
 
 # %% [markdown]
 # ## 6. Your own images
