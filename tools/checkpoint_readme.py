@@ -46,30 +46,31 @@ side by side; wall time and (user) CPU time are given.
 
 # Extra commands after a row's training run.
 SLIM = "dlstudio-lite checkpoint slim data/checkpoints/{name}/checkpoint.pt"
+
+
+def score(vq: str, prior: str, flags: str) -> str:
+    """The `quality score` command that records a prior's sample scores beside it."""
+    return (f"dlstudio-lite quality score data/checkpoints/{vq}/checkpoint.pt --prior "
+            f"data/checkpoints/{prior}/checkpoint.pt {flags} --update-metrics")
+
+
+BOTTOM = "--bottom-prior data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt"
 THEN = {
     "vae_beta_sweep": [SLIM.format(name="vae_beta_sweep/*")],
     "prior_shapes": [SLIM.format(name="prior_shapes"),
-                     "per sampling setting: dlstudio-lite quality score "
-                     "data/checkpoints/vqgan_shapes/checkpoint.pt --prior "
-                     "data/checkpoints/prior_shapes/checkpoint.pt --temperature T --top-k K "
-                     "--seed 1 --update-metrics"],
+                     "per sampling setting: " + score("vqgan_shapes", "prior_shapes", "--temperature T --top-k K --seed 1")],
     "vqgan_nodisc_shapes": [SLIM.format(name="vqgan_nodisc_shapes")],
     "vqgan_mixture_shapes": [SLIM.format(name="vqgan_mixture_shapes")],
     "vqgan_mixture_nodisc_shapes": [SLIM.format(name="vqgan_mixture_nodisc_shapes")],
     "prior_mixture_shapes": [SLIM.format(name="prior_mixture_shapes"),
-                             "dlstudio-lite quality score data/checkpoints/vqgan_mixture_nodisc_shapes/checkpoint.pt "
-                             "--prior data/checkpoints/prior_mixture_shapes/checkpoint.pt --temperature 1.0 "
-                             "--top-k 50 --seeds 1 2 3 --update-metrics"],
+                             score("vqgan_mixture_nodisc_shapes", "prior_mixture_shapes",
+                                   "--temperature 1.0 --top-k 50 --seeds 1 2 3")],
     "pixelcnn_top_shapes": [SLIM.format(name="pixelcnn_top_shapes"),
-                            "dlstudio-lite quality score data/checkpoints/vqvae2_shapes/checkpoint.pt "
-                            "--prior data/checkpoints/pixelcnn_top_shapes/checkpoint.pt --bottom-prior "
-                            "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --top-k 3 "
-                            "--update-metrics, and the same without --top-k 3 (last: its numbers are the main ones)"],
+                            score("vqvae2_shapes", "pixelcnn_top_shapes", f"{BOTTOM} --seeds 1 2 3 --top-k 3")
+                            + ", and the same without --top-k 3 (last: its numbers are the main ones)"],
     "pixelcnn_bottom_shapes": [SLIM.format(name="pixelcnn_bottom_shapes")],
     "prior_vqvae2_top_shapes": [SLIM.format(name="prior_vqvae2_top_shapes"),
-                                "dlstudio-lite quality score data/checkpoints/vqvae2_shapes/checkpoint.pt "
-                                "--prior data/checkpoints/prior_vqvae2_top_shapes/checkpoint.pt --bottom-prior "
-                                "data/checkpoints/pixelcnn_bottom_shapes/checkpoint.pt --seeds 1 2 3 --update-metrics"],
+                                score("vqvae2_shapes", "prior_vqvae2_top_shapes", f"{BOTTOM} --seeds 1 2 3")],
     **{f"crossdata_{data}/{kind}": [SLIM.format(name=f"crossdata_{data}/{kind}")]
        for data in ("shapes", "digits", "patches") for kind in ("vae", "vqvae")},
 }
