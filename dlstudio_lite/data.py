@@ -146,11 +146,12 @@ def shape_colour_bits() -> float:
 
 
 def generate_shapes(num_images: int, image_size: int = 64, seed: int = 0,
-                    max_shapes: int = 5) -> ShapeImages:
-    """Generate ``num_images`` shape images deterministically from ``seed``.
+                    max_shapes: int = 5, start: int = 0) -> ShapeImages:
+    """Generate images ``start`` to ``start + num_images - 1`` deterministically from ``seed``.
 
     Image ``i`` depends only on ``(seed, i, image_size)``, so a smaller set is a prefix of
-    a larger one. Returns :class:`ShapeImages`.
+    a larger one, and a test split (the last images) can be drawn without the rest.
+    Returns :class:`ShapeImages`.
     """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
@@ -158,37 +159,56 @@ def generate_shapes(num_images: int, image_size: int = 64, seed: int = 0,
         raise ValueError(f"num_images must be positive, got {num_images}")
     if not 1 <= max_shapes <= 5:
         raise ValueError(f"max_shapes must be between 1 and 5, got {max_shapes}")
+    if start < 0:
+        raise ValueError(f"start must be at least 0, got {start}")
     images = np.empty((num_images, image_size, image_size, 3), np.uint8)
     holes = np.empty((num_images, image_size, image_size), bool)
     counts = np.empty(num_images, np.int64)
     from tqdm.auto import tqdm
 
     # A bar for the first, uncached generation of a full dataset (a minute or more on a CPU).
-    children = tqdm(np.random.SeedSequence(seed).spawn(num_images), desc="generating shapes (cached afterwards)",
-                    unit="img", disable=num_images < 5_000, mininterval=2.0)
-    for i, child in enumerate(children):
+    # Image i's generator is child i of SeedSequence(seed).spawn(...), built directly.
+    indices = tqdm(range(num_images), desc="generating shapes (cached afterwards)",
+                   unit="img", disable=num_images < 5_000, mininterval=2.0)
+    for i in indices:
+        child = np.random.SeedSequence(seed, spawn_key=(start + i,))
         images[i], holes[i], counts[i] = _draw_one(np.random.default_rng(child), image_size, max_shapes)
     return ShapeImages(images, holes, counts)
 
 
+def _cache_path(root, num_images: int, image_size: int, seed: int, start: int = 0) -> Path:
+    tail = f"_from{start}" if start else ""
+    return Path(root) / "cache" / f"shapes_{image_size}px_{num_images}_seed{seed}{tail}.npz"
+
+
 def load_shapes(num_images: int, image_size: int = 64, seed: int = 0,
-                root: str | Path = DATA_ROOT, cache: bool = True) -> ShapeImages:
+                root: str | Path = DATA_ROOT, cache: bool = True, start: int = 0) -> ShapeImages:
     """Like :func:`generate_shapes`, but cached under ``root/cache`` after the first call,
     and kept in memory for the process: a train and a test split share one copy."""
-    path = Path(root) / "cache" / f"shapes_{image_size}px_{num_images}_seed{seed}.npz"
     if not cache:
-        return generate_shapes(num_images, image_size, seed)
+        return generate_shapes(num_images, image_size, seed, start=start)
+    path = _cache_path(root, num_images, image_size, seed, start)
     key = (str(path.resolve()), num_images, image_size, seed)
     if key not in _IN_MEMORY:
-        _IN_MEMORY.clear()  # hold one dataset at a time: 20,000 images take ~330 MB
-        _IN_MEMORY[key] = _load_or_generate(path, num_images, image_size, seed)
+        if num_images > _SMALL:  # hold one large dataset at a time: 20,000 images take ~330 MB
+            for other in [k for k in _IN_MEMORY if k[1] > _SMALL]:
+                del _IN_MEMORY[other]
+        elif sum(k[1] <= _SMALL for k in _IN_MEMORY) >= 8:
+            del _IN_MEMORY[next(k for k in _IN_MEMORY if k[1] <= _SMALL)]   # the oldest small one
+        _IN_MEMORY[key] = _load_or_generate(path, num_images, image_size, seed, start)
     return _IN_MEMORY[key]
 
 
 _IN_MEMORY: dict[tuple, ShapeImages] = {}
+_SMALL = 2_000
 
 
-def _load_or_generate(path: Path, num_images: int, image_size: int, seed: int) -> ShapeImages:
+def _has_cached(root, num_images: int, image_size: int, seed: int) -> bool:
+    path = _cache_path(root, num_images, image_size, seed)
+    return (str(path.resolve()), num_images, image_size, seed) in _IN_MEMORY or path.exists()
+
+
+def _load_or_generate(path: Path, num_images: int, image_size: int, seed: int, start: int = 0) -> ShapeImages:
     if path.exists():
         try:
             with np.load(path) as f:
@@ -197,7 +217,7 @@ def _load_or_generate(path: Path, num_images: int, image_size: int, seed: int) -
                                    f["counts"])
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache is simply regenerated
-    data = generate_shapes(num_images, image_size, seed)
+    data = generate_shapes(num_images, image_size, seed, start=start)
     atomic_write(path, lambda f: np.savez(f, images=data.images, holes=np.packbits(data.holes),
                                           counts=data.counts))
     return data
@@ -219,8 +239,13 @@ class ShapesDataset(Dataset):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if not 0 < test_size < num_images:
             raise ValueError(f"test_size must be between 1 and num_images - 1 = {num_images - 1}, got {test_size}")
-        data = load_shapes(num_images, image_size, seed, root, cache)
-        part = slice(0, num_images - test_size) if split == "train" else slice(num_images - test_size, None)
+        if split == "test" and not (cache and _has_cached(root, num_images, image_size, seed)):
+            # Only the held-out tail: drawing all 20,000 images for 200 takes half a minute.
+            data = load_shapes(test_size, image_size, seed, root, cache, start=num_images - test_size)
+            part = slice(None)
+        else:
+            data = load_shapes(num_images, image_size, seed, root, cache)
+            part = slice(0, num_images - test_size) if split == "train" else slice(num_images - test_size, None)
         self.images, self.holes, self.counts = data.images[part], data.holes[part], data.counts[part]
         self.split, self.image_size, self.return_holes = split, image_size, return_holes
 

@@ -108,6 +108,21 @@ def test_cache_round_trip(tmp_path):
     assert np.array_equal(load_shapes(20, 16, seed=2, root=tmp_path).images, first.images)
 
 
+def test_a_test_split_alone_is_drawn_without_the_rest_and_equals_the_tail(tmp_path):
+    whole = generate_shapes(40, 16, seed=2)
+    part = generate_shapes(8, 16, seed=2, start=32)
+    assert np.array_equal(part.images, whole.images[32:]) and np.array_equal(part.counts, whole.counts[32:])
+    assert np.array_equal(part.holes, whole.holes[32:])
+    data._IN_MEMORY.clear()
+    test = ShapesDataset("test", 16, 40, seed=2, test_size=8, root=tmp_path)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["shapes_16px_8_seed2_from32.npz"]
+    assert np.array_equal(test.images, whole.images[32:])
+    train = ShapesDataset("train", 16, 40, seed=2, test_size=8, root=tmp_path)   # now the whole set
+    assert np.array_equal(train.images, whole.images[:32]) and len(list((tmp_path / "cache").iterdir())) == 2
+    with pytest.raises(ValueError, match="start must be at least 0"):
+        generate_shapes(2, 16, start=-1)
+
+
 def test_splits_share_one_copy_and_items_do_not_pin_it(tmp_path):
     train = ShapesDataset("train", 16, 40, test_size=8, root=tmp_path, return_holes=True)
     test = ShapesDataset("test", 16, 40, test_size=8, root=tmp_path, return_holes=True)
@@ -139,8 +154,8 @@ def test_dataset_defaults_ignore_quick_mode_whose_recipes_the_entry_points_apply
     calls = []
     tiny = generate_shapes(300, 8)
 
-    def fake_load(n, size, seed, root, cache):
-        calls.append((n, size))
+    def fake_load(n, size, seed, root, cache, start=0):
+        calls.append((start + n, size))       # the size of the dataset the images come from
         return tiny
     monkeypatch.setattr(data, "load_shapes", fake_load)
     monkeypatch.setenv("DLSTUDIO_LITE_QUICK", "1")
