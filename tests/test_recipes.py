@@ -169,6 +169,29 @@ def test_the_checkpoint_readme_says_which_shipped_checkpoints_were_slimmed():
         assert slimmed == listed, (name, slimmed)
 
 
+def test_each_recorded_tokenizer_lever_is_the_recipe_with_exactly_its_changes(normal):
+    # Lecture 6 draws its table of levers from these rows (tools/tokenizer_levers.py): each
+    # row's command must rebuild its run, and the unchanged row must be the shipped model.
+    sys.path.insert(0, str(ROOT / "tools"))
+    import tokenizer_levers as levers
+    metrics = json.loads((CHECKPOINTS / levers.BASE / "metrics.json").read_text())
+    rows = metrics["levers"]
+    assert len(rows) >= 5 and any(not r["changes"] for r in rows)
+    for row in rows:
+        argv = shlex.split(row["command"])[1:]
+        hparams, train = levers.parsed(argv, 64)
+        model, training = levers.changes_of({"hparams": hparams, "train": train})
+        assert {**model, **training} == row["changes"], row["command"]
+        if row["changes"]:  # leaving out the last change is noticed
+            cut = argv[:argv.index("--out")][:-2]          # every flag here takes one value
+            model, training = levers.changes_of(dict(zip(("hparams", "train"), levers.parsed(cut + ["--out", "x"], 64))))
+            assert {**model, **training} != row["changes"]
+        else:
+            assert (row["psnr"], row["recon_fd"], row["recon_shape_check"]) == (
+                metrics["psnr"], metrics["recon_fd"], metrics["recon_shape_check"]["rate"])
+        assert 0 <= row["recon_shape_check"] <= 1 and row["cpu_minutes"] > 0
+
+
 # --- every command printed in a lecture, README or the package's own help parses ----------------
 PLACEHOLDERS = {"beta_B": "beta_0.01", "--temperature T": "--temperature 1.0", "--top-k K": "--top-k 5",
                 "top|bottom": "top"}
