@@ -202,7 +202,9 @@ def test_an_exercise_opens_next_to_its_lecture_and_runs_unanswered(lab, browser)
 
     js(browser, find + "window.jupyterapp.shell.activateById(w.id);")
     wait_for("the exercise in front", lambda: js(browser, CURRENT + f"return w && w.context.path === '{EXERCISE}';"), 30)
-    js(browser, "window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    # Aimed at the exercise by its id: with no id the command acts on the notebook that last had
+    # focus, which can still be the lecture (one fresh-clone run timed out waiting here).
+    js(browser, find + "window.jupyterapp.commands.execute('notebook:run-all-cells', {widgetId: w.id});")
     cells = wait_for("every exercise cell to run", lambda: js(browser, find + """
         const cells = w.content.widgets.filter(c => c.model.type === 'code');
         const done = cells.every(c => c.model.executionCount !== null) && w.sessionContext.session.kernel.status === 'idle';
