@@ -1260,7 +1260,7 @@ say(f"With the discriminator the picture splits. The mixture VQGAN has the lowes
 # Section 8 blamed the bits: one code has 10 bits for its patch's edges and colour. If that
 # were what leaves the colours drifting, more bits per image should help. The tokenizer's
 # `metrics.json` records runs of this twin's recipe with one thing changed at a time
-# (trained with `tools/tokenizer_levers.py`'s commands, each scored like the shipped one on
+# (each row holds the `dlstudio-lite train` command that reproduces it, written by `tools/tokenizer_levers.py`; each run scored like the shipped one on
 # the 200 test images; one seed each, and not shipped, to keep the download small): more
 # bits (two residual codes per cell, RQ-VAE: twice the bits on the same grid; or a
 # $16 \times 16$ grid, four times the codes, each covering a quarter of the area), a wider
