@@ -1280,26 +1280,27 @@ say(f"With the discriminator the picture splits. The mixture VQGAN has the lowes
 levers = json.loads((CHECKPOINTS / "vqgan_mixture_nodisc_shapes" / "metrics.json").read_text())["levers"]
 
 
+# how each setting a run changed reads in its label, in the order the label gives them
+LEVER_WORDS = {
+    "latent_size": lambda c: f"{c['latent_size']}x{c['latent_size']} grid",
+    "quantizer": lambda c: f"{c['quantizer_options']['depth']} {c['quantizer']} codes per cell",
+    "base_channels": lambda c: f"width {c['base_channels']}",
+    "num_repeats": lambda c: f"{c['num_repeats']} more encoder block per stage",
+    "seed": lambda c: f"training seed {c['seed']}",
+    "components": lambda c: f"{c['components']} mixture candidates per pixel",
+    "lr": lambda c: f"lr {c['lr']:g}",
+    "disc_weight": lambda c: f"discriminator from step {c.get('disc_start', 0):,}, weight {c['disc_weight']:g}",
+}
+SAID_BY_ANOTHER = {"steps", "quantizer_options", "num_codes", "disc_start"}   # part of another word
+
+
 def lever_label(changes):
     """A short name for a run from the settings it changed."""
+    unknown = set(changes) - set(LEVER_WORDS) - SAID_BY_ANOTHER
+    if unknown:   # two runs would share a label and one of them would vanish from the figure
+        raise ValueError(f"no label for the changed settings {sorted(unknown)}: add them to LEVER_WORDS")
     words = [f"{changes.get('steps', 4500):,} steps" + ("" if changes else " (shipped)")]
-    if changes.get("latent_size", 8) != 8:
-        words.append(f"{changes['latent_size']}x{changes['latent_size']} grid")
-    if changes.get("quantizer") == "residual":
-        words.append(f"{changes['quantizer_options']['depth']} residual codes per cell")
-    if "base_channels" in changes:
-        words.append(f"width {changes['base_channels']}")
-    if "num_repeats" in changes:
-        words.append(f"{changes['num_repeats']} more encoder block per stage")
-    if "seed" in changes:
-        words.append(f"training seed {changes['seed']}")
-    if "components" in changes:
-        words.append(f"{changes['components']} mixture candidates per pixel")
-    if "lr" in changes:
-        words.append(f"lr {changes['lr']:g}")
-    if "disc_weight" in changes:
-        words.append(f"discriminator from step {changes.get('disc_start', 0):,}, weight {changes['disc_weight']:g}")
-    return ", ".join(words)
+    return ", ".join(words + [word(changes) for key, word in LEVER_WORDS.items() if key in changes])
 
 
 rows_by = {lever_label(r["changes"]): r for r in levers}
