@@ -9,6 +9,9 @@ Layout for downsampling ratio ``2**n`` (lecture defaults ``base_channels=64``):
     n stages, each:  SkipBlockEncoder(c, c, downsample)  -> num_repeats x SkipBlockEncoder(c, c)
                      -> SkipBlockEncoder(c, 2c)           (c = base, 2 base, 4 base, ...)
 
+and the decoder mirrors it (a VQ-VAE's ``decoder_repeats`` adds same-width blocks after
+each of its upsamplings).
+
 so the output has ``base * 2**n`` channels: 128 / 256 / 512 for ratios 2 / 4 / 8, as in
 DLStudio. Unlike DLStudio, misconfigurations raise ``ValueError`` instead of ``sys.exit``.
 """
@@ -75,12 +78,16 @@ class Decoder(nn.Module):
 
     ``in_channels`` is ``base_channels * S // s``. Ends in a 3x3 conv to the image
     channels with no output activation (targets are in [-1, 1]; MSE needs no squashing).
+    ``num_repeats`` extra same-width SkipBlocks follow each upsampling, so the added depth
+    works at the finer resolution, where outlines are drawn.
     """
 
     def __init__(self, out_channels: int = 3, image_size: int = 64, latent_size: int = 16,
-                 base_channels: int = 64, skip_connections: bool = True):
+                 base_channels: int = 64, skip_connections: bool = True, num_repeats: int = 0):
         super().__init__()
         stages = num_stages(image_size, latent_size)
+        if num_repeats < 0:
+            raise ValueError(f"decoder num_repeats must be >= 0, got {num_repeats}")
         self.out_channels, self.image_size, self.latent_size = out_channels, image_size, latent_size
         self.in_channels = base_channels * 2 ** stages
         blocks, c = [], self.in_channels
@@ -88,6 +95,8 @@ class Decoder(nn.Module):
             blocks.append(SkipBlockDecoder(c, c // 2, skip_connections=skip_connections))
             c //= 2
             blocks.append(SkipBlockDecoder(c, c, upsample=True, skip_connections=skip_connections))
+            blocks += [SkipBlockDecoder(c, c, skip_connections=skip_connections)
+                       for _ in range(num_repeats)]
         self.blocks = nn.Sequential(*blocks)
         self.conv_out = nn.Conv2d(base_channels, out_channels, 3, padding=1)
 

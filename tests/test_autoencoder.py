@@ -4,7 +4,9 @@ import torch
 from torch import nn
 
 from dlstudio_lite.autoencoder import Autoencoder, Decoder, Encoder
-from dlstudio_lite.blocks import SkipBlockEncoder
+from dlstudio_lite.blocks import SkipBlockDecoder, SkipBlockEncoder
+from dlstudio_lite.checkpoint import model_from_checkpoint
+from dlstudio_lite.vqvae import VQVAE
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -33,6 +35,33 @@ def test_num_repeats_adds_same_width_blocks_per_stage():
     deeper = Encoder(3, 32, 8, base_channels=4, num_repeats=3)
     assert count(deeper) - count(base) == 2 * 3  # two stages for ratio 4
     assert deeper(torch.randn(1, 3, 32, 32)).shape == (1, 16, 8, 8)
+
+
+def test_decoder_repeats_add_same_width_blocks_at_the_finer_resolution():
+    def blocks(m):
+        return [b for b in m.modules() if isinstance(b, SkipBlockDecoder)]
+    base = Decoder(3, 32, 8, base_channels=4)
+    deeper = Decoder(3, 32, 8, base_channels=4, num_repeats=2)
+    added = [b for b in blocks(deeper) if not b.upsample and b.in_ch == b.out_ch]
+    assert len(blocks(deeper)) - len(blocks(base)) == len(added) == 2 * 2  # two stages
+    # each follows an upsampling: widths 8 (16x16) and 4 (32x32), two of each
+    assert sorted(b.in_ch for b in added) == [4, 4, 8, 8]
+    assert deeper(torch.randn(1, 16, 8, 8)).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="num_repeats must be >= 0, got -1"):
+        Decoder(3, 32, 8, num_repeats=-1)
+
+
+def test_vqvae_decoder_repeats_is_recorded_and_rebuilt_from_a_checkpoint():
+    kwargs = dict(image_size=16, latent_size=4, base_channels=4, code_dim=8, num_codes=16)
+    model = VQVAE(**kwargs, decoder_repeats=1)
+    n_plain = sum(isinstance(b, SkipBlockDecoder) for b in VQVAE(**kwargs).decoder.modules())
+    assert sum(isinstance(b, SkipBlockDecoder) for b in model.decoder.modules()) == n_plain + 2
+    rebuilt = model_from_checkpoint({"model_name": "vqvae", "hparams": model.hparams,
+                                     "model": model.state_dict()})
+    assert rebuilt.hparams["decoder_repeats"] == 1
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x)[0], model.eval()(x)[0])
 
 
 def test_decoder_ends_in_a_plain_conv():
