@@ -284,9 +284,14 @@ def sample_images(prior: TransformerPrior, vq_model: nn.Module, n: int, **sample
 
 def load_prior(path, device: torch.device | str = "cpu") -> TransformerPrior:
     """Rebuild a prior from a checkpoint written by ``dlstudio-lite train prior``, in eval mode."""
-    from .checkpoint import CheckpointError, load_model
-    prior = load_model(path, device)
-    if not isinstance(prior, TransformerPrior):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(prior).__name__}, "
+    from .checkpoint import load_model
+    return as_prior(load_model(path, device), path)
+
+
+def as_prior(model, path) -> TransformerPrior:
+    """``model`` (loaded from ``path``) if it is a transformer prior, else a ``CheckpointError``."""
+    from .checkpoint import CheckpointError
+    if not isinstance(model, TransformerPrior):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(model).__name__}, "
                               f"expected a transformer prior (written by `train prior`)")
-    return prior
+    return model

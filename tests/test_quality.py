@@ -222,6 +222,9 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     top = save(PixelCNN(16, (4, 4), channels=8, n_layers=1), "pixelcnn", tmp_path / "top" / "checkpoint.pt")
     assert main(["quality", "score", str(vq), "--prior", str(top), "--n", "2"]) == 2
     assert "--bottom-prior" in capsys.readouterr().err
+    # a checkpoint that holds no prior at all is named as such
+    assert main(["quality", "score", str(vq), "--prior", str(vq), "--n", "2"]) == 2
+    assert "expected a transformer prior" in capsys.readouterr().err
 
     # a transformer over a VQ-VAE-2's top codes, completed by the bottom PixelCNN (appendix 9)
     from dlstudio_lite.vqvae2 import VQVAE2

@@ -201,12 +201,12 @@ def _samples(args, vq, seed: int) -> torch.Tensor:
     """``args.n`` images sampled with ``seed`` from the prior(s) named in ``args``, decoded by ``vq``."""
     from ..checkpoint import load_model
     from ..pixelcnn import PixelCNN, sample_vqvae2
-    from ..prior import load_prior, sample_images
+    from ..prior import as_prior, sample_images
     from ..vqvae2 import VQVAE2
 
-    prior = load_model(args.prior)
+    prior = load_model(args.prior)   # loaded once: its type says which sampler to use
     if isinstance(vq, VQVAE2) and not isinstance(prior, PixelCNN):
-        return _vqvae2_samples_from_a_transformer(args, vq, load_prior(args.prior), seed)
+        return _vqvae2_samples_from_a_transformer(args, vq, as_prior(prior, args.prior), seed)
     if isinstance(prior, PixelCNN):
         if args.bottom_prior is None:
             raise ValueError(f"{args.prior} holds a PixelCNN: expected --bottom-prior with the bottom-level "
@@ -214,7 +214,7 @@ def _samples(args, vq, seed: int) -> torch.Tensor:
         return sample_vqvae2(vq, prior.eval(), load_model(args.bottom_prior).eval(), args.n,
                              temperature=args.temperature, top_k=args.top_k,
                              generator=torch.Generator().manual_seed(seed))
-    return sample_images(load_prior(args.prior), vq, args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
+    return sample_images(as_prior(prior, args.prior), vq, args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
 
 
 def _vqvae2_samples_from_a_transformer(args, vq, prior, seed: int) -> torch.Tensor:
