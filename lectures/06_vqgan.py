@@ -1269,12 +1269,23 @@ say(f"With the discriminator the picture splits. The mixture VQGAN has the lowes
 # missed, twice the bits on the same grid; or a
 # $16 \times 16$ grid, four times the codes, each covering a quarter of the area; both in
 # short runs of 1,500 steps and in runs as long as the twin's), a wider
-# network (24 channels at the first stage instead of 16), a deeper encoder (one more
-# residual block per stage), four mixture candidates per pixel instead of two, a higher
-# learning rate (1e-3 instead of 5e-4), longer runs, and a discriminator at a quarter of the
-# mixture VQGAN's weight of 0.8. This course aims at a tokenizer whose reconstructions pass
-# the check 70% of the time, and at a discriminator that improves on its twin on both
+# network (24 channels at the first stage instead of 16) and a higher learning rate (1e-3
+# instead of 5e-4), both tried in short runs only, then at the twin's 4,500 steps a deeper
+# encoder (one more residual block per stage), a deeper decoder (one more residual block
+# after each of its upsamplings), four mixture candidates per pixel instead of two, and a
+# discriminator from step 1,500 at a quarter of the mixture VQGAN's weight of 0.8; and
+# longer runs of the plain recipe, 9,000 and 18,000 steps (each a fresh run whose learning
+# rate decays over its own length). This course aims at a tokenizer whose reconstructions
+# pass the check 70% of the time, and at a discriminator that improves on its twin on both
 # yardsticks, FD and the check.
+#
+# Reading the numbers: *bits* per image are the codes' capacity (a code from 1,024 entries
+# carries $\log_2 1024 = 10$ bits; an 8x8 grid of them 640). Colour errors are in *levels*,
+# the 0 to 255 steps of an 8-bit colour channel. A pass rate measured on 200 test images has
+# a *standard error* (SE) of $\sqrt{p(1-p)/200}$: the spread expected from the choice of
+# test images alone, about 3.5 points near 40%; the SE of a difference of two rates is
+# $\sqrt{SE_1^2 + SE_2^2}$. It leaves out the spread from training itself, which the
+# second seed shows.
 
 # %%
 levers = json.loads((CHECKPOINTS / "vqgan_mixture_nodisc_shapes" / "metrics.json").read_text())["levers"]
@@ -1286,6 +1297,7 @@ LEVER_WORDS = {
     "quantizer": lambda c: f"{c['quantizer_options']['depth']} {c['quantizer']} codes per cell",
     "base_channels": lambda c: f"width {c['base_channels']}",
     "num_repeats": lambda c: f"{c['num_repeats']} more encoder block per stage",
+    "decoder_repeats": lambda c: f"{c['decoder_repeats']} more decoder block per stage",
     "seed": lambda c: f"training seed {c['seed']}",
     "components": lambda c: f"{c['components']} mixture candidates per pixel",
     "lr": lambda c: f"lr {c['lr']:g}",
@@ -1303,10 +1315,22 @@ def lever_label(changes):
     return ", ".join(words + [word(changes) for key, word in LEVER_WORDS.items() if key in changes])
 
 
-rows_by = {lever_label(r["changes"]): r for r in levers}
+# rows by length, then: the recipe itself, its second seed, more bits, wider or faster, deeper or
+# more candidates, a discriminator
+GROUPS = [set(), {"seed"}, {"quantizer", "latent_size"}, {"base_channels", "lr"},
+          {"num_repeats", "decoder_repeats", "components"}, {"disc_weight"}]
+
+
+def lever_order(row):
+    changed = set(row["changes"]) - {"steps"}
+    group = next((i for i, keys in enumerate(GROUPS) if changed == keys or changed & keys), len(GROUPS))
+    return row["steps"], group, lever_label(row["changes"])
+
+
+rows_by = {lever_label(r["changes"]): r for r in sorted(levers, key=lever_order)}
 names = list(rows_by)
 fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 1.2), sharey=True)
-by_steps = {1500: "tab:gray", 4500: "tab:orange", 9000: "tab:red"}
+by_steps = {1500: "tab:gray", 4500: "tab:orange", 9000: "tab:red", 18000: "tab:purple"}
 colours = [by_steps.get(r["steps"], "k") for r in rows_by.values()]
 checks = np.array([r["recon_shape_check"] for r in rows_by.values()])
 for ax, (key, title, scale) in zip(axes, [("recon_shape_check", "flat-shape check (%; bars: 1 SE over the 200 images)", 100),
@@ -1321,14 +1345,16 @@ for ax, (key, title, scale) in zip(axes, [("recon_shape_check", "flat-shape chec
 axes[0].axvline(70, color="tab:green", ls="--", lw=1, label="this course's target")
 for steps, colour in by_steps.items():
     axes[0].barh([0], [0], color=colour, label=f"{steps:,} steps")
-axes[0].legend(fontsize=8, loc="upper right")
+fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=len(by_steps) + 1)
 axes[0].set_yticks(range(len(names)), [f"{n} ({r['bits_per_image']:,} bits)" for n, r in rows_by.items()], fontsize=8)
+for label, r in zip(axes[0].get_yticklabels(), rows_by.values()):
+    label.set_fontweight("bold" if not r["changes"] else "normal")   # the shipped twin
 axes[0].invert_yaxis()
-plt.tight_layout()
+plt.tight_layout(rect=(0, 0.04, 1, 1))
 plt.show()
 for name, r in rows_by.items():
     failures = sum(r["why_failed"].values())
-    print(f"{name:52s} {r['cpu_minutes']:5.1f} CPU min; not flat: {r['why_failed'].get('not flat', 0)} of {failures} failures"
+    print(f"{name:56s} {r['cpu_minutes']:5.1f} CPU min; not flat: {r['why_failed'].get('not flat', 0)} of {failures} failures"
           + (f" ({r['note']})" if "note" in r else ""))
 plain = {r["steps"]: r for r in levers if set(r["changes"]) <= {"steps"}}   # the recipe itself, by length
 short, twin_row = plain[1500], plain[4500]
@@ -1342,12 +1368,27 @@ disc = next(r for r in levers if "disc_weight" in r["changes"])
 residual_long = next(r for r in levers if r["steps"] == 4500 and r["changes"].get("quantizer") == "residual")
 finer_long = next(r for r in levers if r["steps"] == 4500 and r["changes"].get("latent_size", 8) > 8)
 deeper = next(r for r in levers if "num_repeats" in r["changes"])
+deeper_decoder = next(r for r in levers if "decoder_repeats" in r["changes"])
 candidates = next(r for r in levers if "components" in r["changes"])
 reseeded = next(r for r in levers if set(r["changes"]) == {"seed"})   # the plain recipe, another seed
 at_4500 = [r for r in levers if r["steps"] == 4500 and r is not twin_row and r is not reseeded]
 long_se = {name: math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in (row, twin_row)))
            for name, row in (("residual", residual_long), ("finer", finer_long))}
 lengths = sorted(plain)
+NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+worse_rows = (disc, deeper, deeper_decoder)   # the changes that passed clearly less often
+
+
+def se_of_difference(a, b):
+    """SE of the difference of two rows' pass rates, from the 200 test images alone."""
+    return math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in (a, b)))
+
+
+# how far below the twin each lies, in SE of the difference
+below_twin = {id(r): (twin_row["recon_shape_check"] - r["recon_shape_check"]) / se_of_difference(r, twin_row)
+              for r in worse_rows}
+others_below = [(twin_row["recon_shape_check"] - r["recon_shape_check"]) / se_of_difference(r, twin_row)
+                for r in at_4500 if all(r is not w for w in worse_rows)]
 
 
 def shapes_touch(images):
@@ -1369,51 +1410,86 @@ touch_share = {"all": float(touch.float().mean()), "not flat": float(touch[not_f
 gain = {(a, b): plain[b]["recon_shape_check"] - plain[a]["recon_shape_check"] for a, b in zip(lengths, lengths[1:])}
 gain_se = {(a, b): math.sqrt(sum(plain[k]["recon_shape_check"] * (1 - plain[k]["recon_shape_check"]) / 200
                                  for k in (a, b))) for a, b in gain}   # of a difference of two pass rates
-last = (lengths[-2], lengths[-1])
-# a straight line through the last two lengths: optimistic, since the gains shrink
-straight_line = last[1] + (0.7 - plain[last[1]]["recon_shape_check"]) / gain[last] * (last[1] - last[0])
+doublings = [k for k in gain if k[1] == 2 * k[0]]            # from the twin's length on, each run twice the last
+per_doubling = sum(gain[k] for k in doublings) / len(doublings)
+longest = plain[lengths[-1]]
+span_gain = longest["recon_shape_check"] - twin_row["recon_shape_check"]
+span_se = math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in (twin_row, longest)))
+per_doubling_se = span_se / len(doublings)    # the doublings' gains add up to span_gain
+fast = next(r for r in at_1500.values() if "lr" in r["changes"])
+
+
+def steps_to_70(per_step):
+    """Where 70% would lie if every further doubling added ``per_step`` as these did."""
+    return lengths[-1] * 2 ** ((0.7 - longest["recon_shape_check"]) / per_step)
+
+
+projected = steps_to_70(per_doubling)
+projected_range = (steps_to_70(per_doubling + per_doubling_se), steps_to_70(per_doubling - per_doubling_se))
+# CPU time grows with the steps: (fewest, central, most) hours
+projected_hours = [n * longest["cpu_minutes"] / lengths[-1] / 60 for n in (projected_range[0], projected, projected_range[1])]
 say(f"At 1,500 steps, changing the bits, the width or the learning rate moved the check by at most "
     f"{100 * moved:.1f} points from the plain recipe's {short['recon_shape_check']:.1%} ("
     + "; ".join(f"{name}: {r['recon_shape_check']:.1%}" for name, r in at_1500.items())
-    + f"). These are single runs, and with 200 test images a pass rate near {short['recon_shape_check']:.0%} "
-    f"wobbles by about {100 * noise:.1f} points from the images alone (the bars), and a difference of two such "
-    f"rates by about {100 * math.sqrt(2) * noise:.1f} (a second training seed would add its own spread), so none "
+    + f"). These are single runs, and near {short['recon_shape_check']:.0%} the SE of one rate is about "
+    f"{100 * noise:.1f} points (the bars) and of a difference of two about {100 * math.sqrt(2) * noise:.1f}, so none "
     "of these differences is clearly more than noise. More bits bought better colour, though at this length only "
     f"the finer grid shows it clearly: four times the codes bring the median colour error from "
     f"{short['colour_error_median']:.1f} to {finer['colour_error_median']:.1f} levels, twice the bits (two "
-    f"residual codes) only to {residual['colour_error_median']:.1f}, less than the learning rate alone moves "
-    "it; and neither gives flatter colour: the check fails those "
-    "reconstructions as often, mostly as not flat. What moves the check is the length of the run: "
+    f"residual codes) only to {residual['colour_error_median']:.1f}, a smaller change than the learning rate's "
+    f"alone (the higher rate raised it to {fast['colour_error_median']:.1f}); and neither gives flatter colour: the "
+    "check fails those reconstructions as often, mostly as not flat."
+    "\n\n**Length.** What moves the check is the length of the run: "
     + ", ".join(f"{plain[k]['recon_shape_check']:.1%} after {k:,} steps" for k in lengths)
-    + ". The first gain is far beyond the noise; the second, "
-    f"{100 * gain[last]:.0f} points, is {gain[last] / gain_se[last]:.1f} times its standard error: suggestive, not "
-    "established, with one training seed each. Even continuing that last gain in a straight line, the target "
-    f"of 70% would take about {round(straight_line, -3):,.0f} steps, and the gains are shrinking. FD hardly moves with the length ("
+    + ". The first gain is far beyond the noise. After it, each doubling of the length added about the same: "
+    + ", then ".join(f"{100 * gain[k]:.1f} points ({k[0]:,} to {k[1]:,} steps; {gain[k] / gain_se[k]:.1f} SE)"
+                     for k in doublings)
+    + f". Each alone is suggestive rather than established, but together, from {twin_row['steps']:,} to "
+    f"{lengths[-1]:,} steps, the {100 * span_gain:.1f} points are {span_gain / span_se:.1f} SE from the test images "
+    "alone (each length was trained once): longer training helped at every length tried. If every further doubling "
+    f"adds as much, about {100 * per_doubling:.1f} points, the target of 70% needs a run of about "
+    f"{round(projected, -3):,.0f} steps; with that gain one SE smaller or larger (±{100 * per_doubling_se:.1f} "
+    f"points), between about {round(projected_range[0], -3):,.0f} and {round(projected_range[1], -3):,.0f}, and only "
+    f"if the gains do not shrink. The {lengths[-1]:,}-step run took {longest['cpu_minutes']:.0f} CPU minutes on one "
+    f"core, so that would be about {projected_hours[1]:.0f} CPU hours ({projected_hours[0]:.0f} to "
+    f"{projected_hours[2]:.0f}), against {twin_row['cpu_minutes']:.0f} minutes for the shipped twin. FD hardly "
+    "moves with the length ("
     + ", ".join(f"{plain[k]['recon_fd']:.1f}" for k in lengths)
-    + "): it judges the set of images, the check the flatness of each. Trained for the twin's full "
-    f"{twin_row['steps']:,} steps, more bits still leave the check where it was: "
+    + "): it compares the feature statistics of the whole set of reconstructions with the real set's, while the "
+    "check judges each image's flatness. Length lowers the colour error too ("
+    + ", ".join(f"{plain[k]['colour_error_median']:.1f}" for k in lengths)
+    + f" levels): after {lengths[-1]:,} steps on the 8x8 grid it is about as low as the 16x16 grid's after 4,500 "
+    f"({finer_long['colour_error_median']:.1f})."
+    f"\n\n**Other changes at the twin's {twin_row['steps']:,} steps.** More bits still leave the check where it was: "
     f"{residual_long['recon_shape_check']:.1%} with two residual codes per cell and "
     f"{finer_long['recon_shape_check']:.1%} with the {finer_long['changes']['latent_size']}x"
     f"{finer_long['changes']['latent_size']} grid, against the twin's {twin_row['recon_shape_check']:.1%} "
-    f"(a difference of two such rates has a standard error of about {100 * long_se['finer']:.1f} points), while "
+    f"(the SE of such a difference is about {100 * long_se['finer']:.1f} points), while "
     f"the colour error falls from {twin_row['colour_error_median']:.1f} to {residual_long['colour_error_median']:.1f} "
     f"and {finer_long['colour_error_median']:.1f} levels. So section 8's drifting colours are two things: a shape's "
     "colour coming back a little off, which more bits reduce, and colour that changes across a shape, which fails "
-    "the flatness rule and which they do not fix. Nor do a deeper encoder (one more residual block per stage: "
-    f"{deeper['recon_shape_check']:.1%}) or {candidates['changes']['components']} mixture candidates per pixel "
-    f"instead of 2 ({candidates['recon_shape_check']:.1%}; with more candidates a pixel between two colours could "
-    "pick one instead of drawing a blend). At this length every change tried passes between "
+    "the flatness rule and which they do not fix. Nor does a deeper encoder (one more residual block per stage: "
+    f"{deeper['recon_shape_check']:.1%}) or a deeper decoder (one more residual block after each upsampling, at the "
+    f"finer resolutions where outlines are drawn: {deeper_decoder['recon_shape_check']:.1%}). The deeper decoder's "
+    f"colour error is larger ({deeper_decoder['colour_error_median']:.1f} levels against the twin's "
+    f"{twin_row['colour_error_median']:.1f}) though its PSNR is higher ({deeper_decoder['psnr']:.2f} dB against "
+    f"{twin_row['psnr']:.2f}): closer pixel by pixel on average, less flat within a shape. Nor do "
+    f"{candidates['changes']['components']} mixture candidates per pixel instead of 2 "
+    f"({candidates['recon_shape_check']:.1%}); the hope was that with more candidates a pixel between two colours "
+    "would pick one instead of drawing a blend. At this length every change tried passes between "
     f"{min(r['recon_shape_check'] for r in at_4500):.1%} and {max(r['recon_shape_check'] for r in at_4500):.1%}, "
-    f"none more often than the plain recipe, and two (the discriminator, the deeper encoder) about "
-    f"{(twin_row['recon_shape_check'] - deeper['recon_shape_check']) / long_se['finer']:.0f} standard errors less "
-    "often. How much is one run worth? The plain recipe trained again with another seed passes "
+    f"none more often than the plain recipe, and three (the discriminator, the deeper encoder, the deeper decoder) "
+    f"{min(below_twin.values()):.1f} to {max(below_twin.values()):.1f} SE less often. How much is one run worth? "
+    f"The plain recipe trained again with another seed passes "
     f"{reseeded['recon_shape_check']:.1%} (FD {reseeded['recon_fd']:.1f}, colour error "
     f"{reseeded['colour_error_median']:.1f}): the two bits rows lie within that seed-to-seed spread of "
-    f"{100 * abs(twin_row['recon_shape_check'] - reseeded['recon_shape_check']):.1f} points, the other three below "
-    "it. Of what was tried, only training longer raised the check. Not-flat failures come mostly from images in "
+    f"{100 * abs(twin_row['recon_shape_check'] - reseeded['recon_shape_check']):.1f} points, the other "
+    f"{NUMBER_WORDS[len(worse_rows) + 1]} below both seeds. Of what was tried, only training longer raised the check."
+    "\n\n**Where the check fails.** Not-flat failures come mostly from images in "
     f"which two shapes of different colours touch: they touch in {touch_share['all']:.0%} of the test images, but in "
     f"{touch_share['not flat']:.0%} of those whose twin reconstruction fails as not flat, and in "
-    f"{touch_share['passed']:.0%} of those whose reconstruction passes. The run with a discriminator (weight {disc['changes']['disc_weight']:g}) gives the lowest FD in this figure "
+    f"{touch_share['passed']:.0%} of those whose reconstruction passes. The run with a discriminator (weight "
+    f"{disc['changes']['disc_weight']:g}) gives the lowest FD in this figure "
     f"({disc['recon_fd']:.1f} against the twin's {twin_row['recon_fd']:.1f}) but passes the check "
     f"{disc['recon_shape_check']:.1%} of the time against the twin's {twin_row['recon_shape_check']:.1%}: it "
     "does not improve on its twin on both yardsticks, which is what this course aims for.",
@@ -1428,28 +1504,39 @@ say(f"At 1,500 steps, changing the bits, the width or the learning rate moved th
      "the residual codes' gain in colour is smaller than the learning rate's change"),
     (all(gain[k] > 0 for k in gain) and gain[(lengths[0], lengths[1])] > 4 * gain_se[(lengths[0], lengths[1])],
      "longer runs pass more often; the first gain is far beyond the noise"),
-    (len(lengths) >= 3 and 1 < gain[last] / gain_se[last] < 3 and straight_line > 2 * last[1] and gain[last] < gain[(lengths[0], lengths[1])]
-     and plain[lengths[-1]]["recon_shape_check"] < 0.7, "the second gain is smaller, short of 70%"),
+    (len(doublings) >= 2 and all(1 < gain[k] / gain_se[k] < 3 for k in doublings) and span_gain / span_se > 3
+     and max(gain[k] for k in doublings) < 1.5 * min(gain[k] for k in doublings)
+     and longest["recon_shape_check"] < 0.7 and projected > 2 * lengths[-1],
+     "each doubling adds about the same, 1 to 3 SE each, over 3 SE together, still short of 70%"),
     (all(abs(r["recon_shape_check"] - twin_row["recon_shape_check"]) < 2 * long_se[k]
          and r["colour_error_median"] < twin_row["colour_error_median"] - 3
          and max(r["why_failed"], key=r["why_failed"].get) == "not flat"
          for k, r in (("residual", residual_long), ("finer", finer_long))),
      "at 4,500 steps more bits lower the colour error by over 3 levels but move the check by under 2 SE"),
     (len(at_4500) >= 5 and max(r["recon_shape_check"] for r in at_4500) <= twin_row["recon_shape_check"]
-     and 1.5 < (twin_row["recon_shape_check"] - max(deeper["recon_shape_check"], disc["recon_shape_check"])) / long_se["finer"] < 2.5,
+     and 1.5 < min(below_twin.values()) and max(below_twin.values()) < 4.5 and max(others_below) < min(below_twin.values()),
      "no change at 4,500 steps passes more often than the plain recipe"),
     (all(abs(r["recon_shape_check"] - twin_row["recon_shape_check"])
          <= abs(twin_row["recon_shape_check"] - reseeded["recon_shape_check"]) + 1e-6
          for r in (residual_long, finer_long))
      and all(r["recon_shape_check"] < min(twin_row["recon_shape_check"], reseeded["recon_shape_check"])
-             for r in (deeper, candidates, disc)),
-     "the bits rows lie within the seed-to-seed spread, the other three below both seeds"),
+             for r in (*worse_rows, candidates)),
+     "the bits rows lie within the seed-to-seed spread, the other four below both seeds"),
+    (deeper_decoder["psnr"] > twin_row["psnr"] and deeper_decoder["colour_error_median"] > twin_row["colour_error_median"],
+     "the deeper decoder has a higher PSNR and a larger colour error than the twin"),
     (max(r["recon_fd"] for r in plain.values()) - min(r["recon_fd"] for r in plain.values()) < 2,
      "FD hardly moves with the length"),
+    (all(plain[a]["colour_error_median"] > plain[b]["colour_error_median"] for a, b in gain)
+     and abs(longest["colour_error_median"] - finer_long["colour_error_median"]) < 1.5,
+     "the colour error falls with every length, to about the 16x16 grid's"),
     (disc["recon_fd"] == min(r["recon_fd"] for r in levers), "the discriminator run has the lowest FD"),
     (disc["recon_shape_check"] < twin_row["recon_shape_check"], "it passes the check less often than the twin"),
     quick=True)
-claim(touch_share["not flat"] > touch_share["all"] + 0.15 > touch_share["passed"] + 0.3,
+claim(lengths[-1] == 18000 and round(100 * longest["recon_shape_check"]) == 58 and round(100 * per_doubling) == 9
+      and abs(projected - 44000) < 1500 and round(projected_hours[1]) == 6,
+      "the Summary's numbers: about 9 points per doubling, 58% after 18,000 steps, 70% at some 44,000 steps, "
+      "about six CPU hours", quick=True)
+claim(touch_share["not flat"] > max(0.5, touch_share["all"] + 0.15) and touch_share["all"] > touch_share["passed"] + 0.3,
       "not-flat failures come mostly from images where shapes touch", detail=str(touch_share))
 claim(abs(twin_row["recon_fd"] - t_mix["FD"]) < 0.01 * t_mix["FD"]
       and abs(twin_row["recon_shape_check"] - t_mix["flat-shape check (%)"] / 100) < 0.01,
@@ -1668,11 +1755,13 @@ else:
 # - Which lever moves the check was measured, one change at a time: in a short run, more
 #   bits per image (two residual codes per cell, a finer grid) lowered the colour error but
 #   did not raise the check, and neither did a wider network or a higher learning rate;
-#   training longer did. In runs of the full length, more bits still lowered the colour
-#   error and left the check where it was, and a deeper encoder or more mixture candidates
-#   did not raise it either (one run each): the colours that fail it change across a
-#   shape, mostly in images where two shapes touch, and of what was tried only longer
-#   training raised the check. None of the
+#   training longer did. In runs of the twin's length (4,500 steps), more bits still lowered
+#   the colour error and left the check where it was; more mixture candidates did not raise
+#   it, and a deeper encoder or decoder lowered it (one run each). The colours that fail it
+#   change across a shape, mostly in images where two shapes touch. Only longer training
+#   raised the check: each doubling of the length added about 9 points, to 58% after
+#   18,000 steps; if that went on, 70% would take a run of some 44,000 steps, about six CPU
+#   hours. None of the
 #   sampling settings tried gives samples that meet both of the course's targets; within the
 #   FD target they pass the check less often than the reconstructions of real images' codes.
 #
