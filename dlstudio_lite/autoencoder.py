@@ -9,11 +9,10 @@ Layout for downsampling ratio ``2**n`` (lecture defaults ``base_channels=64``):
     n stages, each:  SkipBlockEncoder(c, c, downsample)  -> num_repeats x SkipBlockEncoder(c, c)
                      -> SkipBlockEncoder(c, 2c)           (c = base, 2 base, 4 base, ...)
 
-and the decoder mirrors it (a VQ-VAE's ``decoder_repeats`` adds same-width blocks after
-each of its upsamplings).
-
 so the output has ``base * 2**n`` channels: 128 / 256 / 512 for ratios 2 / 4 / 8, as in
-DLStudio. Unlike DLStudio, misconfigurations raise ``ValueError`` instead of ``sys.exit``.
+DLStudio. The decoder mirrors it; its own ``num_repeats`` (a VQ-VAE's ``decoder_repeats``)
+adds same-width blocks after each upsampling. Unlike DLStudio, misconfigurations raise
+``ValueError`` instead of ``sys.exit``.
 """
 from __future__ import annotations
 
