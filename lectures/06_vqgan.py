@@ -1327,17 +1327,21 @@ def lever_order(row):
     return row["steps"], group, lever_label(row["changes"])
 
 
+def rate_se(*rows):
+    """SE of one row's pass rate, or of the difference of two rows' rates, from the 200 test
+    images alone (binomial; not the spread from training)."""
+    return math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in rows))
+
+
 rows_by = {lever_label(r["changes"]): r for r in sorted(levers, key=lever_order)}
 names = list(rows_by)
 fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 1.2), sharey=True)
 by_steps = {1500: "tab:gray", 4500: "tab:orange", 9000: "tab:red", 18000: "tab:purple"}
 colours = [by_steps.get(r["steps"], "k") for r in rows_by.values()]
-checks = np.array([r["recon_shape_check"] for r in rows_by.values()])
 for ax, (key, title, scale) in zip(axes, [("recon_shape_check", "flat-shape check (%; bars: 1 SE over the 200 images)", 100),
                                           ("recon_fd", "FD (lower is better)", 1),
                                           ("colour_error_median", "colour error per shape (median, 0-255 levels; lower is better)", 1)]):
-    # on the check: one standard error from the 200 test images alone (not from the training seed)
-    err = 100 * np.sqrt(checks * (1 - checks) / 200) if key == "recon_shape_check" else None
+    err = [100 * rate_se(r) for r in rows_by.values()] if key == "recon_shape_check" else None
     bars = ax.barh(range(len(names)), [scale * r[key] for r in rows_by.values()], color=colours, xerr=err)
     ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=6 if err is not None else 0)
     ax.set_title(title, fontsize=9)
@@ -1360,7 +1364,7 @@ plain = {r["steps"]: r for r in levers if set(r["changes"]) <= {"steps"}}   # th
 short, twin_row = plain[1500], plain[4500]
 at_1500 = {name: r for name, r in rows_by.items() if r["steps"] == 1500 and r is not short}
 moved = max(abs(r["recon_shape_check"] - short["recon_shape_check"]) for r in at_1500.values())
-noise = math.sqrt(short["recon_shape_check"] * (1 - short["recon_shape_check"]) / 200)   # binomial, 200 images
+noise = rate_se(short)
 residual = next(r for r in at_1500.values() if r["changes"].get("quantizer") == "residual")
 finer = next(r for r in at_1500.values() if r["changes"].get("latent_size", 8) > 8)
 disc = next(r for r in levers if "disc_weight" in r["changes"])
@@ -1372,22 +1376,15 @@ deeper_decoder = next(r for r in levers if "decoder_repeats" in r["changes"])
 candidates = next(r for r in levers if "components" in r["changes"])
 reseeded = next(r for r in levers if set(r["changes"]) == {"seed"})   # the plain recipe, another seed
 at_4500 = [r for r in levers if r["steps"] == 4500 and r is not twin_row and r is not reseeded]
-long_se = {name: math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in (row, twin_row)))
-           for name, row in (("residual", residual_long), ("finer", finer_long))}
+long_se = {name: rate_se(row, twin_row) for name, row in (("residual", residual_long), ("finer", finer_long))}
 lengths = sorted(plain)
 NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 worse_rows = (disc, deeper, deeper_decoder)   # the changes that passed clearly less often
 
-
-def se_of_difference(a, b):
-    """SE of the difference of two rows' pass rates, from the 200 test images alone."""
-    return math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in (a, b)))
-
-
 # how far below the twin each lies, in SE of the difference
-below_twin = {id(r): (twin_row["recon_shape_check"] - r["recon_shape_check"]) / se_of_difference(r, twin_row)
+below_twin = {id(r): (twin_row["recon_shape_check"] - r["recon_shape_check"]) / rate_se(r, twin_row)
               for r in worse_rows}
-others_below = [(twin_row["recon_shape_check"] - r["recon_shape_check"]) / se_of_difference(r, twin_row)
+others_below = [(twin_row["recon_shape_check"] - r["recon_shape_check"]) / rate_se(r, twin_row)
                 for r in at_4500 if all(r is not w for w in worse_rows)]
 
 
@@ -1408,13 +1405,12 @@ passed_twin = mix_check["mixture, no discriminator"].passed
 touch_share = {"all": float(touch.float().mean()), "not flat": float(touch[not_flat].float().mean()),
                "passed": float(touch[passed_twin].float().mean())}
 gain = {(a, b): plain[b]["recon_shape_check"] - plain[a]["recon_shape_check"] for a, b in zip(lengths, lengths[1:])}
-gain_se = {(a, b): math.sqrt(sum(plain[k]["recon_shape_check"] * (1 - plain[k]["recon_shape_check"]) / 200
-                                 for k in (a, b))) for a, b in gain}   # of a difference of two pass rates
+gain_se = {(a, b): rate_se(plain[a], plain[b]) for a, b in gain}
 doublings = [k for k in gain if k[1] == 2 * k[0]]            # from the twin's length on, each run twice the last
 per_doubling = sum(gain[k] for k in doublings) / len(doublings)
 longest = plain[lengths[-1]]
 span_gain = longest["recon_shape_check"] - twin_row["recon_shape_check"]
-span_se = math.sqrt(sum(r["recon_shape_check"] * (1 - r["recon_shape_check"]) / 200 for r in (twin_row, longest)))
+span_se = rate_se(twin_row, longest)
 per_doubling_se = span_se / len(doublings)    # the doublings' gains add up to span_gain
 fast = next(r for r in at_1500.values() if "lr" in r["changes"])
 
