@@ -11,7 +11,8 @@ Layout for downsampling ratio ``2**n`` (lecture defaults ``base_channels=64``):
 
 so the output has ``base * 2**n`` channels: 128 / 256 / 512 for ratios 2 / 4 / 8, as in
 DLStudio. The decoder mirrors it; its own ``num_repeats`` (a VQ-VAE's ``decoder_repeats``)
-adds same-width blocks after each upsampling. Unlike DLStudio, misconfigurations raise
+adds same-width blocks after each upsampling, and its ``attention`` a self-attention block
+after the first block, at the latent resolution. Unlike DLStudio, misconfigurations raise
 ``ValueError`` instead of ``sys.exit``.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import SkipBlockDecoder, SkipBlockEncoder
+from .blocks import SelfAttention2d, SkipBlockDecoder, SkipBlockEncoder
 from .config import records_hparams
 
 SUPPORTED_RATIOS = (2, 4, 8)
@@ -78,11 +79,14 @@ class Decoder(nn.Module):
     ``in_channels`` is ``base_channels * S // s``. Ends in a 3x3 conv to the image
     channels with no output activation (targets are in [-1, 1]; MSE needs no squashing).
     ``num_repeats`` extra same-width SkipBlocks follow each upsampling, so the added depth
-    works at the finer resolution, where outlines are drawn.
+    works at the finer resolution, where outlines are drawn. ``attention`` adds a
+    ``SelfAttention2d`` after the first block, at the latent resolution (where it is cheap:
+    64 positions for an 8x8 grid).
     """
 
     def __init__(self, out_channels: int = 3, image_size: int = 64, latent_size: int = 16,
-                 base_channels: int = 64, skip_connections: bool = True, num_repeats: int = 0):
+                 base_channels: int = 64, skip_connections: bool = True, num_repeats: int = 0,
+                 attention: bool = False):
         super().__init__()
         stages = num_stages(image_size, latent_size)
         if num_repeats < 0:
@@ -93,6 +97,8 @@ class Decoder(nn.Module):
         for _ in range(stages):
             blocks.append(SkipBlockDecoder(c, c // 2, skip_connections=skip_connections))
             c //= 2
+            if attention and len(blocks) == 1:
+                blocks.append(SelfAttention2d(c))
             blocks.append(SkipBlockDecoder(c, c, upsample=True, skip_connections=skip_connections))
             blocks += [SkipBlockDecoder(c, c, skip_connections=skip_connections)
                        for _ in range(num_repeats)]

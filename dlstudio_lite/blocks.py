@@ -11,6 +11,9 @@ GroupNorm and ReLU, plus an identity ("skip") path that is added back at the end
 
 Changing resolution and width happen in separate blocks, as in the lecture, which keeps
 each skip connection a plain identity (no learned projection).
+
+``SelfAttention2d`` is not in the lecture: it is the block taming-transformers' VQGAN puts
+at its decoder's lowest resolution, an option here (``VQVAE(decoder_attention=True)``).
 """
 from __future__ import annotations
 
@@ -107,3 +110,24 @@ class SkipBlockDecoder(nn.Module):
         if self.skip_connections:
             out = out + identity[:, : self.out_ch]  # halving: keep the first half of the identity
         return F.relu(self.norm_final(self.conv_final(out)))
+
+
+class SelfAttention2d(nn.Module):
+    """Self-attention over the positions of a feature map, added back to its input:
+    ``(B, C, H, W) -> (B, C, H, W)``.
+
+    A 3x3 convolution mixes a position with its neighbours only; here every position takes
+    a weighted mean of all positions' values, weighted by how alike their features are, so
+    the codes of one shape can agree on its colour however far apart they lie.
+    """
+
+    def __init__(self, channels: int, num_heads: int = 1):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.attn = nn.MultiheadAttention(channels, num_heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)          # (B, H*W, C)
+        mixed, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+        return x + mixed.transpose(1, 2).reshape(b, c, h, w)

@@ -43,6 +43,7 @@ class VQVAE(nn.Module):
         base_channels: width of the first encoder stage (doubled at every halving)
         num_repeats: extra same-width SkipBlocks per encoder stage
         decoder_repeats: extra same-width SkipBlocks after each decoder upsampling
+        decoder_attention: a self-attention block in the decoder at the latent resolution, as in taming's VQGAN
         num_codes: codebook size K (for every family: the number of distinct codes per latent pixel)
         code_dim: length D of each code
         beta: commitment weight (the VQ-VAE paper's and the lecture's 0.25)
@@ -63,7 +64,8 @@ class VQVAE(nn.Module):
                  decay: float = 0.99, kmeans_init: bool = DEFAULT_MAINTENANCE.kmeans_init,
                  dead_code_steps: int = DEFAULT_MAINTENANCE.dead_code_steps,
                  skip_connections: bool = True, quantizer_options: dict | None = None,
-                 likelihood: str = "gaussian", components: int = 2, decoder_repeats: int = 0):
+                 likelihood: str = "gaussian", components: int = 2, decoder_repeats: int = 0,
+                 decoder_attention: bool = False):
         super().__init__()
         check_likelihood(likelihood, components)
         self.likelihood, self.components = likelihood, components
@@ -77,7 +79,8 @@ class VQVAE(nn.Module):
                                         **(quantizer_options or {}))
         self.post_vq_conv = nn.Conv2d(code_dim, width, 1)
         self.decoder = Decoder(output_channels(likelihood, in_channels, components), image_size,
-                               latent_size, base_channels, skip_connections, decoder_repeats)
+                               latent_size, base_channels, skip_connections, decoder_repeats,
+                               decoder_attention)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre_vq_conv(self.encoder(x))

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from dlstudio_lite.autoencoder import Autoencoder, Decoder, Encoder
-from dlstudio_lite.blocks import SkipBlockDecoder, SkipBlockEncoder
+from dlstudio_lite.blocks import SelfAttention2d, SkipBlockDecoder, SkipBlockEncoder
 from dlstudio_lite.checkpoint import model_from_checkpoint
 from dlstudio_lite.vqvae import VQVAE
 
@@ -59,6 +59,52 @@ def test_vqvae_decoder_repeats_is_recorded_and_rebuilt_from_a_checkpoint():
     rebuilt = model_from_checkpoint({"model_name": "vqvae", "hparams": model.hparams,
                                      "model": model.state_dict()})
     assert rebuilt.hparams["decoder_repeats"] == 1
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x)[0], model.eval()(x)[0])
+
+
+def test_decoder_attention_sits_after_the_first_block_at_the_latent_resolution():
+    attending = Decoder(3, 32, 8, base_channels=4, attention=True)
+    attention = [m for m in attending.modules() if isinstance(m, SelfAttention2d)]
+    assert len(attention) == 1 and attending.blocks[1] is attention[0]
+    assert attention[0].norm.num_channels == 8       # 16 channels halved by the first block
+    assert attending(torch.randn(1, 16, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_self_attention_treats_positions_as_a_set():
+    # No position enters the weights: shuffling the positions of the input shuffles the
+    # output the same way (a convolution, which weighs neighbours by offset, does not).
+    torch.manual_seed(0)
+    block = SelfAttention2d(8, num_heads=2).eval()
+    x = torch.randn(2, 8, 4, 5)
+    perm = torch.randperm(20)
+    def shuffle(t):
+        return t.flatten(2)[:, :, perm].reshape(t.shape)
+    with torch.no_grad():
+        assert torch.allclose(block(shuffle(x)), shuffle(block(x)), atol=1e-5)
+        conv = nn.Conv2d(8, 8, 3, padding=1)
+        assert not torch.allclose(conv(shuffle(x)), shuffle(conv(x)), atol=1e-3)
+
+
+def test_self_attention_keeps_the_shape_and_adds_to_its_input():
+    block = SelfAttention2d(8)
+    x = torch.randn(2, 8, 4, 5)
+    with torch.no_grad():
+        block.attn.out_proj.weight.zero_()
+        block.attn.out_proj.bias.zero_()
+        assert torch.equal(block(x), x)          # a zero mix leaves the input as it was
+    assert SelfAttention2d(8)(x).shape == x.shape
+
+
+def test_vqvae_decoder_attention_is_recorded_and_rebuilt_from_a_checkpoint():
+    kwargs = dict(image_size=16, latent_size=4, base_channels=4, code_dim=8, num_codes=16)
+    model = VQVAE(**kwargs, decoder_attention=True)
+    assert sum(isinstance(m, SelfAttention2d) for m in model.decoder.modules()) == 1
+    assert not any(isinstance(m, SelfAttention2d) for m in VQVAE(**kwargs).modules())
+    rebuilt = model_from_checkpoint({"model_name": "vqvae", "hparams": model.hparams,
+                                     "model": model.state_dict()})
+    assert rebuilt.hparams["decoder_attention"] is True
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(rebuilt.eval()(x)[0], model.eval()(x)[0])
