@@ -190,6 +190,40 @@ def test_each_recorded_tokenizer_lever_is_the_recipe_with_exactly_its_changes(no
             assert (row["psnr"], row["recon_fd"], row["recon_shape_check"]) == (
                 metrics["psnr"], metrics["recon_fd"], metrics["recon_shape_check"]["rate"])
         assert 0 <= row["recon_shape_check"] <= 1 and row["cpu_minutes"] > 0
+        if "prior" in row:   # a prior over this run's codes: the shipped prior's recipe, on its checkpoint
+            prior_argv = shlex.split(row["prior"]["command"])[1:]
+            out = argv[argv.index("--out") + 1]
+            assert prior_argv[:3] == ["train", "prior", "--recipe"] and prior_argv[3] == levers.PRIOR_BASE
+            assert prior_argv[prior_argv.index("--vq-checkpoint") + 1] == f"{out}/checkpoint.pt"
+            assert len(prior_argv) == 8, "the recipe unchanged: only the codes and the output folder"
+            spreads = row["prior"]["samples_by_setting"].values()
+            assert spreads and all(s["seeds"] >= 3 for s in spreads) and row["prior"]["cpu_minutes"] > 0
+
+
+def test_a_levers_prior_must_be_the_shipped_recipe_on_that_runs_codes(tmp_path, normal):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import tokenizer_levers as levers
+    run, prior = tmp_path / "run", tmp_path / "prior"
+    run.mkdir(), prior.mkdir()
+    shipped = json.loads((CHECKPOINTS / levers.PRIOR_BASE / "metrics.json").read_text())
+
+    def recorded(**changes):
+        (prior / "metrics.json").write_text(json.dumps({**shipped, "vq_checkpoint": str(run / "checkpoint.pt"),
+                                                         **changes}))
+        return levers.prior_of(run, prior, cpu_minutes=50.0)
+
+    row = recorded()
+    assert row["command"] == (f"dlstudio-lite train prior --recipe {levers.PRIOR_BASE} "
+                              "--vq-checkpoint runs/run/checkpoint.pt --out runs/prior")
+    assert row["samples_by_setting"]["temperature 1.0, top-k None"]["seeds"] == 3
+    with pytest.raises(ValueError, match="codes of .*shipped"):
+        recorded(vq_checkpoint=str(tmp_path / "shipped" / "checkpoint.pt"))
+    with pytest.raises(ValueError, match="not the prior_mixture_shapes recipe.*'steps': \\(3000, 6000\\)"):
+        recorded(train={**shipped["train"], "steps": 3000})
+    with pytest.raises(ValueError, match="num_images"):
+        recorded(train_grids=19800)
+    with pytest.raises(ValueError, match="no setting scored over 3 sampling seeds"):
+        recorded(samples_by_setting={})
 
 
 # --- every command printed in a lecture, README or the package's own help parses ----------------

@@ -14,6 +14,12 @@ changes. The runs themselves are not shipped (60 MB budget); lecture 6 draws its
 levers from these rows.
 
     python tools/tokenizer_levers.py RUN --cpu-minutes 12.9 [--note "..."]
+
+With ``--prior PRIOR`` the row also records a prior trained on the run's codes with the
+shipped prior's recipe and scored over three sampling seeds per setting:
+
+    dlstudio-lite train prior --recipe prior_mixture_shapes --vq-checkpoint RUN/checkpoint.pt --out PRIOR
+    dlstudio-lite quality score RUN/checkpoint.pt --prior PRIOR/checkpoint.pt --seeds 1 2 3 --update-metrics
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from dlstudio_lite.recipes import recipe  # noqa: E402
 from dlstudio_lite.vqgan import VQGAN  # noqa: E402
 
 BASE = "vqgan_mixture_nodisc_shapes"
+PRIOR_BASE = "prior_mixture_shapes"     # the shipped prior's recipe, over BASE's codes
 TRAIN_ONLY = {"device", "progress", "log_every", "eval_every", "checkpoint_every"}  # how a run was watched
 
 
@@ -110,13 +117,48 @@ def row_of(run: Path, cpu_minutes: float, note: str | None) -> dict:
     }
 
 
+def prior_of(run: Path, prior: Path, cpu_minutes: float) -> dict:
+    """What a prior trained on ``run``'s codes with the recipe ``PRIOR_BASE`` scores: raises
+    unless it was trained on that run's checkpoint with the recipe's settings, in full."""
+    metrics = json.loads((prior / "metrics.json").read_text())
+    if metrics.get("quick_mode"):
+        raise ValueError(f"{prior} was trained in quick mode: a lever's prior must be a real run")
+    vq = Path(metrics["vq_checkpoint"])
+    if (vq if vq.is_absolute() else ROOT / vq).resolve() != (run / "checkpoint.pt").resolve():
+        raise ValueError(f"{prior} was trained on the codes of {vq}, not of {run}/checkpoint.pt")
+    base = recipe(PRIOR_BASE)
+    expected = {**base.train_config().to_dict(), **base.model_kwargs()}
+    recorded = {**metrics["train"], **metrics["hparams"]}
+    differ = {k: (v, expected[k]) for k, v in recorded.items()
+              if k in expected and k not in TRAIN_ONLY and expected[k] != v}
+    if metrics["train_grids"] + metrics["test_grids"] != base.data["num_images"]:
+        differ["num_images"] = (metrics["train_grids"] + metrics["test_grids"], base.data["num_images"])
+    if differ:
+        raise ValueError(f"{prior} is not the {PRIOR_BASE} recipe: (recorded, recipe) = {differ}")
+    scored = {name: s["seed_spread"] for name, s in metrics.get("samples_by_setting", {}).items()
+              if s.get("seed_spread", {}).get("seeds", 0) >= 3}
+    if not scored:
+        raise ValueError(f"{prior} has no setting scored over 3 sampling seeds: run `dlstudio-lite quality "
+                         f"score {run}/checkpoint.pt --prior {prior}/checkpoint.pt --seeds 1 2 3 --update-metrics`")
+    return {"command": f"dlstudio-lite train prior --recipe {PRIOR_BASE} --vq-checkpoint "
+                       f"runs/{run.name}/checkpoint.pt --out runs/{prior.name}",
+            "test_bits_per_code": metrics["test_bits_per_code"],
+            "samples_by_setting": scored, "cpu_minutes": cpu_minutes}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="folder of a trained and scored run")
     p.add_argument("--cpu-minutes", type=float, required=True, help="user CPU time of the training")
     p.add_argument("--note", help="what else to know about the run")
+    p.add_argument("--prior", type=Path, help=f"folder of a {PRIOR_BASE} prior trained on RUN's codes and scored")
+    p.add_argument("--prior-cpu-minutes", type=float, help="user CPU time of the prior (encoding included)")
     args = p.parse_args(argv)
+    if (args.prior is None) != (args.prior_cpu_minutes is None):
+        p.error("--prior and --prior-cpu-minutes go together")
     row = row_of(args.run, args.cpu_minutes, args.note)
+    if args.prior:
+        row["prior"] = prior_of(args.run, args.prior, args.prior_cpu_minutes)
     path = CHECKPOINTS / BASE / "metrics.json"
     metrics = json.loads(path.read_text())
     levers = [r for r in metrics.get("levers", []) if r["changes"] != row["changes"]] + [row]
