@@ -63,6 +63,16 @@ class ShapeCheck:
         return summary([self])
 
     @property
+    def passing_kinds(self) -> dict[str, int]:
+        """How many regions of the passing images were fitted as each kind of shape: the
+        check accepts a small flat round blob as an oval, so a pass says flat, not which shape."""
+        counts: dict[str, int] = {}
+        for ok, kinds in zip(self.passed.tolist(), self.kinds):
+            for kind in kinds if ok else ():
+                counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
     def rate(self) -> float:
         """Share of images that pass."""
         return float(self.passed.float().mean())

@@ -211,6 +211,9 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     assert sample["seeds"] == [1, 2, 3] and len(sample["rates"]) == 3 and sample["n"] == 6
     assert sample["mean"] == pytest.approx(sum(sample["rates"]) / 3) and sample["std"] >= 0
     assert sum(sample["why_failed"].values()) == round(3 * 6 * (1 - sample["mean"]))
+    entry = json.loads((tmp_path / "prior" / "metrics.json").read_text())["samples_by_setting"]["temperature 1.0, top-k None"]
+    assert entry["passing_kinds"] == sample["passing_kinds"]      # regions of passing samples, all seeds
+    assert (sum(sample["passing_kinds"].values()) > 0) == (sample["mean"] > 0)
     assert main(["quality", "score", str(vq), "--update-metrics"]) == 0
     recorded = json.loads((tmp_path / "vq" / "metrics.json").read_text())
     recon = recorded["recon_shape_check"]

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlstudio_lite.data import ShapesDataset
+from dlstudio_lite.data import SHAPE_NAMES, ShapesDataset
 from dlstudio_lite.shape_check import check_shapes, summary
 from dlstudio_lite.shape_features import blob_images, damage
 
@@ -39,6 +39,9 @@ def test_real_images_pass(size, split):
     assert len(images) == N and check.rate >= 0.95, (check.rate, check.why_failed)
     assert all(reason == "" for reason, ok in zip(check.reasons, check.passed) if ok)
     assert all(1 <= len(kinds) for kinds, ok in zip(check.kinds, check.passed) if ok)
+    passing = check.passing_kinds
+    assert sum(passing.values()) == sum(len(k) for k, ok in zip(check.kinds, check.passed) if ok)
+    assert set(passing) <= set(SHAPE_NAMES) and len(passing) >= 4   # real images hold every kind
 
 
 def gradient_fill(x: torch.Tensor, seed: int, span: float = 32.0) -> torch.Tensor:

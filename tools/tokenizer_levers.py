@@ -135,7 +135,8 @@ def prior_of(run: Path, prior: Path, cpu_minutes: float) -> dict:
         differ["num_images"] = (metrics["train_grids"] + metrics["test_grids"], base.data["num_images"])
     if differ:
         raise ValueError(f"{prior} is not the {PRIOR_BASE} recipe: (recorded, recipe) = {differ}")
-    scored = {name: s["seed_spread"] for name, s in metrics.get("samples_by_setting", {}).items()
+    scored = {name: {**s["seed_spread"], **({"passing_kinds": s["passing_kinds"]} if "passing_kinds" in s else {})}
+              for name, s in metrics.get("samples_by_setting", {}).items()
               if s.get("seed_spread", {}).get("seeds", 0) >= 3}
     if not scored:
         raise ValueError(f"{prior} has no setting scored over 3 sampling seeds: run `dlstudio-lite quality "

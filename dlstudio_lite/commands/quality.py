@@ -151,16 +151,18 @@ def _cli_score(args) -> int:
         metrics.update({f"{prefix}_fd": report["fd"], f"{prefix}_valid_shape_rate": report["valid_shape_rate"],
                         "quality_split": f"{report['real']}; {len(fakes[0])} {prefix} images; shape features "
                                          "(dlstudio_lite.quality), not ImageNet FID"})
-        why_failed = {}
+        why_failed, passing_kinds = {}, {}      # summed over the sampling seeds
         for r in runs:
-            for reason, count in r["shape_check_why_failed"].items():
-                why_failed[reason] = why_failed.get(reason, 0) + count
+            for total, counts in ((why_failed, r["shape_check_why_failed"]),
+                                  (passing_kinds, r["shape_check_passing_kinds"])):
+                for key, count in counts.items():
+                    total[key] = total.get(key, 0) + count
         if args.prior is not None:
             setting = f"temperature {args.temperature}, top-k {args.top_k}"
             metrics["sample_settings"] = setting
             shape = {"mean": report["shape_check"], "std": report["shape_check_std"], "seeds": seeds,
                      "rates": [r["shape_check"] for r in runs], "n": args.n, "setting": setting,
-                     "why_failed": why_failed}
+                     "why_failed": why_failed, "passing_kinds": passing_kinds}
             metrics["sample_shape_check"] = shape
             # Every setting and sampling seed scored so far stays on record (a difference
             # between settings means little unless it beats the spread over seeds); the
@@ -168,7 +170,8 @@ def _cli_score(args) -> int:
             entry = metrics.setdefault("samples_by_setting", {}).setdefault(setting, {})
             entry.update({"sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"],
                           "n": len(fakes[0]), "seed": seeds[0] if len(seeds) == 1 else seeds,
-                          "sample_shape_check": {k: shape[k] for k in ("mean", "std", "rates")}})
+                          "sample_shape_check": {k: shape[k] for k in ("mean", "std", "rates")},
+                          "passing_kinds": passing_kinds})
             by_seed = entry.setdefault("by_seed", {})
             for seed, run in zip(seeds, runs):
                 by_seed[str(seed)] = {"sample_fd": run["fd"], "sample_valid_shape_rate": run["valid_shape_rate"],
@@ -178,7 +181,7 @@ def _cli_score(args) -> int:
             from ..quality import colour_report
             holes = torch.from_numpy(test_split.holes)
             metrics["recon_shape_check"] = {"rate": report["shape_check"], "n": len(fakes[0]),
-                                            "why_failed": why_failed}
+                                            "why_failed": why_failed, "passing_kinds": passing_kinds}
             metrics["recon_colour"] = colour_report(fakes[0], test, holes)
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
