@@ -25,6 +25,7 @@ The templates are the generator's own shapes (``data._inside``). Images are
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -66,10 +67,7 @@ class ShapeCheck:
     def passing_kinds(self) -> dict[str, int]:
         """How many regions of the passing images were fitted as each kind of shape: the
         check accepts a small flat round blob as an oval, so a pass says flat, not which shape."""
-        counts: dict[str, int] = {}
-        for ok, kinds in zip(self.passed.tolist(), self.kinds):
-            for kind in kinds if ok else ():
-                counts[kind] = counts.get(kind, 0) + 1
+        counts = Counter(k for ok, kinds in zip(self.passed.tolist(), self.kinds) if ok for k in kinds)
         return dict(sorted(counts.items()))
 
     @property

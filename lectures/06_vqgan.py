@@ -1602,14 +1602,14 @@ for name, sc in mix_scores.items():
           sorted(sc["why"].items(), key=lambda kv: -kv[1])[:3])
 
 
-def round_share(result):
-    """Share of the regions of the passing images that the check fitted as a disk or an oval."""
-    kinds = [k for ok, found in zip(result.passed.tolist(), result.kinds) if ok for k in found]
-    return sum(k in ("disk", "oval") for k in kinds) / max(len(kinds), 1)
+def round_share(passing_kinds):
+    """Share of the passing images' regions that the check fitted as a disk or an oval, from
+    ``ShapeCheck.passing_kinds`` (regions per fitted kind)."""
+    return (passing_kinds.get("disk", 0) + passing_kinds.get("oval", 0)) / max(sum(passing_kinds.values()), 1)
 
 
-round_real = round_share(checked["test images"])
-round_mix = round_share(mix_scores["no top-k"]["result"])
+round_real = round_share(checked["test images"].passing_kinds)
+round_mix = round_share(mix_scores["no top-k"]["result"].passing_kinds)
 print(f"regions of passing images fitted as a disk or an oval: real {round_real:.0%}, samples (no top-k) {round_mix:.0%}")
 
 # %% [markdown]
@@ -1823,7 +1823,7 @@ k50_old, k50_new = (sets["temperature 1.0, top-k 50"]["sample_shape_check_mean"]
 # which kinds the check fitted to the regions of the passing samples, three seeds, no top-k
 passing_of = {"old": old_prior["samples_by_setting"]["temperature 1.0, top-k None"]["passing_kinds"],
               "new": new_settings["temperature 1.0, top-k None"]["passing_kinds"]}
-round_of = {k: (c.get("disk", 0) + c.get("oval", 0)) / sum(c.values()) for k, c in passing_of.items()}
+round_of = {k: round_share(c) for k, c in passing_of.items()}
 angular = {k: c.get("rectangle", 0) + c.get("triangle", 0) for k, c in passing_of.items()}
 stars = {k: c.get("star", 0) for k, c in passing_of.items()}
 say(f"Every setting scored for both priors moved up. Over those {NUMBER_WORDS[len(shared)]} settings, the samples "
