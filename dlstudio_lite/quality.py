@@ -178,14 +178,16 @@ def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict:
     """``{"fd": frechet_distance(real, fake), "valid_shape_rate": valid_shape_rate(fake),
     "shape_check": the share of fake passing the non-learned flat-shape check,
     "shape_check_why_failed": failures per reason, "shape_check_passing_kinds": regions of the
-    passing images per fitted kind}`` (see :mod:`dlstudio_lite.shape_check`),
+    passing images per fitted kind, "shape_check_passed": each image's verdict, a string of
+    0s and 1s}`` (see :mod:`dlstudio_lite.shape_check`),
     with the feature network loaded once; tensors, not iterables (they are read twice)."""
     from .shape_check import check_shapes
     net = features if features is not None else load_feature_net()
     check = check_shapes(fake)
     return {"fd": frechet_distance(real, fake, net), "valid_shape_rate": valid_shape_rate(fake, net),
             "shape_check": check.rate, "shape_check_why_failed": check.why_failed,
-            "shape_check_passing_kinds": check.passing_kinds}
+            "shape_check_passing_kinds": check.passing_kinds,
+            "shape_check_passed": "".join("1" if ok else "0" for ok in check.passed.tolist())}
 
 
 def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str,

@@ -218,6 +218,8 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     recorded = json.loads((tmp_path / "vq" / "metrics.json").read_text())
     recon = recorded["recon_shape_check"]
     assert recon["n"] == 200 and 0 <= recon["rate"] <= 1
+    assert len(recon["passed"]) == 200 and set(recon["passed"]) <= {"0", "1"}
+    assert recon["passed"].count("1") / 200 == pytest.approx(recon["rate"])
     colour = recorded["recon_colour"]
     assert colour["shapes"] >= colour["hole_free_shapes"] > 0 and 0 <= colour["colour_error_median"] <= 442
     # a PixelCNN top prior needs its bottom prior

@@ -187,9 +187,13 @@ def test_each_recorded_tokenizer_lever_is_the_recipe_with_exactly_its_changes(no
             model, training = levers.changes_of(dict(zip(("hparams", "train"), levers.parsed(cut + ["--out", "x"], 64))))
             assert {**model, **training} != row["changes"]
         else:
-            assert (row["psnr"], row["recon_fd"], row["recon_shape_check"]) == (
-                metrics["psnr"], metrics["recon_fd"], metrics["recon_shape_check"]["rate"])
+            assert (row["psnr"], row["recon_fd"], row["recon_shape_check"], row["recon_passed"]) == (
+                metrics["psnr"], metrics["recon_fd"], metrics["recon_shape_check"]["rate"],
+                metrics["recon_shape_check"]["passed"])
         assert 0 <= row["recon_shape_check"] <= 1 and row["cpu_minutes"] > 0
+        if "recon_passed" in row:   # the verdict on each test image agrees with the rate
+            assert len(row["recon_passed"]) == 200 and set(row["recon_passed"]) <= {"0", "1"}
+            assert row["recon_passed"].count("1") == round(200 * row["recon_shape_check"])
         if "prior" in row:   # a prior over this run's codes: the shipped prior's recipe, on its checkpoint
             prior_argv = shlex.split(row["prior"]["command"])[1:]
             out = argv[argv.index("--out") + 1]

@@ -112,7 +112,12 @@ def row_of(run: Path, cpu_minutes: float, note: str | None) -> dict:
         "colour_error_median": colour["colour_error_median"],
         "brightness_bias": colour["brightness_bias"],
         "colourfulness_kept": colour["colourfulness_kept"],
+        "codebook_usage": metrics["codebook_usage"],     # share of the codes the test images use
+        "perplexity": metrics["perplexity"],
         "cpu_minutes": cpu_minutes,
+        # the verdict on each test image, for a paired comparison with another run (scored
+        # before these were recorded: absent)
+        **({"recon_passed": metrics["recon_shape_check"]["passed"]} if "passed" in metrics["recon_shape_check"] else {}),
         **({"note": note} if note else {}),
     }
 

@@ -180,8 +180,10 @@ def _cli_score(args) -> int:
         else:
             from ..quality import colour_report
             holes = torch.from_numpy(test_split.holes)
+            # each test image's verdict, in the split's order: two runs compare image by image
             metrics["recon_shape_check"] = {"rate": report["shape_check"], "n": len(fakes[0]),
-                                            "why_failed": why_failed, "passing_kinds": passing_kinds}
+                                            "why_failed": why_failed, "passing_kinds": passing_kinds,
+                                            "passed": runs[0]["shape_check_passed"]}
             metrics["recon_colour"] = colour_report(fakes[0], test, holes)
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
