@@ -1438,7 +1438,7 @@ def paired_with_twin(row):
 
 
 twin_passed = verdicts(twin_row)
-paired = {id(r): paired_with_twin(r) for r in gentle}
+paired = {id(r): paired_with_twin(r) for r in (*gentle, cosine, fsq)}
 gentle_words = {id(r): f"at weight {r['changes']['disc_weight']:g} from step {r['changes']['disc_start']:,} it" for r in gentle}
 
 
@@ -1575,8 +1575,8 @@ say(f"At 1,500 steps, changing the bits, the width or the learning rate moved th
     + ". If each change were a coin toss, a split at least this uneven would come up with probability "
     + " and ".join(f"{paired[id(r)]['p']:.2f}" for r in gentle)
     + " (a two-sided sign test). For scale, runs that differ from the start change more verdicts: "
-    f"FSQ {paired_with_twin(fsq)['gained'] + paired_with_twin(fsq)['lost']} and the factorised lookup "
-    f"{paired_with_twin(cosine)['gained'] + paired_with_twin(cosine)['lost']}. The gentle runs' FDs are lower by "
+    f"FSQ {paired[id(fsq)]['gained'] + paired[id(fsq)]['lost']} and the factorised lookup "
+    f"{paired[id(cosine)]['gained'] + paired[id(cosine)]['lost']}. The gentle runs' FDs are lower by "
     + " and ".join(f"{twin_row['recon_fd'] - r['recon_fd']:.1f}" for r in gentle)
     + f", about the {abs(twin_row['recon_fd'] - reseeded['recon_fd']):.1f} between the twin's two seeds. So a weak or "
     "late discriminator costs the check nothing measurable here and may lower FD; one run each cannot say more, "
@@ -1634,7 +1634,7 @@ say(f"At 1,500 steps, changing the bits, the width or the learning rate moved th
          and twin_row["recon_fd"] - r["recon_fd"] < 1.5 * abs(twin_row["recon_fd"] - reseeded["recon_fd"]) for r in gentle),
      "by little: a dozen verdicts or fewer change, a sign test is far from significant, and the FD gain is about "
      "the seed-to-seed spread"),
-    (all(paired_with_twin(r)["gained"] + paired_with_twin(r)["lost"] > max(paired[id(g)]["gained"] + paired[id(g)]["lost"] for g in gentle)
+    (all(paired[id(r)]["gained"] + paired[id(r)]["lost"] > max(paired[id(g)]["gained"] + paired[id(g)]["lost"] for g in gentle)
          for r in (cosine, fsq)), "runs that differ from the start change more verdicts than the gentle discriminators"),
     (disc["why_failed"].get("soft edges", 0) >= 10 and twin_row["why_failed"].get("soft edges", 0) == 0,
      "the strong discriminator's run fails as soft edges, the twin never"),
