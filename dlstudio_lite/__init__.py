@@ -42,6 +42,7 @@ _EXPORTS = {  # module -> public names it provides
               "discriminator_gan_loss", "generator_gan_loss"],
     "prior": ["TransformerPrior", "decode_samples", "encode_dataset", "load_prior",
               "sample_images"],
+    "masked_prior": ["MaskedPrior", "mask_ratio"],
     "vqvae2": ["VQVAE2"],
     "pixelcnn": ["MaskedConv2d", "PixelCNN", "causal_mask", "input_dependence", "sample_vqvae2"],
     "quality": ["frechet_distance", "judge_shapes", "load_feature_net", "quality_report",

@@ -152,6 +152,7 @@ _MODEL_SPECS = {  # name -> (module, class); imported on first use
     "vqvae": ("vqvae", "VQVAE"),
     "vqgan": ("vqgan", "VQGAN"),
     "prior": ("prior", "TransformerPrior"),
+    "maskgit": ("masked_prior", "MaskedPrior"),
     "vqvae2": ("vqvae2", "VQVAE2"),
     "pixelcnn": ("pixelcnn", "PixelCNN"),
 }

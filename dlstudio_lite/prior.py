@@ -27,13 +27,15 @@ from .optim import make_optimizer, trainable
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention in which position ``t`` only sees positions ``<= t``."""
+    """Multi-head self-attention in which position ``t`` only sees positions ``<= t``
+    (``causal=False``: every position sees every other, as MaskGIT's prior needs)."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, causal: bool = True):
         super().__init__()
         if n_embd % n_head != 0:
             raise ValueError(f"n_embd must be divisible by n_head, got n_embd={n_embd}, n_head={n_head}")
         self.n_head = n_head
+        self.causal = causal
         self.qkv = nn.Linear(n_embd, 3 * n_embd)  # queries, keys and values in one matmul
         self.proj = nn.Linear(n_embd, n_embd)
         self.dropout = dropout
@@ -48,6 +50,9 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, n_head, T, head_dim): every head attends independently.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is not None:
+            if not self.causal:
+                raise ValueError("a key/value cache needs causal attention: every position of a "
+                                 "bidirectional model changes when a later one does")
             if T != 1:
                 raise ValueError(f"with a cache, give one position at a time, got {T}")
             if cache:
@@ -56,7 +61,7 @@ class CausalSelfAttention(nn.Module):
         # softmax(q k^T / sqrt(d) + causal mask) v, scaled before the softmax, fused by torch.
         # One new position may see every cached one: no mask then.
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=cache is None, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, is_causal=self.causal and cache is None, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y))
 
@@ -64,10 +69,10 @@ class CausalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, causal: bool = True):
         super().__init__()
         self.ln1 = nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, causal)
         self.ln2 = nn.LayerNorm(n_embd)
         self.mlp = nn.Sequential(
             nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
@@ -81,7 +86,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
                   top_p: float | None = None) -> torch.Tensor:
     """Set to -inf every logit outside the top-k and outside the nucleus of mass top_p.
 
-    logits: (B, V). ``top_k=1`` keeps only the argmax (greedy decoding); the most likely
+    logits: (..., V). ``top_k=1`` keeps only the argmax (greedy decoding); the most likely
     token always survives the top-p cut, so at least one token stays possible.
     """
     if top_k is not None:
@@ -215,6 +220,20 @@ class TransformerPrior(nn.Module):
         logs = {"ce": loss.detach(), "bits_per_code": loss.detach() / math.log(2), "accuracy": acc}
         return loss, logs
 
+    def _sampling_generator(self, n: int, temperature: float, generator: torch.Generator | None,
+                            seed: int | None) -> torch.Generator | None:
+        """Check the arguments every sampler shares; the generator to draw with (None: the
+        global RNG)."""
+        if n < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (use top_k=1 for greedy choices), got {temperature}")
+        if generator is not None and seed is not None:
+            raise ValueError("pass either generator or seed, not both")
+        if seed is not None:
+            generator = torch.Generator(device=self.head.weight.device).manual_seed(int(seed))
+        return generator
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, generator: torch.Generator | None = None,
@@ -224,15 +243,8 @@ class TransformerPrior(nn.Module):
         ``seed`` (or a ``torch.Generator`` on the model's device) makes the draw repeat
         exactly; neither means the global torch RNG is used. ``top_k=1`` is greedy decoding.
         """
-        if n < 1:
-            raise ValueError(f"n must be a positive integer, got {n}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0 (use top_k=1 for greedy decoding), got {temperature}")
-        if generator is not None and seed is not None:
-            raise ValueError("pass either generator or seed, not both")
+        generator = self._sampling_generator(n, temperature, generator, seed)
         device = self.head.weight.device
-        if seed is not None:
-            generator = torch.Generator(device=device).manual_seed(int(seed))
         with evaluating(self):  # no dropout while sampling
             nxt = torch.full((n, 1), self.start_token, dtype=torch.long, device=device)
             # A key/value cache per block: each step feeds only the newest token, which
@@ -293,5 +305,5 @@ def as_prior(model, path) -> TransformerPrior:
     from .checkpoint import CheckpointError
     if not isinstance(model, TransformerPrior):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(model).__name__}, "
-                              f"expected a transformer prior (written by `train prior`)")
+                              f"expected a transformer prior (written by `train prior` or `train maskgit`)")
     return model

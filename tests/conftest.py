@@ -26,3 +26,19 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a long integration test (the sandboxed grading batch, "
                             "extra multi-process runs); `python3 course.py test` leaves it out, "
                             "`python3 course.py test --normal` and CI run it")
+
+
+@pytest.fixture(scope="module")
+def vq_checkpoint(tmp_path_factory):
+    """A tiny VQ-VAE trained for one step through the shared trainer (only its codes matter;
+    16 codes on a 4x4 grid)."""
+    from dlstudio_lite.data import ShapesDataset
+    from dlstudio_lite.train import Trainer
+    from dlstudio_lite.vqvae import VQVAE
+
+    out = tmp_path_factory.mktemp("vq")
+    torch.manual_seed(0)
+    model = VQVAE(image_size=16, latent_size=4, base_channels=8, num_codes=16, code_dim=8)
+    Trainer(model, ShapesDataset("train", image_size=16, num_images=64, test_size=12), steps=1,
+            batch_size=8, progress=False, device="cpu", out_dir=out).fit()
+    return out / "checkpoint.pt"

@@ -158,21 +158,6 @@ def test_hparams_rebuild_the_prior():
 
 # --- command line: train prior, sample --------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def vq_checkpoint(tmp_path_factory):
-    """A tiny VQ-VAE trained for one step through the shared trainer (only its codes matter)."""
-    from dlstudio_lite.data import ShapesDataset
-    from dlstudio_lite.train import Trainer
-    from dlstudio_lite.vqvae import VQVAE
-
-    out = tmp_path_factory.mktemp("vq")
-    torch.manual_seed(0)
-    model = VQVAE(image_size=16, latent_size=4, base_channels=8, num_codes=K, code_dim=8)
-    Trainer(model, ShapesDataset("train", image_size=16, num_images=64, test_size=12), steps=1,
-            batch_size=8, progress=False, device="cpu", out_dir=out).fit()
-    return out / "checkpoint.pt"
-
-
 def test_train_prior_and_sample_commands(vq_checkpoint, tmp_path):
     import json
 

@@ -167,15 +167,72 @@ def test_quality_commands_in_quick_mode(tmp_path, quick, capsys):
     assert "at least 3 steps" in capsys.readouterr().err
 
 
+def save(model, name, path):
+    """A checkpoint of an untrained ``model`` under the registry ``name``."""
+    return save_checkpoint({"model_name": name, "hparams": model.hparams, "model": model.state_dict(),
+                            "optimizers": [], "schedulers": [], "step": 0, "epoch": 0, "history": {},
+                            "rng": {}, "config": {}}, path)
+
+
+def test_a_maskgit_prior_is_scored_per_number_of_rounds(tmp_path, quick, capsys, monkeypatch):
+    from dlstudio_lite.cli import main
+    from dlstudio_lite.masked_prior import MaskedPrior
+    from dlstudio_lite.prior import TransformerPrior
+    from dlstudio_lite.vqvae import VQVAE
+
+    torch.manual_seed(0)
+    vq = save(VQVAE(image_size=32, base_channels=8, num_codes=16, code_dim=8, latent_size=8,
+                    kmeans_init=False), "vqvae", tmp_path / "vq" / "checkpoint.pt")
+    prior = save(MaskedPrior(16, (8, 8), n_layers=1, n_head=2, n_embd=16, decode_steps=6), "maskgit",
+                 tmp_path / "maskgit" / "checkpoint.pt")
+    passes = []       # forward passes per draw: the rounds that really ran
+    real_sample = MaskedPrior.sample
+
+    def counted(self, *args, **kwargs):
+        hook = self.register_forward_pre_hook(lambda module, a: passes.append(1))
+        try:
+            return real_sample(self, *args, **kwargs)
+        finally:
+            passes.append("end")
+            hook.remove()
+    monkeypatch.setattr(MaskedPrior, "sample", counted)
+
+    def rounds_run():
+        runs = "".join("x" if p == 1 else "|" for p in passes).split("|")[:-1]
+        passes.clear()
+        return [len(r) for r in runs]
+
+    for rounds in ([], ["--decode-steps", "3"]):
+        assert main(["quality", "score", str(vq), "--prior", str(prior), "--n", "4", "--seeds", "1", "2",
+                     "--update-metrics"] + rounds) == 0
+        assert rounds_run() == [int(rounds[1]) if rounds else 6] * 2
+    by_setting = json.loads((tmp_path / "maskgit" / "metrics.json").read_text())["samples_by_setting"]
+    assert set(by_setting) == {"temperature 1.0, top-k None, 6 rounds", "temperature 1.0, top-k None, 3 rounds"}
+    assert all(entry["sample_seconds"] > 0 and entry["torch_threads"] >= 1 for entry in by_setting.values())
+    # rounds mean nothing to a prior that draws one code per step: refused, not ignored
+    gpt = save(TransformerPrior(16, (8, 8), n_layers=1, n_head=2, n_embd=16), "prior",
+               tmp_path / "prior" / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["quality", "score", str(vq), "--prior", str(gpt), "--n", "2", "--decode-steps", "3"]) == 2
+    assert "MaskGIT" in capsys.readouterr().err
+    # over a VQ-VAE-2's top codes the rounds asked for are the rounds run
+    from dlstudio_lite.vqvae2 import VQVAE2
+    vq2 = save(VQVAE2(image_size=32, latent_size=8, base_channels=8, code_dim=8, num_codes_top=16,
+                      num_codes_bottom=16, kmeans_init=False), "vqvae2", tmp_path / "vq2" / "checkpoint.pt")
+    top = save(MaskedPrior(16, (4, 4), n_layers=1, n_head=2, n_embd=16, decode_steps=6), "maskgit",
+               tmp_path / "top" / "checkpoint.pt")
+    passes.clear()
+    assert main(["quality", "score", str(vq2), "--prior", str(top), "--n", "2", "--decode-steps", "2",
+                 "--update-metrics"]) == 0
+    assert rounds_run() == [2]
+    assert "temperature 1.0, top-k None, 2 rounds" in json.loads((tmp_path / "top" / "metrics.json").read_text())[
+        "samples_by_setting"]
+
+
 def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick, capsys):
     from dlstudio_lite.cli import main
     from dlstudio_lite.prior import TransformerPrior
     from dlstudio_lite.vqvae import VQVAE
-
-    def save(model, name, path):
-        return save_checkpoint({"model_name": name, "hparams": model.hparams, "model": model.state_dict(),
-                                "optimizers": [], "schedulers": [], "step": 0, "epoch": 0, "history": {},
-                                "rng": {}, "config": {}}, path)
 
     torch.manual_seed(0)
     vq = save(VQVAE(image_size=32, base_channels=8, num_codes=16, code_dim=8, latent_size=8,

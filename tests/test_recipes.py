@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -228,6 +229,67 @@ def test_a_levers_prior_must_be_the_shipped_recipe_on_that_runs_codes(tmp_path, 
         recorded(train_grids=19800)
     with pytest.raises(ValueError, match="no setting scored over 3 sampling seeds"):
         recorded(samples_by_setting={})
+
+
+def test_a_prior_lever_must_be_its_recipe_in_full_on_the_shipped_twins_codes(tmp_path, normal):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import prior_levers
+    run = tmp_path / "maskgit"
+    run.mkdir()
+    found = recipe("maskgit_mixture_shapes")
+    shipped = json.loads((CHECKPOINTS / prior_levers.BASE / "metrics.json").read_text())
+    twin = f"data/checkpoints/{found.codes_of}/checkpoint.pt"
+    spread = {"seeds": 3, "sample_fd_mean": 30.0, "sample_shape_check_mean": 0.3}
+    good = {**{k: shipped[k] for k in ("train_grids", "test_grids", "parameters", "test_accuracy")},
+            "vq_checkpoint": twin, "step": 6000, "test_bits_per_code": None, "test_bits_per_masked_code": 3.5,
+            "hparams": {"num_codes": 1024, "latent_shape": [8, 8], **found.model_kwargs(), "dropout": 0.1,
+                        "decode_steps": 8, "choice_temperature": 4.5}, "train": found.train_config().to_dict(),
+            "samples_by_setting": {"temperature 1.0, top-k None, 8 rounds": {"seed_spread": spread,
+                                                                             "sample_seconds": 4.0}}}
+
+    def row(**changes):
+        (run / "metrics.json").write_text(json.dumps({**good, **changes}))
+        return prior_levers.row_of(run, "maskgit_mixture_shapes", 50.0, None)
+
+    r = row()
+    assert r["command"] == "dlstudio-lite train maskgit --recipe maskgit_mixture_shapes --out runs/maskgit"
+    assert "test_bits_per_code" not in r and r["test_bits_per_masked_code"] == 3.5
+    assert "test_accuracy" not in r and r["test_masked_accuracy"] == shipped["test_accuracy"]
+    assert r["samples_by_setting"]["temperature 1.0, top-k None, 8 rounds"]["sample_seconds"] == 4.0
+    args, _ = _parse(shlex.split(r["command"])[1:])
+    assert options.from_args(TrainConfig, args) == found.train_config()
+    with pytest.raises(ValueError, match="codes of"):
+        row(vq_checkpoint="runs/fsq_4500/checkpoint.pt")
+    with pytest.raises(ValueError, match="'n_embd': \\(64, 128\\)"):
+        row(hparams={**good["hparams"], "n_embd": 64})
+    with pytest.raises(ValueError, match="'choice_temperature': \\(1.0, 4.5\\)"):   # a default the recipe does not name
+        row(hparams={**good["hparams"], "choice_temperature": 1.0})
+    with pytest.raises(ValueError, match="'step': \\(3000, 6000\\)"):
+        row(step=3000)                                     # stopped early: not the recipe's run
+    with pytest.raises(ValueError, match="num_images"):
+        row(train_grids=19800)
+    with pytest.raises(ValueError, match="no setting scored over 3"):
+        row(samples_by_setting={"temperature 1.0, top-k None, 8 rounds": {"seed_spread": {**spread, "seeds": 1}}})
+
+
+def test_the_kept_maskgit_samples_are_the_scored_draw_with_its_decoding_order(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import prior_levers
+
+    from dlstudio_lite.checkpoint import save_checkpoint
+    from dlstudio_lite.masked_prior import MaskedPrior, mask_ratio
+    torch.manual_seed(0)
+    prior = MaskedPrior(16, (4, 4), n_layers=1, n_head=2, n_embd=16, decode_steps=5)
+    save_checkpoint({"model_name": "maskgit", "hparams": prior.hparams, "model": prior.state_dict(),
+                     "optimizers": [], "schedulers": [], "step": 0, "epoch": 0, "history": {}, "rng": {},
+                     "config": {}}, tmp_path / "checkpoint.pt")
+    kept = prior_levers.samples_of(tmp_path, n=6, seed=1)
+    assert torch.equal(kept["codes"].long(), prior.sample(6, seed=1))   # the draw quality score makes
+    assert kept["rounds"] == 5 and kept["setting"] == "temperature 1.0, top-k None, 5 rounds"
+    fixed = kept["fixed_at_round"].flatten(1)
+    for r in range(1, 5):   # after round r, all but the schedule's share are fixed
+        assert bool(((fixed <= r).sum(1) == 16 - math.floor(16 * float(mask_ratio(r / 5)))).all())
+    assert int(fixed.max()) == 5 and int(fixed.min()) == 1 and fixed.dtype == torch.int16
 
 
 # --- every command printed in a lecture, README or the package's own help parses ----------------

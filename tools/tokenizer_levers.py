@@ -125,27 +125,9 @@ def row_of(run: Path, cpu_minutes: float, note: str | None) -> dict:
 def prior_of(run: Path, prior: Path, cpu_minutes: float) -> dict:
     """What a prior trained on ``run``'s codes with the recipe ``PRIOR_BASE`` scores: raises
     unless it was trained on that run's checkpoint with the recipe's settings, in full."""
-    metrics = json.loads((prior / "metrics.json").read_text())
-    if metrics.get("quick_mode"):
-        raise ValueError(f"{prior} was trained in quick mode: a lever's prior must be a real run")
-    vq = Path(metrics["vq_checkpoint"])
-    if (vq if vq.is_absolute() else ROOT / vq).resolve() != (run / "checkpoint.pt").resolve():
-        raise ValueError(f"{prior} was trained on the codes of {vq}, not of {run}/checkpoint.pt")
-    base = recipe(PRIOR_BASE)
-    expected = {**base.train_config().to_dict(), **base.model_kwargs()}
-    recorded = {**metrics["train"], **metrics["hparams"]}
-    differ = {k: (v, expected[k]) for k, v in recorded.items()
-              if k in expected and k not in TRAIN_ONLY and expected[k] != v}
-    if metrics["train_grids"] + metrics["test_grids"] != base.data["num_images"]:
-        differ["num_images"] = (metrics["train_grids"] + metrics["test_grids"], base.data["num_images"])
-    if differ:
-        raise ValueError(f"{prior} is not the {PRIOR_BASE} recipe: (recorded, recipe) = {differ}")
-    scored = {name: {**s["seed_spread"], **({"passing_kinds": s["passing_kinds"]} if "passing_kinds" in s else {})}
-              for name, s in metrics.get("samples_by_setting", {}).items()
-              if s.get("seed_spread", {}).get("seeds", 0) >= 3}
-    if not scored:
-        raise ValueError(f"{prior} has no setting scored over 3 sampling seeds: run `dlstudio-lite quality "
-                         f"score {run}/checkpoint.pt --prior {prior}/checkpoint.pt --seeds 1 2 3 --update-metrics`")
+    from prior_levers import checked_run, scored_settings   # a sibling in tools/
+    metrics = checked_run(prior, PRIOR_BASE, run / "checkpoint.pt")
+    scored = scored_settings(metrics)
     return {"command": f"dlstudio-lite train prior --recipe {PRIOR_BASE} --vq-checkpoint "
                        f"runs/{run.name}/checkpoint.pt --out runs/{prior.name}",
             "test_bits_per_code": metrics["test_bits_per_code"],

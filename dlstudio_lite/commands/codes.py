@@ -33,6 +33,8 @@ from .train import set_recipe_defaults
 FORMAT = "dlstudio-lite-codes/1"
 _MODELS = {  # target -> (help, the levels it may model)
     "prior": ("transformer prior over the codes of a trained VQ model (lecture 6)", ("codes", "top")),
+    "maskgit": ("MaskGIT-style prior over the codes of a trained VQ model: bidirectional, "
+                "decoded in a few parallel rounds (lecture 6)", ("codes", "top")),
     "pixelcnn": ("gated PixelCNN prior over the top or bottom codes of a VQ-VAE-2 (appendix 9)",
                  ("top", "bottom")),
 }
@@ -62,8 +64,8 @@ def add_cli(sub, train_sub, chosen=None) -> None:
         p = train_sub.add_parser(
             target, help=summary, description=f"Train a {summary}, on a code file (--codes) or on "
             "the codes of --vq-checkpoint, encoded here. Writes, into --out: checkpoint.pt, "
-            "metrics.json (test cross-entropy in bits per code, against the context-free "
-            f"baseline), loss_curves.png and samples.png. Defaults: recipe {r.name}.",
+            "metrics.json (test cross-entropy in bits per code, or per masked code for maskgit, "
+            f"against the context-free baseline), loss_curves.png and samples.png. Defaults: recipe {r.name}.",
             epilog=f"example: dlstudio-lite train --recipe {r.name} --out runs/{target}")
         p.add_argument("--recipe", help="named recipe whose settings are the defaults "
                        "(dlstudio_lite/recipes.py; default: %(default)s)")
@@ -243,6 +245,11 @@ def train_on_codes(target: str, codes: dict, level: str, model_kwargs: dict, con
         "parameters": sum(p.numel() for p in prior.parameters()),
         "train_grids": len(train_codes), "test_grids": len(test_codes),
         "test_bits_per_code": test.get("bits_per_code"), "test_accuracy": test.get("accuracy"),
+        # MaskGIT's loss and accuracy are on masked codes only: no likelihood, and not
+        # comparable with a next-code prediction's, so they go under their own names.
+        **({"test_bits_per_code": None, "test_accuracy": None,
+            "test_bits_per_masked_code": test["bits_per_masked_code"],
+            "test_masked_accuracy": test.get("accuracy")} if "bits_per_masked_code" in test else {}),
         # A prior that ignores the context can do no better than the codes' entropy.
         "context_free_bits_per_code": float(code_usage(code_counts(train_codes, num_codes)).bits),
         "codes_used_by_dataset": int(torch.unique(train_codes).numel()),
@@ -252,12 +259,14 @@ def train_on_codes(target: str, codes: dict, level: str, model_kwargs: dict, con
     }
     if target == "pixelcnn":
         metrics["condition_codes"] = prior.condition_codes
-    if n_samples > 0 or (target == "prior" and metrics["dataset"] == "shapes"):
+    if n_samples > 0 or (target in ("prior", "maskgit") and metrics["dataset"] == "shapes"):
         _samples_and_quality(prior, codes, level, metrics, out, n_samples, seed, trainer.device)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_loss_curves(history, out / "loss_curves.png")
-    print(f"{target} ({level}): test {metrics['test_bits_per_code']:.3f} bits per code "
-          f"(context-free {metrics['context_free_bits_per_code']:.3f}); wrote {out}")
+    loss = (f"{metrics['test_bits_per_code']:.3f} bits per code" if metrics["test_bits_per_code"] is not None
+            else f"{metrics['test_bits_per_masked_code']:.3f} bits per masked code")
+    print(f"{target} ({level}): test {loss} (context-free "
+          f"{metrics['context_free_bits_per_code']:.3f}); wrote {out}")
     return 0
 
 
@@ -284,7 +293,8 @@ def _samples_and_quality(prior, codes, level, metrics, out, n_samples, seed, dev
         from ..quality import shapes_quality
         test = DataConfig(**codes["data"]).splits()[1]
         real = torch.stack([images_of(test[i]) for i in range(len(test))])
+        rounds = f", {prior.decode_steps} rounds" if hasattr(prior, "decode_steps") else ""
         metrics.update(shapes_quality(real, draw(len(real)).cpu(), "sample"),
-                       sample_settings="temperature 1.0, no top-k")
+                       sample_settings=f"temperature 1.0, no top-k{rounds}")
     if n_samples > 0:
         save_image(image_grid(draw(n_samples).clamp(-1, 1).cpu(), nrow=8), out / "samples.png")

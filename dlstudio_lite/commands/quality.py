@@ -61,6 +61,9 @@ def add_cli(sub) -> None:
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--top-k", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--decode-steps", type=int, default=None,
+                   help="with a MaskGIT prior (`train maskgit`): rounds of parallel decoding "
+                        "(default: the prior's own)")
     s.add_argument("--features", type=Path, default=None, help="feature network (default: the shipped one)")
     s.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     s.add_argument("--update-metrics", action="store_true",
@@ -115,6 +118,8 @@ def _cli_score(args) -> int:
     test_split = ShapesDataset("test", image_size=size)
     test = test_split.tensors()
     seeds = args.seeds or [args.seed]
+    prior = load_model(args.prior) if args.prior is not None else None   # its type picks the sampler
+    rounds = _rounds(args, prior)
     with torch.no_grad():
         if args.prior is None:
             if not hasattr(model, "reconstruct"):
@@ -123,7 +128,10 @@ def _cli_score(args) -> int:
             fakes = [torch.cat([model.reconstruct(b) for b in test.split(50)]).clamp(-1, 1)]
             what = "reconstructions"
         else:
-            fakes = [_samples(args, model, seed) for seed in seeds]
+            start = time.perf_counter()
+            fakes = [_samples(args, model, prior, seed) for seed in seeds]
+            # per seed: drawing the codes and decoding them (loading not included)
+            sample_seconds = (time.perf_counter() - start) / len(seeds)
             what = f"{args.n} prior samples"
     runs = [quality_report(test, fake, net) for fake in fakes]
     mean = lambda key: sum(r[key] for r in runs) / len(runs)
@@ -132,7 +140,7 @@ def _cli_score(args) -> int:
               "real": f"shapes test split, {len(test)} images of {size}x{size}",
               "fd": mean("fd"), "valid_shape_rate": mean("valid_shape_rate"), "shape_check": mean("shape_check")}
     if args.prior is not None:
-        report.update(seeds=seeds, fd_std=std("fd"), valid_shape_rate_std=std("valid_shape_rate"),
+        report.update(seeds=seeds, sample_seconds=sample_seconds, fd_std=std("fd"), valid_shape_rate_std=std("valid_shape_rate"),
                       shape_check_std=std("shape_check"), per_seed=[
                           {k: r[k] for k in ("fd", "valid_shape_rate", "shape_check")} for r in runs])
     spread = lambda key, fmt="": f" +- {report[key + '_std']:{fmt or '.2f'}}" if len(runs) > 1 else ""
@@ -158,7 +166,8 @@ def _cli_score(args) -> int:
                 for key, count in counts.items():
                     total[key] = total.get(key, 0) + count
         if args.prior is not None:
-            setting = f"temperature {args.temperature}, top-k {args.top_k}"
+            setting = f"temperature {args.temperature}, top-k {args.top_k}" + \
+                (f", {rounds} rounds" if rounds is not None else "")
             metrics["sample_settings"] = setting
             shape = {"mean": report["shape_check"], "std": report["shape_check_std"], "seeds": seeds,
                      "rates": [r["shape_check"] for r in runs], "n": args.n, "setting": setting,
@@ -171,7 +180,9 @@ def _cli_score(args) -> int:
             entry.update({"sample_fd": report["fd"], "sample_valid_shape_rate": report["valid_shape_rate"],
                           "n": len(fakes[0]), "seed": seeds[0] if len(seeds) == 1 else seeds,
                           "sample_shape_check": {k: shape[k] for k in ("mean", "std", "rates")},
-                          "passing_kinds": passing_kinds})
+                          "passing_kinds": passing_kinds,
+                          # wall time here, threads as set: compare settings of one machine only
+                          "sample_seconds": sample_seconds, "torch_threads": torch.get_num_threads()})
             by_seed = entry.setdefault("by_seed", {})
             for seed, run in zip(seeds, runs):
                 by_seed[str(seed)] = {"sample_fd": run["fd"], "sample_valid_shape_rate": run["valid_shape_rate"],
@@ -202,14 +213,32 @@ def _seed_spread(by_seed: dict) -> dict:
     return out
 
 
-def _samples(args, vq, seed: int) -> torch.Tensor:
-    """``args.n`` images sampled with ``seed`` from the prior(s) named in ``args``, decoded by ``vq``."""
+def _rounds(args, prior) -> int | None:
+    """The rounds of parallel decoding with a MaskGIT ``prior`` (None for any other prior or
+    none); ``--decode-steps`` for another prior is refused rather than ignored."""
+    if prior is None:
+        if args.decode_steps is not None:
+            raise ValueError("--decode-steps goes with --prior (a MaskGIT prior)")
+        return None
+    from ..masked_prior import MaskedPrior
+    if not isinstance(prior, MaskedPrior):
+        if args.decode_steps is not None:
+            raise ValueError(f"--decode-steps needs a MaskGIT prior (`train maskgit`), but {args.prior} "
+                             f"holds a {type(prior).__name__}, which draws one code per step")
+        return None
+    if args.decode_steps is not None and args.decode_steps < 1:
+        raise ValueError(f"--decode-steps must be a positive integer, got {args.decode_steps}")
+    return args.decode_steps or prior.decode_steps
+
+
+def _samples(args, vq, prior, seed: int) -> torch.Tensor:
+    """``args.n`` images sampled with ``seed`` from ``prior`` (loaded from ``args.prior``; a
+    PixelCNN with the bottom prior of ``args``), decoded by ``vq``."""
     from ..checkpoint import load_model
     from ..pixelcnn import PixelCNN, sample_vqvae2
     from ..prior import as_prior, sample_images
     from ..vqvae2 import VQVAE2
 
-    prior = load_model(args.prior)   # loaded once: its type says which sampler to use
     if isinstance(vq, VQVAE2) and not isinstance(prior, PixelCNN):
         return _vqvae2_samples_from_a_transformer(args, vq, as_prior(prior, args.prior), seed)
     if isinstance(prior, PixelCNN):
@@ -219,7 +248,13 @@ def _samples(args, vq, seed: int) -> torch.Tensor:
         return sample_vqvae2(vq, prior.eval(), load_model(args.bottom_prior).eval(), args.n,
                              temperature=args.temperature, top_k=args.top_k,
                              generator=torch.Generator().manual_seed(seed))
-    return sample_images(as_prior(prior, args.prior), vq, args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
+    return sample_images(as_prior(prior, args.prior), vq, args.n, temperature=args.temperature,
+                         top_k=args.top_k, seed=seed, **_rounds_kwargs(args))
+
+
+def _rounds_kwargs(args) -> dict:
+    """``decode_steps`` for a MaskGIT prior's ``sample`` when ``--decode-steps`` was given."""
+    return {"decode_steps": args.decode_steps} if args.decode_steps is not None else {}
 
 
 def _vqvae2_samples_from_a_transformer(args, vq, prior, seed: int) -> torch.Tensor:
@@ -230,7 +265,7 @@ def _vqvae2_samples_from_a_transformer(args, vq, prior, seed: int) -> torch.Tens
     if prior.num_codes != vq.num_codes["top"] or tuple(prior.latent_shape) != tuple(vq.latent_shapes["top"]):
         raise ValueError(f"the prior models {tuple(prior.latent_shape)} grids of {prior.num_codes} codes, but the "
                          f"VQ-VAE-2's top level has {vq.latent_shapes['top']} grids of {vq.num_codes['top']}")
-    top = prior.sample(args.n, temperature=args.temperature, top_k=args.top_k, seed=seed)
+    top = prior.sample(args.n, temperature=args.temperature, top_k=args.top_k, seed=seed, **_rounds_kwargs(args))
     bottom = None
     if args.bottom_prior is not None:
         bottom_prior = load_model(args.bottom_prior).eval()
