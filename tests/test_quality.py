@@ -206,8 +206,19 @@ def test_a_maskgit_prior_is_scored_per_number_of_rounds(tmp_path, quick, capsys,
         assert main(["quality", "score", str(vq), "--prior", str(prior), "--n", "4", "--seeds", "1", "2",
                      "--update-metrics"] + rounds) == 0
         assert rounds_run() == [int(rounds[1]) if rounds else 6] * 2
+    assert main(["quality", "score", str(vq), "--prior", str(prior), "--n", "4", "--seeds", "1", "2",
+                 "--choice-temperature", "0", "--update-metrics"]) == 0
+    assert rounds_run() == [6, 6]
+    zero_noise = json.loads((tmp_path / "maskgit" / "metrics.json").read_text())["samples_by_setting"][
+        "temperature 1.0, top-k None, 6 rounds, choice temperature 0.0"]["by_seed"]
+    assert main(["quality", "score", str(vq), "--prior", str(prior), "--n", "4", "--seeds", "1", "2",
+                 "--update-metrics"]) == 0
+    default = json.loads((tmp_path / "maskgit" / "metrics.json").read_text())["samples_by_setting"][
+        "temperature 1.0, top-k None, 6 rounds"]["by_seed"]
+    assert zero_noise != default          # the choice noise reached the sampler
     by_setting = json.loads((tmp_path / "maskgit" / "metrics.json").read_text())["samples_by_setting"]
-    assert set(by_setting) == {"temperature 1.0, top-k None, 6 rounds", "temperature 1.0, top-k None, 3 rounds"}
+    assert set(by_setting) == {"temperature 1.0, top-k None, 6 rounds", "temperature 1.0, top-k None, 3 rounds",
+                               "temperature 1.0, top-k None, 6 rounds, choice temperature 0.0"}
     assert all(entry["sample_seconds"] > 0 and entry["torch_threads"] >= 1 for entry in by_setting.values())
     # rounds mean nothing to a prior that draws one code per step: refused, not ignored
     gpt = save(TransformerPrior(16, (8, 8), n_layers=1, n_head=2, n_embd=16), "prior",

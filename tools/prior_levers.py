@@ -73,7 +73,7 @@ def scored_settings(metrics: dict) -> dict:
     """Setting -> its spread over sampling seeds (and what else was recorded), for the
     settings scored over at least 3 seeds."""
     return {setting: {**s["seed_spread"],
-                      **{k: s[k] for k in ("passing_kinds", "sample_seconds", "torch_threads") if k in s}}
+                      **{k: s[k] for k in ("passing_kinds", "sample_seconds", "torch_threads", "by_seed") if k in s}}
             for setting, s in metrics.get("samples_by_setting", {}).items()
             if s.get("seed_spread", {}).get("seeds", 0) >= 3}
 

@@ -64,6 +64,9 @@ def add_cli(sub) -> None:
     s.add_argument("--decode-steps", type=int, default=None,
                    help="with a MaskGIT prior (`train maskgit`): rounds of parallel decoding "
                         "(default: the prior's own)")
+    s.add_argument("--choice-temperature", type=float, default=None,
+                   help="with a MaskGIT prior: the Gumbel noise on which drawn codes to keep "
+                        "(0: surest first; large: a random order; default: the prior's own)")
     s.add_argument("--features", type=Path, default=None, help="feature network (default: the shipped one)")
     s.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     s.add_argument("--update-metrics", action="store_true",
@@ -167,7 +170,8 @@ def _cli_score(args) -> int:
                     total[key] = total.get(key, 0) + count
         if args.prior is not None:
             setting = f"temperature {args.temperature}, top-k {args.top_k}" + \
-                (f", {rounds} rounds" if rounds is not None else "")
+                (f", {rounds} rounds" if rounds is not None else "") + \
+                (f", choice temperature {args.choice_temperature}" if args.choice_temperature is not None else "")
             metrics["sample_settings"] = setting
             shape = {"mean": report["shape_check"], "std": report["shape_check_std"], "seeds": seeds,
                      "rates": [r["shape_check"] for r in runs], "n": args.n, "setting": setting,
@@ -216,18 +220,22 @@ def _seed_spread(by_seed: dict) -> dict:
 def _rounds(args, prior) -> int | None:
     """The rounds of parallel decoding with a MaskGIT ``prior`` (None for any other prior or
     none); ``--decode-steps`` for another prior is refused rather than ignored."""
+    given = [f for f, v in (("--decode-steps", args.decode_steps), ("--choice-temperature", args.choice_temperature))
+             if v is not None]
     if prior is None:
-        if args.decode_steps is not None:
-            raise ValueError("--decode-steps goes with --prior (a MaskGIT prior)")
+        if given:
+            raise ValueError(f"{given[0]} goes with --prior (a MaskGIT prior)")
         return None
     from ..masked_prior import MaskedPrior
     if not isinstance(prior, MaskedPrior):
-        if args.decode_steps is not None:
-            raise ValueError(f"--decode-steps needs a MaskGIT prior (`train maskgit`), but {args.prior} "
+        if given:
+            raise ValueError(f"{given[0]} needs a MaskGIT prior (`train maskgit`), but {args.prior} "
                              f"holds a {type(prior).__name__}, which draws one code per step")
         return None
     if args.decode_steps is not None and args.decode_steps < 1:
         raise ValueError(f"--decode-steps must be a positive integer, got {args.decode_steps}")
+    if args.choice_temperature is not None and args.choice_temperature < 0:
+        raise ValueError(f"--choice-temperature must be >= 0, got {args.choice_temperature}")
     return args.decode_steps or prior.decode_steps
 
 
@@ -253,8 +261,9 @@ def _samples(args, vq, prior, seed: int) -> torch.Tensor:
 
 
 def _rounds_kwargs(args) -> dict:
-    """``decode_steps`` for a MaskGIT prior's ``sample`` when ``--decode-steps`` was given."""
-    return {"decode_steps": args.decode_steps} if args.decode_steps is not None else {}
+    """``decode_steps`` and ``choice_temperature`` for a MaskGIT prior's ``sample``, as given."""
+    return {k: v for k, v in (("decode_steps", args.decode_steps), ("choice_temperature", args.choice_temperature))
+            if v is not None}
 
 
 def _vqvae2_samples_from_a_transformer(args, vq, prior, seed: int) -> torch.Tensor:
