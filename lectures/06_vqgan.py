@@ -1530,7 +1530,7 @@ say(f"At 1,500 steps, changing the bits, the width or the learning rate moved th
     f"{fsq['perplexity']:.0f} with {fsq['codebook_usage']:.0%} of them in use, at the same pass rate: the entropy of "
     f"which code turns up is about {math.log2(fsq['perplexity']):.1f} bits against the twin's "
     f"{math.log2(twin_row['perplexity']):.1f}, which might make FSQ's codes easier for a prior to learn (tried "
-    "below, under *Does a better tokenizer give better samples?*). "
+    "below, under *A prior over FSQ's codes*). "
     "Nor does a deeper encoder (one more residual block per stage: "
     f"{deeper['recon_shape_check']:.1%}) or a deeper decoder (one more residual block after each upsampling, at the "
     f"finer resolutions where outlines are drawn: {deeper_decoder['recon_shape_check']:.1%}). The deeper decoder's "
@@ -1986,6 +1986,8 @@ claim(better["steps"] == 18000 and round(100 * min(lift.values())) == 16 and rou
       detail=str((min(lift.values()), max(lift.values()), low_new, high_new, low_old, high_old)))
 
 # %% [markdown]
+# ### A prior over FSQ's codes
+#
 # Codes that are easier to predict? Among the levers above, FSQ's codes carry the check as
 # often as the twin's but are used far less evenly. The same prior recipe was trained on
 # them too (once, 6,000 steps over the codes of 99,800 images) and scored at four settings,
@@ -2001,23 +2003,32 @@ claim(fsq_prior["command"].startswith("dlstudio-lite train prior --recipe prior_
       and "temperature 1.0, top-k None" in fsq_shared, "the FSQ prior is the shipped recipe, scored like it", quick=True)
 say(f"The test images use FSQ's codes with a perplexity of {fsq['perplexity']:.0f} against the twin's "
     f"{twin_row['perplexity']:.0f}, and a prior predicts them more cheaply: {fsq_prior['test_bits_per_code']:.2f} bits "
-    f"per code on the test grids against {bits[0]:.2f}. Its samples are no better. At the "
-    f"{NUMBER_WORDS[len(fsq_shared)]} settings scored for both priors ("
+    f"per code on the test grids against {bits[0]:.2f}. That is less of a gain than the codes' own entropy fell "
+    f"(about {math.log2(twin_row['perplexity']) - math.log2(fsq['perplexity']):.1f} bits): context helps the prior "
+    f"less over these codes. Its samples pass the check no more often. At the {NUMBER_WORDS[len(fsq_shared)]} "
+    "settings scored for both priors ("
     + "; ".join(setting_words(n) for n in fsq_shared)
-    + f") the check moves by {100 * min(fsq_gap.values()):+.1f} to {100 * max(fsq_gap.values()):+.1f} points "
-    f"(without top-k: {fsq_sets['temperature 1.0, top-k None']['sample_shape_check_mean']:.1%} ± "
+    + f") the check moves by {100 * min(fsq_gap.values()):+.1f} to {100 * max(fsq_gap.values()):+.1f} points, "
+    f"about the spread over seeds ({100 * min(fsq_noise.values()):.0f} to {100 * max(fsq_noise.values()):.0f} "
+    f"points); without top-k it is {fsq_sets['temperature 1.0, top-k None']['sample_shape_check_mean']:.1%} ± "
     f"{fsq_sets['temperature 1.0, top-k None']['sample_shape_check_std']:.1%} against "
     f"{old_settings['temperature 1.0, top-k None']['sample_shape_check_mean']:.1%} ± "
-    f"{old_settings['temperature 1.0, top-k None']['sample_shape_check_std']:.1%}, FD "
-    f"{fsq_sets['temperature 1.0, top-k None']['sample_fd_mean']:.1f} against "
-    f"{old_settings['temperature 1.0, top-k None']['sample_fd_mean']:.1f}), never up by more than the spread over "
-    f"seeds. Fewer codes in play made the prior's loss lower, not its pictures better; the prior cost "
-    f"{fsq_prior['cpu_minutes']:.0f} CPU minutes, encoding included.",
+    f"{old_settings['temperature 1.0, top-k None']['sample_shape_check_std']:.1%}. The FD is about the same "
+    "without top-k and lower with it ("
+    + "; ".join(f"{setting_words(n)}: {fsq_sets[n]['sample_fd_mean']:.1f} against {old_settings[n]['sample_fd_mean']:.1f}"
+                for n in fsq_shared)
+    + "). FSQ differs from the twin in more than how evenly its codes are used (its quantizer, 1,000 codes "
+    f"instead of 1,024), and each prior was trained once; over its codes the prior's loss was lower and its "
+    f"samples' check no higher. The prior cost {fsq_prior['cpu_minutes']:.0f} CPU minutes, encoding included.",
     (fsq_prior["test_bits_per_code"] < bits[0] - 0.2, "the FSQ codes cost fewer bits per code"),
     (len(fsq_shared) >= 3 and all(g < f for g, f in zip(fsq_gap.values(), fsq_noise.values())),
      "no setting gains more than its seed spread"),
-    (abs(fsq_sets["temperature 1.0, top-k None"]["sample_fd_mean"] - old_settings["temperature 1.0, top-k None"]["sample_fd_mean"]) < 2,
-     "the same FD without top-k"))
+    (math.log2(twin_row["perplexity"]) - math.log2(fsq["perplexity"]) > bits[0] - fsq_prior["test_bits_per_code"] + 0.5,
+     "the loss fell less than the codes' entropy"),
+    (abs(fsq_sets["temperature 1.0, top-k None"]["sample_fd_mean"] - old_settings["temperature 1.0, top-k None"]["sample_fd_mean"]) < 2
+     and all(fsq_sets[n]["sample_fd_mean"] < old_settings[n]["sample_fd_mean"] for n in fsq_shared if "top-k None" not in n),
+     "the same FD without top-k, lower with it"),
+    (all(abs(g) < 1.5 * f for g, f in zip(fsq_gap.values(), fsq_noise.values())), "every change is about the seed spread"))
 claim(round(fsq["perplexity"]) == 371 and round(twin_row["perplexity"]) == 854
       and (round(bits[0], 2), round(fsq_prior["test_bits_per_code"], 2)) == (4.36, 4.04) and max(fsq_gap.values()) < 0.01,
       "the Summary's numbers on the prior over FSQ's codes", quick=True)
@@ -2031,12 +2042,20 @@ claim(round(fsq["perplexity"]) == 371 and round(twin_row["perplexity"]) == 854
 # decided anything about the rest of it. MaskGIT (Chang et al., 2022) trains the same
 # transformer without the causal mask, as a fill-in-the-blanks model. For each training grid
 # a share of the codes, drawn from a cosine schedule between none and all, is replaced by a
-# `[MASK]` token, and the loss is the cross-entropy on those codes alone. Sampling starts from
-# a grid that is all `[MASK]` and takes 8 rounds: each round draws every masked code at once,
-# keeps the draws the model is surest of and masks the others again, fewer each round
-# (`dlstudio_lite/masked_prior.py`). Eight rounds are eight passes through the transformer
-# instead of 64 one-code steps; but each pass computes the whole grid, where the GPT prior,
-# with its key/value cache, computes each position once.
+# `[MASK]` token (the hidden share is $\cos(\pi u / 2)$ for $u$ uniform in $[0, 1]$, about two
+# thirds on average), and the loss is the cross-entropy on those codes alone. Sampling starts
+# from a grid that is all `[MASK]` and takes 8 rounds: each round draws a code for every
+# masked position at once (at temperature 1, no top-k), keeps the draws the model is surest
+# of and masks the others again. The rounds fix 2, 3, 6, 8, 10, 11, 12 and finally the last
+# 12 of the 64 codes, on the same cosine (`dlstudio_lite/masked_prior.py`). "Surest" is the
+# log-probability the model gave the drawn code plus random (Gumbel) noise, the *choice
+# temperature* times a standard Gumbel draw, shrinking linearly to zero by the last round: with
+# noise, a less likely draw is sometimes kept early; without it (choice temperature 0) the
+# order is strictly by confidence. It has nothing to do with the sampling temperature, which
+# stays 1. Eight rounds are eight passes through the transformer instead of 64 one-code
+# steps; but each pass computes all 64 positions, while the GPT prior keeps each earlier
+# position's attention keys and values (a key/value cache), so each of its steps computes
+# only the new one.
 #
 # It was trained on the same codes as the shipped prior, at the same size (4 layers, width
 # 128) and for the same 6,000 steps of 64 grids (recipe `maskgit_mixture_shapes`, one
@@ -2044,8 +2063,9 @@ claim(round(fsq["perplexity"]) == 371 and round(twin_row["perplexity"]) == 854
 # not shipped (60 MB budget). Its scores are a row of `levers` in
 # `data/checkpoints/prior_mixture_shapes/metrics.json`; beside it are the codes of its 200
 # samples of seed 1 and the round in which each code was fixed
-# (`maskgit_mixture_shapes_samples.pt`, 30 kB), which this notebook decodes with the shipped
-# twin and scores again.
+# (`maskgit_mixture_shapes_samples.pt`, 53 kB), which this notebook decodes with the shipped
+# twin and scores again. The titles give seed 1's scores; the text below, the mean over three
+# seeds.
 
 # %%
 maskgit = next(r for r in old_prior.get("levers", []) if r["recipe"] == "maskgit_mixture_shapes")
@@ -2055,6 +2075,8 @@ claim(maskgit["steps"] == old_prior["step"] and maskgit["parameters"] == old_pri
       and maskgit["command"] == "dlstudio-lite train maskgit --recipe maskgit_mixture_shapes --out runs/maskgit"
       and kept["setting"] in maskgit["samples_by_setting"] and tuple(kept["codes"].shape) == (200, 8, 8),
       "the MaskGIT prior has the shipped prior's size, steps and codes", quick=True)
+claim([int((kept["fixed_at_round"][0] == r).sum()) for r in range(1, kept["rounds"] + 1)] == [2, 3, 6, 8, 10, 11, 12, 12],
+      "the rounds fix 2, 3, 6, 8, 10, 11, 12 and 12 codes", quick=True)
 mg_setting = kept["setting"]                      # temperature 1.0, no top-k, MaskGIT's own rounds
 if quick_mode():
     print("quick mode: the kept MaskGIT codes are codes of the shipped twin; run in normal mode to decode them")
@@ -2085,10 +2107,11 @@ else:
         (mg_live["why"].get("no shape", 0) > gpt_live["why"].get("no shape", 0) + 5, "more of them are empty"))
 
 # %% [markdown]
-# How a MaskGIT sample comes together. Each row is one sample; each panel shows the finished
-# picture where the codes fixed by the end of that round sit, and grey where codes were
-# still masked (one code is an $8 \times 8$ patch; the decoder blends neighbouring codes, so a
-# patch is shown as it looks in the end, not as it would look alone):
+# How a MaskGIT sample comes together. Each row is one of the first four samples above; each
+# panel shows the finished picture where the codes fixed by the end of that round sit, and
+# grey where codes were still masked (rounds 5 and 7 are left out; one code is an
+# $8 \times 8$ patch, and since the decoder blends neighbouring codes, a patch is shown as it
+# looks in the end, not as it would look alone):
 
 # %%
 if not quick_mode():
@@ -2112,28 +2135,32 @@ if not quick_mode():
     middle = [lit_in[r] for r in range(3, kept["rounds"] - 1)]
     last_share = float(lit_cell[order == kept["rounds"]].sum() / lit_cell.sum())
     last_count = int((order == kept["rounds"]).sum()) // len(order)
-    say(f"Which codes come when, over all 200 samples: of the codes fixed in round 1, {lit_in[1]:.0%} are part of an "
-        f"object (a patch with a lit pixel), against {lit_all:.0%} of all codes, so where an object goes is often "
-        f"decided first. Rounds 3 to {kept['rounds'] - 2} fill in mostly background ({min(middle):.0%} to "
-        f"{max(middle):.0%} object patches), which the model is surest of. The rest of each object comes last: the "
-        f"last round draws the final {last_count} codes of every grid at once, {lit_in[kept['rounds']]:.0%} of them "
-        f"object patches, and {last_share:.0%} of all object patches are drawn there. Codes drawn in the same round "
-        "do not see each other, so a shape's neighbouring codes must agree on its colour by chance.",
-        (lit_in[1] > lit_all and max(middle) < lit_all, "objects placed first, then mostly background"),
-        (lit_in[kept["rounds"]] > 1.5 * lit_all and last_share > 0.3, "a third or more of the object patches come in the last round"))
+    n_first = int((order == 1).sum())
+    say(f"Which codes come when, over the 200 samples of seed 1: {lit_all:.0%} of all codes are object patches (a "
+        f"patch with a lit pixel). The {n_first // len(order)} codes each grid fixes in round 1 are object patches a "
+        f"little more often ({lit_in[1]:.0%} of {n_first}: a weak signal, with the choice noise near its largest "
+        f"then); rounds 3 to {kept['rounds'] - 2} fix fewer than average ({min(middle):.0%} to {max(middle):.0%}). "
+        f"The last round fixes the final {last_count} codes of every grid at once; {lit_in[kept['rounds']]:.0%} of them "
+        f"are object patches, and {last_share:.0%} of all object patches are drawn there. Codes drawn in the same "
+        "round are drawn independently given the codes fixed before it: nothing makes two neighbours drawn together "
+        "agree beyond what those fixed codes imply. Whether that costs the samples anything is tested below.",
+        (lit_in[1] > lit_all and max(middle) < lit_all, "round 1 a little above average, the middle rounds below"),
+        (lit_in[kept["rounds"]] > 1.5 * lit_all and last_share > 1 / 3, "over a third of the object patches come in the last round"))
 
 # %% [markdown]
 # Its scores over three sampling seeds, beside every setting of the shipped prior (grey, as
 # in the figure of section 9's targets). MaskGIT's own knobs were turned instead of
-# temperature and top-k: the number of rounds, and the *choice temperature*, the noise on
-# which draws to keep (4.5 by default; 0 keeps strictly the surest ones; a huge value keeps
-# them in a random order, and with 64 rounds that is one code at a time in random order, a
-# test of the model's predictions without the confidence rule):
+# temperature and top-k: the number of rounds, and the choice temperature (4.5 by default).
+# A huge choice temperature keeps the draws in a random order; with 64 rounds that is one
+# code at a time in a random order, each drawn from the model's own prediction given all
+# the codes before it: a sampler with no confidence rule and nothing drawn together, the
+# counterpart of the GPT prior at temperature 1:
 
 # %%
 def mg_words(name):
     words = name.removeprefix("temperature 1.0, top-k None, ")
-    return words.replace("choice temperature 1000000.0", "random order")
+    words = words.replace(", choice temperature 1000000.0", ", random order")
+    return words if "choice" in words or "random" in words else words + ", choice temperature 4.5"
 
 
 if quick_mode():
@@ -2141,6 +2168,7 @@ if quick_mode():
 else:
     mg_sets = dict(sorted(maskgit["samples_by_setting"].items(), key=lambda kv: kv[1]["sample_fd_mean"]))
     fd_s, check_s = targets["shipped"]
+    gpt_full = old_settings["temperature 1.0, top-k None"]
     fig, ax = plt.subplots(figsize=(9, 4.4))
     ax.fill_between([20, fd_s], 100 * check_s, 100, color="gold", alpha=0.25,
                     label=f"both targets met (FD <= {fd_s:.1f}, check >= {check_s:.1%})")
@@ -2148,6 +2176,9 @@ else:
         ax.errorbar(old["sample_fd_mean"], 100 * old["sample_shape_check_mean"], xerr=old["sample_fd_std"],
                     yerr=100 * old["sample_shape_check_std"], fmt="o", mfc="none", color="0.6", capsize=2,
                     label="the shipped GPT-style prior, one point per setting" if k == 0 else None)
+    ax.annotate("GPT-style, T = 1, no top-k", (gpt_full["sample_fd_mean"], 100 * gpt_full["sample_shape_check_mean"]),
+                xytext=(0, -32), textcoords="offset points", ha="center", fontsize=8, color="0.4",
+                arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6))
     for k, (n, s) in enumerate(mg_sets.items()):
         ax.errorbar(s["sample_fd_mean"], 100 * s["sample_shape_check_mean"], xerr=s["sample_fd_std"],
                     yerr=100 * s["sample_shape_check_std"], fmt="s", color=f"C{k}", capsize=3,
@@ -2161,71 +2192,94 @@ else:
     ax.set_ylim(0, 60)
     ax.set_xlabel("FD to the test images (log scale; lower is better)")
     ax.set_ylabel("flat-shape check passed (%)")
+    ax.set_title("MaskGIT's decoding settings against the GPT-style prior's, same codes "
+                 "(bars: one standard deviation over three sampling seeds)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     plt.show()
 
-    gpt_full = old_settings["temperature 1.0, top-k None"]
     own = mg_sets[mg_setting]
-    fd_matched = min(mg_sets.values(), key=lambda s: abs(s["sample_fd_mean"] - gpt_full["sample_fd_mean"]))
-    fd_matched_name = next(n for n, s in mg_sets.items() if s is fd_matched)
+    # the parallel setting whose FD is nearest the GPT prior's (one-at-a-time is compared on its own)
+    fd_matched_name = min((n for n in mg_sets if "1000000" not in n),
+                          key=lambda n: abs(mg_sets[n]["sample_fd_mean"] - gpt_full["sample_fd_mean"]))
+    fd_matched = mg_sets[fd_matched_name]
     random_order = mg_sets["temperature 1.0, top-k None, 64 rounds, choice temperature 1000000.0"]
     best_check = max(mg_sets.items(), key=lambda kv: kv[1]["sample_shape_check_mean"])
+    by_rounds = {r: mg_sets[f"temperature 1.0, top-k None, {r} rounds"] for r in (4, 8, 16)}
+    low_noise = mg_sets["temperature 1.0, top-k None, 8 rounds, choice temperature 2.0"]
     # each MaskGIT setting against the GPT settings: one with an FD no more than a point higher
     # and a higher pass rate beats it on both counts
     unbeaten = [n for n, s in mg_sets.items()
                 if not any(o["sample_fd_mean"] <= s["sample_fd_mean"] + 1
                            and o["sample_shape_check_mean"] > s["sample_shape_check_mean"] for o in old_settings.values())]
+    own_seeds = [round(200 * v["sample_shape_check"]) for v in own["by_seed"].values()]
     speed = (own["sample_seconds"], old_prior["samples_by_setting"]["temperature 1.0, top-k None"]["sample_seconds"])
-    say(f"With its own settings ({mg_words(mg_setting)}) MaskGIT's samples pass the check "
-        f"{own['sample_shape_check_mean']:.1%} ± {own['sample_shape_check_std']:.1%} of the time at an FD of "
-        f"{own['sample_fd_mean']:.1f} ± {own['sample_fd_std']:.1f}, against the GPT prior's "
-        f"{gpt_full['sample_shape_check_mean']:.1%} ± {gpt_full['sample_shape_check_std']:.1%} at "
-        f"{gpt_full['sample_fd_mean']:.1f} ± {gpt_full['sample_fd_std']:.1f} (both at temperature 1, no top-k), and the "
-        f"feature network calls {own['sample_valid_shape_rate_mean']:.0%} of them valid (GPT: "
-        f"{gpt_full['sample_valid_shape_rate_mean']:.0%}). More rounds or less choice noise push the FD up ("
-        + ", ".join(f"{r} rounds {mg_sets[f'temperature 1.0, top-k None, {r} rounds']['sample_fd_mean']:.0f}" for r in (4, 8, 16))
-        + f"; choice temperature 2: {mg_sets['temperature 1.0, top-k None, 8 rounds, choice temperature 2.0']['sample_fd_mean']:.0f}); "
-        f"the one setting that passes more often than the GPT prior ({mg_words(best_check[0])}: "
-        f"{best_check[1]['sample_shape_check_mean']:.1%}) does so at an FD of {best_check[1]['sample_fd_mean']:.0f}. "
-        f"With enough choice noise to bring the FD down to the GPT prior's ({mg_words(fd_matched_name)}: "
-        f"{fd_matched['sample_fd_mean']:.1f} ± {fd_matched['sample_fd_std']:.1f}), the check falls to "
-        f"{fd_matched['sample_shape_check_mean']:.1%} ± {fd_matched['sample_shape_check_std']:.1%}, half the GPT "
-        f"prior's. Each MaskGIT setting is beaten on both counts by some setting of the GPT prior (as low an FD, give "
-        "or take a point, and a higher pass rate): on this data, at this size and length of training, writing left "
-        "to right wins. Drawing one code at a time in a random "
-        f"order (64 rounds) passes only {random_order['sample_shape_check_mean']:.1%} ± "
-        f"{random_order['sample_shape_check_std']:.1%} at an FD of {random_order['sample_fd_mean']:.1f}, so the gap "
-        "is not only in drawing many codes at once: given one code at a time, this model still predicts worse than "
-        "the GPT prior does in reading order. Every code given any subset of the others is a larger task than every "
-        "code given the ones before it, and each training step scores only the hidden codes (a random order may "
-        "also be harder than a fixed one; the two are not separated here). Whether longer training closes the gap "
-        "was not measured. Nor is MaskGIT faster "
-        f"here: {own['sample_seconds']:.1f} s for 200 samples against {speed[1]:.1f} s for the GPT prior (one CPU "
-        f"thread, decoding included), because its {kept['rounds']} passes each compute all 64 positions while the "
-        "GPT prior's 64 steps compute one each. MaskGIT's reported speed-up is for accelerators, where a pass over "
-        "a whole grid costs little more than a pass over one position and the number of sequential steps is what "
-        "counts (not measured here). "
-        f"Training it cost {maskgit['cpu_minutes']:.0f} CPU minutes, encoding included.",
+    say(f"Exact samplers first, at about the same FD: one code at a time in a random order, MaskGIT's samples pass "
+        f"the check {random_order['sample_shape_check_mean']:.1%} ± {random_order['sample_shape_check_std']:.1%} of "
+        f"the time at an FD of {random_order['sample_fd_mean']:.1f} ± {random_order['sample_fd_std']:.1f}; the GPT "
+        f"prior's, one code at a time in reading order, {gpt_full['sample_shape_check_mean']:.1%} ± "
+        f"{gpt_full['sample_shape_check_std']:.1%} at {gpt_full['sample_fd_mean']:.1f} ± {gpt_full['sample_fd_std']:.1f}. "
+        f"With its own settings ({mg_words(mg_setting)}) MaskGIT passes {own['sample_shape_check_mean']:.1%} (40 of "
+        f"200 on each of the three seeds, by coincidence: with 200 samples the rate varies by about 3 points, so the "
+        f"figure shows no vertical bar) at an FD of {own['sample_fd_mean']:.1f} ± {own['sample_fd_std']:.1f}, and the "
+        f"feature network calls {own['sample_valid_shape_rate_mean']:.0%} of its samples valid (GPT: "
+        f"{gpt_full['sample_valid_shape_rate_mean']:.0%}). More rounds or less choice noise raise the check and the FD "
+        "together, as top-k does for the GPT prior ("
+        + ", ".join(f"{r} rounds: {s['sample_shape_check_mean']:.1%} at {s['sample_fd_mean']:.0f}" for r, s in by_rounds.items())
+        + f"; choice temperature 2: {low_noise['sample_shape_check_mean']:.1%} at {low_noise['sample_fd_mean']:.0f}). "
+        f"MaskGIT's highest pass rate ({mg_words(best_check[0])}: {best_check[1]['sample_shape_check_mean']:.1%} ± "
+        f"{best_check[1]['sample_shape_check_std']:.1%}) is about the GPT prior's without top-k, at an FD of "
+        f"{best_check[1]['sample_fd_mean']:.0f} instead of {gpt_full['sample_fd_mean']:.0f}. With enough choice noise "
+        f"to bring the FD down to the GPT prior's ({mg_words(fd_matched_name)}: {fd_matched['sample_fd_mean']:.1f} ± "
+        f"{fd_matched['sample_fd_std']:.1f}) it passes {fd_matched['sample_shape_check_mean']:.1%} ± "
+        f"{fd_matched['sample_shape_check_std']:.1%}. Each MaskGIT setting is beaten on both counts by some setting of "
+        "the GPT prior (as low an FD, give or take a point, and a higher pass rate).",
         (own["sample_fd_mean"] > 1.5 * gpt_full["sample_fd_mean"]
          and own["sample_shape_check_mean"] < gpt_full["sample_shape_check_mean"], "worse on both at its own settings"),
         (own["sample_valid_shape_rate_mean"] < gpt_full["sample_valid_shape_rate_mean"], "a lower learned rate"),
-        (best_check[1]["sample_shape_check_mean"] > gpt_full["sample_shape_check_mean"]
-         and best_check[1]["sample_fd_mean"] > 3 * fd_s, "its best pass rate comes at a far higher FD"),
+        (own_seeds == [40, 40, 40], "40 of 200 on each seed"),
+        (by_rounds[4]["sample_shape_check_mean"] < by_rounds[8]["sample_shape_check_mean"]
+         < by_rounds[16]["sample_shape_check_mean"] < low_noise["sample_shape_check_mean"]
+         and by_rounds[4]["sample_fd_mean"] < by_rounds[8]["sample_fd_mean"] < by_rounds[16]["sample_fd_mean"]
+         < low_noise["sample_fd_mean"], "more rounds or less noise: a higher check and a higher FD"),
+        (abs(best_check[1]["sample_shape_check_mean"] - gpt_full["sample_shape_check_mean"])
+         < best_check[1]["sample_shape_check_std"] + gpt_full["sample_shape_check_std"]
+         and best_check[1]["sample_fd_mean"] > 3 * fd_s, "its best pass rate is about the GPT prior's, at a far higher FD"),
         (abs(fd_matched["sample_fd_mean"] - gpt_full["sample_fd_mean"]) < 2
          and fd_matched["sample_shape_check_mean"] < 0.6 * gpt_full["sample_shape_check_mean"],
          "at the GPT prior's FD it passes about half as often"),
-        (not unbeaten and len(mg_sets) >= 5, "every MaskGIT setting is beaten on both counts by a GPT setting"),
-        (mg_sets["temperature 1.0, top-k None, 4 rounds"]["sample_fd_mean"] < own["sample_fd_mean"]
-         < mg_sets["temperature 1.0, top-k None, 16 rounds"]["sample_fd_mean"]
-         < mg_sets["temperature 1.0, top-k None, 8 rounds, choice temperature 2.0"]["sample_fd_mean"],
-         "more rounds or less choice noise, a higher FD"),
-        (random_order["sample_shape_check_mean"] < gpt_full["sample_shape_check_mean"] - 3 * random_order["sample_shape_check_std"],
-         "one code at a time in random order is still far behind"),
-        (own["torch_threads"] == 1 and old_prior["samples_by_setting"]["temperature 1.0, top-k None"]["torch_threads"] == 1
-         and speed[0] > 2 * speed[1], "timed alike, MaskGIT is the slower on a CPU"))
+        (abs(random_order["sample_fd_mean"] - gpt_full["sample_fd_mean"]) < 2
+         and random_order["sample_shape_check_mean"] < gpt_full["sample_shape_check_mean"] - 3 * random_order["sample_shape_check_std"],
+         "one code at a time in random order, at the same FD, is far behind"),
+        (not unbeaten and len(mg_sets) >= 5, "every MaskGIT setting is beaten on both counts by a GPT setting"))
+    say("So on this data, at this size and with the GPT prior's training recipe unchanged (AdamW, learning rate "
+        "1e-3, 6,000 steps; one run each, nothing tuned for masked training), writing left to right wins. Drawing "
+        f"codes together is not what holds MaskGIT back: drawn one at a time it passes less often "
+        f"({random_order['sample_shape_check_mean']:.1%}), and its confidence rule is what lifts the check, with the "
+        "FD. Two likely reasons for the gap, neither measured here: the model must learn to predict each code from any subset "
+        "of the others, a far larger family of questions than one per position, and each training step scores only "
+        "the hidden codes, about two thirds of them on average. A random order may also be harder than a fixed one; "
+        "the two are not separated here. Whether longer training closes the gap was not measured either.",
+        (random_order["sample_shape_check_mean"] < own["sample_shape_check_mean"], "one at a time passes less often"),
+        (recipe("maskgit_mixture_shapes").train_config() == recipe("prior_mixture_shapes").train_config()
+         and (old_prior["train"]["optimizer"], old_prior["train"]["lr"], old_prior["step"]) == ("adamw", 1e-3, 6000),
+         "the GPT prior's training recipe, unchanged"))
+    say(f"Nor is MaskGIT faster here: {own['sample_seconds']:.1f} s for 200 samples against {speed[1]:.1f} s for the "
+        "GPT prior, on one CPU thread, decoding by the VQGAN included. Its time grows with the rounds ("
+        + ", ".join(f"{r} rounds: {s['sample_seconds']:.1f} s" for r, s in by_rounds.items())
+        + f"), since each pass computes all 64 positions: about 8 times the GPT prior's arithmetic for the code grids, "
+        f"{speed[0] / speed[1]:.1f} times its time here. MaskGIT's reported speed-up is for accelerators, where a "
+        "pass over a whole grid costs little more than a pass over one position and the number of sequential steps "
+        f"is what counts (not measured here). Training it cost {maskgit['cpu_minutes']:.0f} CPU minutes, encoding "
+        "included.",
+        (all(s["torch_threads"] == 1 for s in by_rounds.values())
+         and old_prior["samples_by_setting"]["temperature 1.0, top-k None"]["torch_threads"] == 1
+         and speed[0] > 2 * speed[1], "timed alike, MaskGIT is the slower on a CPU"),
+        (by_rounds[4]["sample_seconds"] < by_rounds[8]["sample_seconds"] < by_rounds[16]["sample_seconds"],
+         "time grows with the rounds"))
     claim(kept["rounds"] == 8 and round(100 * own["sample_shape_check_mean"]) == 20 and round(own["sample_fd_mean"]) == 66
           and round(100 * gpt_full["sample_shape_check_mean"]) == 25 and round(gpt_full["sample_fd_mean"]) == 26
-          and round(100 * fd_matched["sample_shape_check_mean"]) == 12 and round(speed[0] / speed[1]) == 3
+          and round(100 * fd_matched["sample_shape_check_mean"]) == 12 and round(fd_matched["sample_fd_mean"]) == 27
+          and round(100 * random_order["sample_shape_check_mean"]) == 9 and round(speed[0] / speed[1]) == 3
           and last_share > 1 / 3,
           "the Summary's numbers on the MaskGIT prior", detail=str((own, gpt_full, fd_matched, speed, last_share)))
 
@@ -2299,15 +2353,17 @@ else:
 #   scored for both, at an FD 2 to 10 higher, and 41% to 42% within its FD target (the
 #   shipped prior: 25% to 28%), still short of half the real rate (one training run of each
 #   prior). Mostly as more flat round blobs, though: 95% of the regions of its passing
-#   samples are fitted as disks or ovals, against 63% in the real images. Codes that are
-#   easier to predict did not help: over FSQ's codes (perplexity 371 against 854) the
-#   prior's loss fell from 4.36 to 4.04 bits per code, its samples' pass rate did not rise.
+#   samples are fitted as disks or ovals, against 63% in the real images.
+# - Codes that are easier to predict did not raise the check: over FSQ's codes (perplexity
+#   371 against 854) the prior's loss fell from 4.36 to 4.04 bits per code, but its samples
+#   passed no more often (23.5% against 25.0% at temperature 1; one run each).
 # - A MaskGIT-style prior, the same transformer trained to fill in hidden codes and sampled
-#   in 8 parallel rounds, did worse than writing left to right at the same size, codes and
-#   training steps (one run): 20% of its samples pass the check at an FD of 66, against 25%
-#   at 26; turned to the GPT prior's FD it passes 12%. It draws over a third of the objects'
-#   codes in its last round, all at once and without seeing each other, and on a CPU it is
-#   3 times slower, since each of its rounds recomputes the whole grid.
+#   in parallel rounds, did worse than writing left to right at the same size, codes and
+#   training recipe (one run each). At about the same FD, drawn one code at a time in a
+#   random order its samples pass the check 9% of the time, the GPT prior's 25%; with 8
+#   rounds and enough choice noise to match the GPT prior's FD (27 against 26), 12%; with its
+#   own settings, 20% at an FD of 66. Drawing codes together is not what holds it back; on a
+#   CPU it is also 3 times slower, since each of its rounds recomputes the whole grid.
 #
 # ## Questions to think about
 #
