@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import records_hparams
 from .evaluate import evaluating
-from .prior import Block, TransformerPrior, filter_logits
+from .prior import TransformerPrior, filter_logits
 
 
 def mask_ratio(progress: torch.Tensor | float) -> torch.Tensor:
@@ -53,6 +52,8 @@ class MaskedPrior(TransformerPrior):
     which codes to keep random at first and greedy at the end (MaskGIT's 4.5).
     """
 
+    causal = False  # the parent builds its blocks without the causal mask
+
     @records_hparams
     def __init__(self, num_codes: int, latent_shape: tuple[int, int] | list[int] = (8, 8),
                  n_layers: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1,
@@ -65,12 +66,6 @@ class MaskedPrior(TransformerPrior):
         self.decode_steps = int(decode_steps)
         self.choice_temperature = float(choice_temperature)
         self.mask_token = self.num_codes  # the parent's start token: one past the last code
-        # The same blocks, without the causal mask (their weights were initialised the same way).
-        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout, causal=False) for _ in range(n_layers)])
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens: (B, h*w) long in [0, num_codes] -> logits (B, h*w, num_codes)."""

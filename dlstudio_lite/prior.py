@@ -123,6 +123,8 @@ class TransformerPrior(nn.Module):
         dropout: dropout rate in training
     """
 
+    causal = True  # each position sees only the ones before it (MaskedPrior: False)
+
     @records_hparams
     def __init__(self, num_codes: int, latent_shape: tuple[int, int] | list[int] = (8, 8),
                  n_layers: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.1):
@@ -139,7 +141,7 @@ class TransformerPrior(nn.Module):
         self.tok_emb = nn.Embedding(self.num_codes + 1, n_embd)
         self.pos_emb = nn.Embedding(self.block_size, n_embd)  # learned positions
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layers)])
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout, self.causal) for _ in range(n_layers)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, self.num_codes, bias=False)
         self.apply(self._init_weights)

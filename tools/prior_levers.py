@@ -18,7 +18,7 @@ The runs are not shipped (60 MB budget); lecture 6 reads these rows.
 With ``--save-samples`` it also keeps what the lecture shows of a MaskGIT prior that is not
 shipped: the code grids of its 200 samples of sampling seed 1 (the ones scored first, at the
 prior's own number of rounds) and the round in which each code was fixed, in
-``data/checkpoints/prior_mixture_shapes/RECIPE_samples.pt`` (about 30 kB).
+``data/checkpoints/prior_mixture_shapes/RECIPE_samples.pt`` (about 50 kB).
 """
 from __future__ import annotations
 
