@@ -17,6 +17,7 @@ is resolved.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +195,12 @@ _LIST = [
            model=dict(n_layers=4, n_head=4, n_embd=128),
            train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500),
            shipped=False),  # measured in lecture 6's prior levers; the 60 MB budget has no room
+    Recipe("prior_large_mixture_shapes", "prior", "6", "a larger transformer prior (6 layers, "
+           "width 192) over the same codes, data and steps as prior_mixture_shapes",
+           codes_of="vqgan_mixture_nodisc_shapes", data=dict(num_images=100_000),
+           model=dict(n_layers=6, n_head=6, n_embd=192),
+           train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500),
+           shipped=False),  # a prior lever, as maskgit_mixture_shapes
     # Its other settings are train_shape_features' defaults (shape_features.py).
     Recipe("shape_features", "shape_features", "6 (sample quality)",
            "the feature network of dlstudio_lite.quality", train=dict(steps=3000)),
@@ -299,7 +306,8 @@ def quick_variant(recipe: Recipe) -> Recipe:
     """The small version of ``recipe``: every run well under a minute on a laptop CPU.
 
     Settings are capped by ``QUICK_CAPS`` (the library's defaults count too: a recipe at
-    64x64 by default runs at 32x32); a latent grid shrinks with the image; a step count
+    64x64 by default runs at 32x32); a latent grid shrinks with the image, a transformer's
+    heads with its capped width (so that they still divide it); a step count
     inside the run (discriminator start, evaluation) shrinks with the run; no checkpoints
     on the way; the learning rate is at least ``QUICK_MIN_LR``; one seed."""
     if recipe.quick:
@@ -324,6 +332,8 @@ def quick_variant(recipe: Recipe) -> Recipe:
         cap(data, key), cap(train, key)
         if key != "image_size":
             cap(model, key)
+    if model.get("n_embd") and model.get("n_head"):  # the heads must still split the capped width
+        model["n_head"] = math.gcd(model["n_embd"], model["n_head"])
     if model.get("latent_size"):
         model["latent_size"] = max(1, model["latent_size"] * data["image_size"]
                                    // recipe.data.get("image_size", 64))
