@@ -34,3 +34,15 @@ def test_an_explicit_setting_wins(restore_threads):
     restore_threads.setenv("DLSTUDIO_LITE_THREADS", "many")
     with pytest.raises(ValueError, match="positive integer"):
         use_course_threads()
+
+
+@pytest.mark.parametrize("target", ["vqgan", "prior", "maskgit", "pixelcnn"])
+def test_every_training_command_takes_threads_and_applies_them(restore_threads, target):
+    from dlstudio_lite import cli
+    from dlstudio_lite.commands.train import use_threads
+    args = cli.build_parser().parse_args(["train", target, "--threads", "3", "--out", "x"])
+    assert args.threads == 3
+    use_threads(args)
+    assert torch.get_num_threads() == 3
+    with pytest.raises(SystemExit):             # argparse's error: not a positive whole number
+        cli.build_parser().parse_args(["train", target, "--threads", "0", "--out", "x"])

@@ -28,7 +28,7 @@ from ..data import DataConfig
 from ..device import get_device, seed_everything
 from ..recipes import DEFAULT_RECIPE, QUICK_CAPS, recipe
 from . import options
-from .train import set_recipe_defaults
+from .train import add_threads_flag, set_recipe_defaults, use_threads
 
 FORMAT = "dlstudio-lite-codes/1"
 _MODELS = {  # target -> (help, the levels it may model)
@@ -80,6 +80,7 @@ def add_cli(sub, train_sub, chosen=None) -> None:
         p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                        help="continue from CKPT (default: OUT/checkpoint.pt) on the same codes")
         p.add_argument("--n-samples", type=int, default=16, help="images in samples.png (0: none)")
+        add_threads_flag(p)
         _data_flags(p)
         names = options.add_signature(p.add_argument_group(f"model ({prior_class(target).__name__})"),
                                       prior_class(target),
@@ -173,6 +174,7 @@ def _cli_encode(args) -> int:
 
 
 def _cli_train(args) -> int:
+    use_threads(args)
     device = get_device(args.device)
     seed_everything(args.seed)
     levels = ("top", "bottom") if args.level == "bottom" else (args.level,)

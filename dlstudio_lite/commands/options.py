@@ -24,6 +24,17 @@ TRAIN_CHOICES = {"optimizer": list(OPTIMIZERS), "scheduler": ["none", *SCHEDULER
                  "amp": ["auto", "bf16", "fp16", "off"]}
 
 
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (a count of threads, of jobs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
 def key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as a Python literal when it is one."""
     if "=" not in text:

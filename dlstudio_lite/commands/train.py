@@ -99,9 +99,7 @@ def add_cli(sub, chosen: Recipe | None = None) -> Any:
         p.add_argument("--out", required=True, help="output folder (created)")
         p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                        help="continue from CKPT (default: OUT/checkpoint.pt)")
-        p.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for torch (default: torch's; 1 is much faster when "
-                            "other jobs share the cores)")
+        add_threads_flag(p)
         options.add_dataclass(p.add_argument_group("data"), DataConfig)
         g = p.add_argument_group(f"{name} (constructor arguments of {cls.__name__})")
         g.add_argument("--latent-size", type=int, default=None,
@@ -116,6 +114,21 @@ def add_cli(sub, chosen: Recipe | None = None) -> Any:
         p.set_defaults(func=run_train_command, model_args=names)
         set_recipe_defaults(p, found)
     return train_sub
+
+
+def add_threads_flag(p) -> None:
+    """``--threads``, shared by every training command (set before training by ``use_threads``)."""
+    p.add_argument("--threads", type=options.positive_int, default=None,
+                   help="CPU threads for torch (default: the course's, half the cores and at most "
+                        "four, unless OMP_NUM_THREADS or DLSTUDIO_LITE_THREADS is set; 1 is much "
+                        "faster when other jobs share the cores)")
+
+
+def use_threads(args) -> None:
+    """Apply ``--threads``, if given, to torch's intra-op threads."""
+    import torch
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
 
 def model_choices() -> dict:
@@ -140,11 +153,8 @@ def model_kwargs(cls: type, args, image_size: int, channels: int) -> dict:
 
 def run_train_command(args) -> int:
     """The main job behind ``dlstudio-lite train MODEL``."""
-    import torch
-
     from ..train import Trainer
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args)
     seed_everything(args.seed)
     data = options.from_args(DataConfig, args)
     train_set, test_set = data.splits()
