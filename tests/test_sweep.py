@@ -109,6 +109,10 @@ def test_unknown_settings_and_models_are_refused_before_anything_runs(tmp_path, 
     assert "unknown model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "vqvae", "--no-such-flag", "--out", str(tmp_path)])
+    for count in ("--jobs", "--threads", "--nproc-per-point"):   # a count below 1 is refused, not read as the default
+        with pytest.raises(SystemExit):
+            cli.main(["sweep", "vqvae", "--grid", "num_codes=8", "--out", str(tmp_path / "sweep"), count, "0"])
+        assert "expected a positive whole number, got 0" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()
 
 

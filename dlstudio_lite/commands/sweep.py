@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .. import sweep
 from ..config import QUICK_ENV, quick_mode
+from . import options
 
 FINISHED, FAILED, MISSING = "finished", "failed", "missing"
 POINT_FILE = "sweep_point.json"  # the point's settings, its command, its time
@@ -76,12 +77,12 @@ def add_cli(sub, train_sub, main) -> None:
                    help="one factor at a time: the base point (one value per factor); each "
                         "other point changes one factor from it")
     p.add_argument("--out", required=True, help="sweep folder: one sub-folder per point, sweep.csv")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=options.positive_int, default=1,
                    help="points run at the same time, each in its own process (default: 1, in "
                         "this process)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=options.positive_int, default=None,
                    help="torch threads per point (default: the CPU count divided by --jobs)")
-    p.add_argument("--nproc-per-point", type=int, default=1, metavar="N",
+    p.add_argument("--nproc-per-point", type=options.positive_int, default=1, metavar="N",
                    help="processes per point: each point runs under `torchrun --standalone "
                         "--nproc_per_node N` (DistributedDataParallel; per-rank batch), with N "
                         "GPUs when there are GPUs (default: 1, no torchrun)")
@@ -257,9 +258,6 @@ def run_sweep(args, train_sub, main) -> int:
     if args.model not in train_sub.choices:
         raise ValueError(f"sweep: unknown model {args.model!r}; choose one of "
                          f"{', '.join(train_sub.choices)}")
-    if args.jobs < 1 or args.nproc_per_point < 1:
-        raise ValueError(f"--jobs and --nproc-per-point must be at least 1, got {args.jobs} "
-                         f"and {args.nproc_per_point}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("run the sweep itself as one process, not under torchrun: "
                          "--nproc-per-point N starts each of its points under torchrun")
