@@ -118,8 +118,8 @@ class SelfAttention2d(nn.Module):
 
     A 3x3 convolution mixes a position with its neighbours only; here every position takes
     a weighted mean of all positions' values, weighted by how alike their features are, so
-    the codes of one shape could agree on its colour however far apart they lie (lecture 6,
-    section 9, measures whether that raises the flat-shape check).
+    the codes of one shape could agree on its colour however far apart they lie (appendix 11
+    measures whether that raises the flat-shape check).
     """
 
     def __init__(self, channels: int, num_heads: int = 1):

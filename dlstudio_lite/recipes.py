@@ -189,13 +189,13 @@ _LIST = [
            "vqgan_mixture_nodisc_shapes, on 100,000 images", codes_of="vqgan_mixture_nodisc_shapes",
            data=dict(num_images=100_000), model=dict(n_layers=4, n_head=4, n_embd=128),
            train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500)),
-    Recipe("maskgit_mixture_shapes", "maskgit", "6", "MaskGIT-style prior (bidirectional, "
+    Recipe("maskgit_mixture_shapes", "maskgit", "appendix 11", "MaskGIT-style prior (bidirectional, "
            "parallel decoding) over the same codes, same size and steps as prior_mixture_shapes",
            codes_of="vqgan_mixture_nodisc_shapes", data=dict(num_images=100_000),
            model=dict(n_layers=4, n_head=4, n_embd=128),
            train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500),
-           shipped=False),  # measured in lecture 6's prior levers; the 60 MB budget has no room
-    Recipe("prior_large_mixture_shapes", "prior", "6", "a larger transformer prior (6 layers, "
+           shipped=False),  # a prior lever (appendix 11); the 60 MB budget has no room
+    Recipe("prior_large_mixture_shapes", "prior", "appendix 11", "a larger transformer prior (6 layers, "
            "width 192) over the same codes, data and steps as prior_mixture_shapes",
            codes_of="vqgan_mixture_nodisc_shapes", data=dict(num_images=100_000),
            model=dict(n_layers=6, n_head=6, n_embd=192),

@@ -1,4 +1,4 @@
-"""Record a prior lever measured over the shipped twin's codes (lecture 6, section 9).
+"""Record a prior lever measured over the shipped twin's codes (appendix 11).
 
 A prior lever is a prior of another kind or recipe trained on the codes of
 ``vqgan_mixture_nodisc_shapes`` (the shipped prior ``prior_mixture_shapes`` models the same
@@ -11,7 +11,7 @@ codes), for example MaskGIT's parallel decoding:
 This script checks that RUN was trained, in full, on those codes with exactly the settings of
 the recipe named (so the row's command reproduces it), and stores a row in the ``levers`` list
 of ``data/checkpoints/prior_mixture_shapes/metrics.json``, replacing a row of the same recipe.
-The runs are not shipped (60 MB budget); lecture 6 reads these rows.
+The runs are not shipped (60 MB budget); appendix 11 reads these rows.
 
     python tools/prior_levers.py RUN --recipe maskgit_mixture_shapes --cpu-minutes 53 [--note "..."]
 

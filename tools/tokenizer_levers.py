@@ -1,4 +1,4 @@
-"""Record a tokenizer lever measured around ``vqgan_mixture_nodisc_shapes`` (lecture 6, section 9).
+"""Record a tokenizer lever measured around ``vqgan_mixture_nodisc_shapes`` (appendix 11).
 
 A lever is one run of that recipe with a few settings changed (the grid, the code rate, the
 training length, a discriminator, ...), trained and scored with
@@ -10,7 +10,7 @@ This script reads RUN's config.json and metrics.json, finds which settings diffe
 recipe, writes the one command that reproduces the run (and checks that the command line
 parses back to exactly the recorded settings), and stores a row in the ``levers`` list of
 ``data/checkpoints/vqgan_mixture_nodisc_shapes/metrics.json``, replacing a row with the same
-changes. The runs themselves are not shipped (60 MB budget); lecture 6 draws its table of
+changes. The runs themselves are not shipped (60 MB budget); appendix 11 draws its table of
 levers from these rows.
 
     python tools/tokenizer_levers.py RUN --cpu-minutes 12.9 [--note "..."]
