@@ -171,7 +171,7 @@ def test_the_checkpoint_readme_says_which_shipped_checkpoints_were_slimmed():
 
 
 def test_each_recorded_tokenizer_lever_is_the_recipe_with_exactly_its_changes(normal):
-    # Lecture 6 draws its table of levers from these rows (tools/tokenizer_levers.py): each
+    # Appendix 11 draws its table of levers from these rows (tools/tokenizer_levers.py): each
     # row's command must rebuild its run, and the unchanged row must be the shipped model.
     sys.path.insert(0, str(ROOT / "tools"))
     import tokenizer_levers as levers
