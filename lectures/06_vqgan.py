@@ -1429,7 +1429,7 @@ else:
 # Two gaps are left: the reconstructions pass the check well short of 70%, and the samples
 # that keep the FD low pass less often than the reconstructions. Which change would close
 # them is a question for measurement, not for guessing, and each measurement is a training
-# run of ten minutes to some two and a half CPU hours. [Appendix 11](11_levers.ipynb) reads the records
+# run of its own. [Appendix 11](11_levers.ipynb) reads the records
 # of those runs, one change at a time: more bits per image (two residual codes per cell, a
 # finer grid), two other quantizers, wider and deeper networks, self-attention in the
 # decoder, more mixture candidates, gentler discriminators and longer training for the
@@ -1475,11 +1475,12 @@ else:
 #   an edge the mean is a blend: soft edges are a property of the likelihood. A decoder that
 #   outputs a mixture over each pixel's levels and draws its mode gives crisp, flat-coloured
 #   shapes from the same 640 bits (section 9): without a discriminator its reconstructions
-#   pass the flat-shape check where the Gaussian models' never do, though not yet as often
+#   pass the flat-shape check where the Gaussian models' hardly ever do, though not yet as often
 #   as this course aims for. With a discriminator it learns to imitate the data's holes as
 #   speckle, which FD likes and the check does not. A prior over the clean model's codes,
-#   trained on five times as many images, draws crisp blobs of mostly one colour, close to
-#   the reconstructions in FD, but not yet the five shapes: small round blobs even pass the
+#   trained on five times as many images, draws crisp blobs, some of one flat colour, many
+#   with a gradient from one colour to another, close to the reconstructions in FD, but not
+#   yet the five shapes: small round blobs even pass the
 #   flat-shape check as ovals. None of the seven sampling settings meets both of the
 #   course's targets: within the FD target (35.2) the samples pass the check 25% to 28% of
 #   the time, less often than the reconstructions (39.5%).

@@ -543,6 +543,7 @@ than that seed's VQ-VAE. So at this rate the VAE reconstructs the digits at leas
 margin one run cannot pin down. Neither is short of bits here: a digit holds at most {digit_bits:.0f} bits
 (8 x 8 pixels of 17 grey levels), {digit_bits / min(n['bits'].values()):.0%} of the smaller of the two rates.""",
         (min(gaps) > 0, "the VAE is ahead with both seeds"),
+        (gaps[0] < CLOSE_DB, "at matched rates by less than the seed spread: level within it"),
         (seed_vae["bits_per_image"] < seed_vq["bits_per_image"], "with fewer bits in the second seed"),
         (min(n["bits"].values()) > 1.5 * digit_bits, "neither model is short of bits on the digits"))
 

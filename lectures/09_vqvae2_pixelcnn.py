@@ -318,6 +318,7 @@ code_bits = {level: math.log2(vq.num_codes[level]) for level in ("top", "bottom"
 say(f"A shape's colour alone carries {colour_bits:.1f} bits. A code of the {vq.num_codes['top']}-entry "
     f"top codebook carries {code_bits['top']:.0f} bits for its whole $4 \\times 4$ patch, a bottom code "
     f"{code_bits['bottom']:.0f} bits for a $2 \\times 2$ patch.", (21 < colour_bits < 24, "about 22 bits"), quick=True)
+claim(code_bits == {"top": 7.0, "bottom": 7.0}, "the Summary's 7-bit codes at both levels", detail=str(code_bits))
 
 # %% [markdown]
 # No code can hold a shape's colour, and none has to: a shape covers many codes, and the
@@ -558,6 +559,9 @@ plt.show()
 steps_run = {name: history["train/bits_per_code"][-1][0] for name, history in
              {"PixelCNN": top_history, "transformer": transformer_history}.items()}
 claim(len(set(steps_run.values())) == 1, "the same number of steps", detail=str(steps_run))
+claim((round(n_params(transformer) / 1e3), round(n_params(top_prior) / 1e3)) == (171, 152),
+      "the Summary's parameter counts: 171k (transformer) and 152k (PixelCNN)",
+      detail=str((n_params(transformer), n_params(top_prior))))
 
 # %% [markdown]
 # **Sample quality.** Bits per code say how well a prior predicts real code grids, not how
@@ -667,7 +671,7 @@ say(f"The {better_bits} predicts the top codes better ({bits_test['transformer (
     f"section 2; sampled codes agree less). Not for want of a view: from the last position of the ${th} \\times {tw}$ grid the "
     f"top PixelCNN's {top_prior.hparams['n_layers']} gated layers see {int(last_seen.sum())} of the {th * tw - 1} "
     "earlier codes, and the transformer sees all of them.",
-    (max(pix["valid_shape_rate"][0], tra["valid_shape_rate"][0]) > 0.8, "the feature network calls most samples valid"),
+    (min(pix["valid_shape_rate"][0], tra["valid_shape_rate"][0]) > 0.8, "the feature network calls most samples of both valid"),
     (max(pix["shape_check"][0], tra["shape_check"][0]) < both["shape_check"][0] / 2,
      "the check passes far fewer samples than reconstructions"),
     (not_flat > failed / 2, "most failures are not flat"),

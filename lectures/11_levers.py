@@ -84,6 +84,8 @@ print(f"test images: flat-shape check {real_rate:.1%}; the twin's reconstruction
 say(f"{real_rate:.0%} of the test images pass the flat-shape check, and the shipped twin's reconstructions "
     f"{t_mix['flat-shape check (%)']:.1f}%: the starting point of every lever below.",
     (real_rate >= 0.95, "at least 95% of the test images pass"), quick=True)
+claim(abs(t_mix["flat-shape check (%)"] - 40) < 5, "the shipped tokenizer's reconstructions pass about 40% of the time",
+      detail=str(t_mix))
 
 
 def round_share(passing_kinds):
@@ -496,6 +498,10 @@ claim([(r["changes"]["disc_weight"], r["changes"]["disc_start"]) for r in gentle
       and all(paired[id(r)]["p"] >= 0.5 for r in gentle),
       "the Summary's gentler discriminators: weight 0.05, or 0.2 from step 3,000; 9 and 6 verdicts changed, "
       "a split a coin toss gives half the time or more", quick=True)
+claim((disc["changes"]["disc_weight"], disc["changes"]["disc_start"]) == (0.2, 1500),
+      "the Summary's discriminator that lowered the check: weight 0.2 from step 1,500", quick=True)
+claim(round(100 * seed_spread, 1) == 3.5, "question 3: a second training seed moved the plain recipe by 3.5 points",
+      quick=True, detail=str(seed_spread))
 claim(touch_share["not flat"] > max(0.5, touch_share["all"] + 0.15) and touch_share["all"] > touch_share["passed"] + 0.3,
       "not-flat failures come mostly from images where shapes touch", detail=str(touch_share))
 claim(abs(twin_row["recon_fd"] - t_mix["FD"]) < 0.01 * t_mix["FD"]
@@ -712,8 +718,12 @@ say(f"The test images use FSQ's codes with a perplexity of {fsq['perplexity']:.0
      "the same FD without top-k, lower with it"),
     (all(abs(g) < 1.5 * f for g, f in zip(fsq_gap.values(), fsq_noise.values())), "every change is about the seed spread"))
 claim(round(fsq["perplexity"]) == 371 and round(twin_row["perplexity"]) == 854
-      and (round(bits[0], 2), round(fsq_prior["test_bits_per_code"], 2)) == (4.36, 4.04) and max(fsq_gap.values()) < 0.01,
-      "the Summary's numbers on the prior over FSQ's codes", quick=True)
+      and (round(bits[0], 2), round(fsq_prior["test_bits_per_code"], 2)) == (4.36, 4.04) and max(fsq_gap.values()) < 0.01
+      and len(fsq_sets) == 4
+      and (round(100 * fsq_sets["temperature 1.0, top-k None"]["sample_shape_check_mean"], 1),
+           round(100 * old_settings["temperature 1.0, top-k None"]["sample_shape_check_mean"], 1)) == (23.5, 25.0),
+      "the Summary's numbers on the prior over FSQ's codes (scored at four settings; 23.5% against 25.0% at "
+      "temperature 1)", quick=True)
 
 
 # %% [markdown]
@@ -1096,6 +1106,7 @@ else:
     claim(kept["rounds"] == 8 and round(100 * own["sample_shape_check_mean"]) == 20 and round(own["sample_fd_mean"]) == 66
           and round(100 * gpt_full["sample_shape_check_mean"]) == 25 and round(gpt_full["sample_fd_mean"]) == 26
           and round(100 * fd_matched["sample_shape_check_mean"]) == 12 and round(fd_matched["sample_fd_mean"]) == 27
+          and "8 rounds" in fd_matched_name
           and round(100 * random_order["sample_shape_check_mean"]) == 9 and round(speed[0] / speed[1]) == 3
           and last_share > 1 / 3,
           "the Summary's numbers on the MaskGIT prior", detail=str((own, gpt_full, fd_matched, speed, last_share)))
