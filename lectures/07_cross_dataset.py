@@ -464,6 +464,8 @@ else:
                      f"shipped as {beta:g}.")
         claim(abs(chosen / beta - 1) < 0.05, f"the {name} VAE's beta follows from its first run",
               detail=f"{chosen:.4f} against {beta:g}")
+        claim(abs(target / first["bits_per_image"] - 1) > MATCHED,
+              f"the shapes' beta did not match the rates on the {name}", detail=f"{first['bits_per_image']:.0f} against {target:.0f}")
     if "digits" in REAL:
         n = results["digits"]["numbers"]
         seed_runs = {"VAE": other_runs("digits", "vae")["seed_1"], "VQ-VAE": other_runs("digits", "vqvae")["seed_1"]}

@@ -134,6 +134,16 @@ claim(not any(bool((seen & future).any()) for seen in panels.values() if seen is
 claim(bool(panels["one 5x5 layer, type B"][P]) and not panels["one 5x5 layer, type A"][P],
       "type A drops the centre, type B keeps it", quick=True)
 claim(int(blind_spot.sum()) > 0, "the plain stack has a blind spot up and to the right", quick=True)
+gated = panels["gated PixelCNN, 5 layers (3x3)"]
+top = int(gated.nonzero()[:, 0].min())                               # highest row the gated stack sees
+above, own_row = gated[top:P[0]], gated[P[0]]
+left = own_row[:P[1]].nonzero()[:, 0]                              # the columns of p's row it sees
+claim(top == int(reach) - 1 and bool(above[0].any()) and bool((above == above[0]).all())
+      and len(left) > 0 and bool(own_row[int(left.min()):P[1]].all()) and not bool(own_row[P[1]:].any())
+      and P[1] - int(left.min()) == 5 == P[1] - int(above[0].nonzero().min()) and int(left.min()) > 0,
+      "the gated field: the same columns on every row above p (a rectangle), one row higher than the plain "
+      "stack's, and the codes just left of p in its own row; five columns to the left, the leftmost out of reach",
+      quick=True, detail=str(gated.int()))
 
 # %% [markdown]
 # Read the third panel: going up one row, the plain stack's field reaches at most one
@@ -154,8 +164,10 @@ claim(int(blind_spot.sum()) > 0, "the plain stack has a blind spot up and to the
 #
 # Each stack ends in the gated activation $\tanh(a) \odot \sigma(b)$ of two halves of the
 # channels (the $\sigma$ half decides how much of the $\tanh$ half passes, as in an LSTM),
-# and every layer but the first adds its input back. The fourth panel is the result: the
-# whole rectangle above $p$ and the row to its left, no blind spot, no future. (Its
+# and every layer but the first adds its input back. The fourth panel is the result: a
+# rectangle of rows above $p$ (the same columns in every row) and the codes just left of $p$
+# in its own row, no blind spot, no future; five layers of $3 \times 3$ kernels reach five
+# columns to the left of $p$, so the leftmost column here is out of reach. (Its
 # rectangle also reaches one row higher than the plain stack's triangle, because the
 # vertical stack grows by a row per layer; the positions printed above are those of the blind
 # spot proper, up and to the right of $p$.)

@@ -888,6 +888,9 @@ claim(maskgit["steps"] == old_prior["step"] and maskgit["parameters"] == old_pri
       and maskgit["command"] == "dlstudio-lite train maskgit --recipe maskgit_mixture_shapes --out runs/maskgit"
       and kept["setting"] in maskgit["samples_by_setting"] and tuple(kept["codes"].shape) == (200, 8, 8),
       "the MaskGIT prior has the shipped prior's size, steps and codes", quick=True)
+claim((CHECKPOINTS / "prior_mixture_shapes" / "maskgit_mixture_shapes_samples.pt").stat().st_size // 1000 == 53
+      and maskgit["hparams"]["choice_temperature"] == 4.5 and maskgit["hparams"]["decode_steps"] == 8,
+      "the kept samples' file is 53 kB; the prior's own settings are 8 rounds at choice temperature 4.5", quick=True)
 claim([int((kept["fixed_at_round"][0] == r).sum()) for r in range(1, kept["rounds"] + 1)] == [2, 3, 6, 8, 10, 11, 12, 12],
       "the rounds fix 2, 3, 6, 8, 10, 11, 12 and 12 codes", quick=True)
 mg_setting = kept["setting"]                      # temperature 1.0, no top-k, MaskGIT's own rounds
