@@ -229,6 +229,13 @@ for row, label in enumerate(["image", f"top codes {tuple(top.shape[1:])}",
     axes[row, 0].set_title(label, loc="left", fontsize=9)
 plt.tight_layout()
 plt.show()
+# the codes of all-black patches in these four images, per level
+lit = (x_test[:4] > -0.99).any(1, keepdim=True).float()                       # (4, 1, H, W)
+black_codes = {level: codes[torch.nn.functional.max_pool2d(lit, IMAGE_SIZE // codes.shape[-1])[:, 0] == 0].unique()
+               for level, codes in (("top", top), ("bottom", bottom))}
+print("distinct codes on all-black patches:", {k: len(v) for k, v in black_codes.items()})
+claim(all(len(v) > 1 for v in black_codes.values()), "black patches get codes of their own, not one background code",
+      detail=str({k: len(v) for k, v in black_codes.items()}))
 
 # %% [markdown]
 # ### What each level adds
