@@ -135,10 +135,10 @@ claim(bool(panels["one 5x5 layer, type B"][P]) and not panels["one 5x5 layer, ty
       "type A drops the centre, type B keeps it", quick=True)
 claim(int(blind_spot.sum()) > 0, "the plain stack has a blind spot up and to the right", quick=True)
 gated = panels["gated PixelCNN, 5 layers (3x3)"]
-top = int(gated.nonzero()[:, 0].min())                               # highest row the gated stack sees
-above, own_row = gated[top:P[0]], gated[P[0]]
+gated_top = int(gated.nonzero()[:, 0].min())                         # highest row the gated stack sees
+above, own_row = gated[gated_top:P[0]], gated[P[0]]
 left = own_row[:P[1]].nonzero()[:, 0]                              # the columns of p's row it sees
-claim(top == int(reach) - 1 and bool(above[0].any()) and bool((above == above[0]).all())
+claim(gated_top == int(reach) - 1 and bool(above[0].any()) and bool((above == above[0]).all())
       and len(left) > 0 and bool(own_row[int(left.min()):P[1]].all()) and not bool(own_row[P[1]:].any())
       and P[1] - int(left.min()) == 5 == P[1] - int(above[0].nonzero().min()) and int(left.min()) > 0,
       "the gated field: the same columns on every row above p (a rectangle), one row higher than the plain "
@@ -230,8 +230,8 @@ for row, label in enumerate(["image", f"top codes {tuple(top.shape[1:])}",
 plt.tight_layout()
 plt.show()
 # the codes of all-black patches in these four images, per level
-lit = (x_test[:4] > -0.99).any(1, keepdim=True).float()                       # (4, 1, H, W)
-black_codes = {level: codes[torch.nn.functional.max_pool2d(lit, IMAGE_SIZE // codes.shape[-1])[:, 0] == 0].unique()
+lit_px = (x_test[:4] > -0.99).any(1, keepdim=True).float()                    # (4, 1, H, W)
+black_codes = {level: codes[torch.nn.functional.max_pool2d(lit_px, IMAGE_SIZE // codes.shape[-1])[:, 0] == 0].unique()
                for level, codes in (("top", top), ("bottom", bottom))}
 print("distinct codes on all-black patches:", {k: len(v) for k, v in black_codes.items()})
 claim(all(len(v) > 1 for v in black_codes.values()), "black patches get codes of their own, not one background code",
