@@ -179,7 +179,8 @@ def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict:
     "shape_check": the share of fake passing the non-learned flat-shape check,
     "shape_check_why_failed": failures per reason, "shape_check_passing_kinds": regions of the
     passing images per fitted kind, "shape_check_passed": each image's verdict, a string of
-    0s and 1s}`` (see :mod:`dlstudio_lite.shape_check`),
+    0s and 1s, "shape_check_kinds": the fitted kind of each region of each image}``
+    (see :mod:`dlstudio_lite.shape_check`),
     with the feature network loaded once; tensors, not iterables (they are read twice)."""
     from .shape_check import check_shapes
     net = features if features is not None else load_feature_net()
@@ -187,7 +188,8 @@ def quality_report(real, fake, features: ShapeFeatureNet | None = None) -> dict:
     return {"fd": frechet_distance(real, fake, net), "valid_shape_rate": valid_shape_rate(fake, net),
             "shape_check": check.rate, "shape_check_why_failed": check.why_failed,
             "shape_check_passing_kinds": check.passing_kinds,
-            "shape_check_passed": "".join("1" if ok else "0" for ok in check.passed.tolist())}
+            "shape_check_passed": "".join("1" if ok else "0" for ok in check.passed.tolist()),
+            "shape_check_kinds": check.kinds}
 
 
 def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str,
@@ -207,9 +209,21 @@ def shapes_quality(test_images: torch.Tensor, images: torch.Tensor, prefix: str,
                                      "why_failed": report["shape_check_why_failed"]},
            "quality_split": f"shapes test split: {n} images of {h}x{w}; {len(images)} {prefix} images; "
                             "shape features (dlstudio_lite.quality), not ImageNet FID"}
-    if prefix == "recon" and holes is not None:
-        out["recon_colour"] = colour_report(images, test_images, holes)
+    if prefix == "recon":
+        out["recon_shape_check"]["kinds_kept"] = recon_kinds_kept(test_images, report)
+        if holes is not None:
+            out["recon_colour"] = colour_report(images, test_images, holes)
     return out
+
+
+def recon_kinds_kept(originals: torch.Tensor, report: dict) -> float:
+    """Share of the reconstructions that pass the flat-shape check with every shape back as its
+    own kind (:meth:`ShapeCheck.kinds_kept`); ``report``: :func:`quality_report` of them against
+    ``originals (N, 3, H, W)``."""
+    from .shape_check import ShapeCheck, check_shapes
+    recon = ShapeCheck(torch.tensor([c == "1" for c in report["shape_check_passed"]]), [],
+                       report["shape_check_kinds"])
+    return float(recon.kinds_kept(check_shapes(originals)).float().mean())
 
 
 def colour_report(reconstructed: torch.Tensor, original: torch.Tensor, holes: torch.Tensor) -> dict:

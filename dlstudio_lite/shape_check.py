@@ -75,6 +75,21 @@ class ShapeCheck:
         """Share of images that pass."""
         return float(self.passed.float().mean())
 
+    def kinds_kept(self, originals: "ShapeCheck") -> torch.Tensor:
+        """(N,) bool: images that pass with the same shapes, kind for kind, as the ``originals``
+        they reconstruct (which must pass too). A star or a rectangle that comes back as a
+        flat round blob passes the check as a disk or an oval, but not this."""
+        if len(self.passed) != len(originals.passed):
+            raise ValueError(f"expected the check of the {len(self.passed)} originals, "
+                             f"got one of {len(originals.passed)} images")
+        if not len(self.kinds) == len(self.passed) == len(originals.kinds):
+            raise ValueError(f"expected the fitted kinds of all {len(self.passed)} images on both sides, "
+                             f"got {len(self.kinds)} and {len(originals.kinds)}")
+        return torch.tensor([ok and ok_original and sorted(kinds) == sorted(original)
+                             for ok, ok_original, kinds, original in zip(
+                                 self.passed.tolist(), originals.passed.tolist(), self.kinds, originals.kinds)],
+                            dtype=torch.bool)
+
 
 # --------------------------------------------------------------------------- templates
 @lru_cache(maxsize=None)

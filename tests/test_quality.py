@@ -288,6 +288,7 @@ def test_scoring_a_prior_keeps_every_sampling_setting_on_record(tmp_path, quick,
     assert recon["n"] == 200 and 0 <= recon["rate"] <= 1
     assert len(recon["passed"]) == 200 and set(recon["passed"]) <= {"0", "1"}
     assert recon["passed"].count("1") / 200 == pytest.approx(recon["rate"])
+    assert 0 <= recon["kinds_kept"] <= recon["rate"]          # kinds kept only where the image passes
     colour = recorded["recon_colour"]
     assert colour["shapes"] >= colour["hole_free_shapes"] > 0 and 0 <= colour["colour_error_median"] <= 442
     # a PixelCNN top prior needs its bottom prior
@@ -338,3 +339,17 @@ def test_colour_report_sees_a_systematic_darkening_and_lost_colour():
     assert darker["brightness_bias"] == pytest.approx(-10, abs=0.01) and darker["brightness_std"] < 0.01
     grey = x.mean(1, keepdim=True).expand_as(x)
     assert colour_report(grey, x, holes)["colourfulness_kept"] < 1e-6
+
+
+def test_shapes_quality_records_the_kinds_kept():
+    from dlstudio_lite.data import ShapesDataset
+    from dlstudio_lite.quality import shapes_quality
+    from dlstudio_lite.shape_check import check_shapes
+    images = ShapesDataset("test", image_size=64).tensors(40)
+    same = shapes_quality(images, images, "recon")["recon_shape_check"]
+    assert same["kinds_kept"] == pytest.approx(same["rate"]) and same["rate"] > 0.9
+    # mirrored images keep their shapes, so their kinds too, wherever both pass
+    mirrored = images.flip(-1)
+    kept = shapes_quality(images, mirrored, "recon")["recon_shape_check"]["kinds_kept"]
+    both = check_shapes(images).passed & check_shapes(mirrored).passed
+    assert kept <= float(both.float().mean()) and kept > 0.8

@@ -20,8 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlstudio_lite.data import SHAPE_NAMES, ShapesDataset
-from dlstudio_lite.shape_check import check_shapes, summary
+from dlstudio_lite.data import SHAPE_NAMES, ShapesDataset, draw_shape
+from dlstudio_lite.shape_check import ShapeCheck, check_shapes, summary
 from dlstudio_lite.shape_features import blob_images, damage
 
 N = 200
@@ -128,3 +128,50 @@ def test_a_verdict_does_not_depend_on_the_batch(test64):
     whole = check_shapes(test64[:12])
     alone = [check_shapes(test64[i:i + 1]) for i in (3, 11)]
     assert [c.reasons[0] for c in alone] == [whole.reasons[3], whole.reasons[11]]
+
+
+def one_shape_each(kinds, seed: int = 3, size: int = 64) -> torch.Tensor:
+    """One flat shape per image, the ``kinds`` in turn, at the image's centre, with the same
+    random sizes, angles and colours for any list of kinds of the same length."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in kinds:
+        image, holes = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), bool)
+        a, angle = rng.uniform(0.15, 0.2) * size, rng.uniform(0, 2 * math.pi)
+        colour = rng.integers(120, 256, size=3)
+        draw_shape(image, holes, kind, a, a, size / 2, size / 2, angle, colour)
+        out.append(torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1)
+    return torch.stack(out)
+
+
+def test_kinds_kept_needs_each_shape_back_as_its_own_kind():
+    # Stars and rectangles that come back as disks of the same size and colour: the flat-shape
+    # check passes them all, kinds_kept none; against themselves every passing image keeps its kinds.
+    originals = one_shape_each(["star", "rectangle"] * 5)
+    rounded = one_shape_each(["disk"] * 10)
+    check_o, check_r = check_shapes(originals), check_shapes(rounded)
+    assert check_o.rate == 1 and check_r.rate == 1
+    assert not check_r.kinds_kept(check_o).any()
+    assert torch.equal(check_o.kinds_kept(check_o), check_o.passed)
+    assert torch.equal(check_r.kinds_kept(check_r), check_r.passed)
+    with pytest.raises(ValueError, match="expected the check of the 10 originals, got one of 2"):
+        check_r.kinds_kept(check_shapes(originals[:2]))
+
+
+def test_kinds_kept_of_real_images_against_themselves(test64):
+    check = check_shapes(test64[:40])
+    assert torch.equal(check.kinds_kept(check), check.passed)
+
+
+def test_kinds_kept_compares_the_kinds_as_a_multiset():
+    def check(passed, kinds):
+        return ShapeCheck(torch.tensor(passed), [""] * len(passed), kinds)
+    originals = check([True, True, True, False, True], [["star", "disk"], ["disk"], ["disk", "disk"], ["oval"], []])
+    recons = check([True, True, True, True, True], [["disk", "star"], ["disk", "disk"], ["disk"], ["oval"], []])
+    # same kinds in another order; one shape too many; one too few; a failing original; no region
+    assert recons.kinds_kept(originals).tolist() == [True, False, False, False, True]
+    failing = check([False] * 5, recons.kinds)
+    assert not failing.kinds_kept(originals).any()          # a reconstruction that fails keeps nothing
+    with pytest.raises(ValueError, match="fitted kinds of all 5 images on both sides, got 0 and 5"):
+        check([True] * 5, []).kinds_kept(originals)

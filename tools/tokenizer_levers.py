@@ -118,6 +118,9 @@ def row_of(run: Path, cpu_minutes: float, note: str | None) -> dict:
         # the verdict on each test image, for a paired comparison with another run (scored
         # before these were recorded: absent)
         **({"recon_passed": metrics["recon_shape_check"]["passed"]} if "passed" in metrics["recon_shape_check"] else {}),
+        # passing with the originals' shapes, kind for kind, and the kinds the check fitted to the
+        # passing images' regions (scored before these were recorded: absent)
+        **{k: metrics["recon_shape_check"][k] for k in ("kinds_kept", "passing_kinds") if k in metrics["recon_shape_check"]},
         **({"note": note} if note else {}),
     }
 

@@ -193,12 +193,15 @@ def _cli_score(args) -> int:
                                       "sample_shape_check": run["shape_check"], "n": len(fakes[0])}
             entry["seed_spread"] = _seed_spread(by_seed)
         else:
-            from ..quality import colour_report
+            from ..quality import colour_report, recon_kinds_kept
             holes = torch.from_numpy(test_split.holes)
+            kept = recon_kinds_kept(test, runs[0])
             # each test image's verdict, in the split's order: two runs compare image by image
             metrics["recon_shape_check"] = {"rate": report["shape_check"], "n": len(fakes[0]),
                                             "why_failed": why_failed, "passing_kinds": passing_kinds,
-                                            "passed": runs[0]["shape_check_passed"]}
+                                            "passed": runs[0]["shape_check_passed"],
+                                            "kinds_kept": kept}
+            print(f"passing with every shape's kind kept: {kept:.1%}")
             metrics["recon_colour"] = colour_report(fakes[0], test, holes)
         text = (json.dumps(metrics, indent=2) + "\n").encode()
         atomic_write(path, lambda f: f.write(text))
