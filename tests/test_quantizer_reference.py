@@ -105,6 +105,16 @@ def test_lfq_matches_reference_where_the_entropies_agree():
     close(ours.project_in.weight.grad, ref.project_in.weight.grad)
 
 
+def same_statistics(ref_codebook):
+    """Start the reference's EMA statistics where ours start: counts of 1 and sums equal to
+    the codes. Up to 1.32 the reference started there too; from 1.34 it starts both at zero
+    (its first update then moves each used code all the way to its batch mean), so without
+    this the codebooks compared after one step would differ by the start, not by the rule."""
+    with torch.no_grad():
+        ref_codebook.cluster_size.fill_(1.0)
+        ref_codebook.embed_avg.copy_(ref_codebook.embed)
+
+
 def ema_pair(dim, codebook_dim=None, rotation_trick=False, normalize=False, num_codes=16):
     ref = vqp.VectorQuantize(dim=dim, codebook_size=num_codes, codebook_dim=codebook_dim,
                              decay=0.8, commitment_weight=0.25, rotation_trick=rotation_trick,
@@ -113,6 +123,7 @@ def ema_pair(dim, codebook_dim=None, rotation_trick=False, normalize=False, num_
                               normalize=normalize, lookup_dim=codebook_dim, **PLAIN)
     with torch.no_grad():
         ours.set_codes(torch.ones(num_codes, dtype=torch.bool), ref._codebook.embed[0].clone())
+    same_statistics(ref._codebook)
     if codebook_dim is not None:
         copy_linear(ours.project_in, ref.project_in)
         copy_linear(ours.project_out, ref.project_out)
@@ -171,6 +182,7 @@ def test_residual_quantizer_matches_reference_up_to_the_estimator():
                              **PLAIN)
     for level, ref_level in zip(ours.stages, ref.layers):
         level.set_codes(torch.ones(k, dtype=torch.bool), ref_level._codebook.embed[0].clone())
+        same_statistics(ref_level._codebook)
     ours.train(), ref.train()
     z, zs = pair_of_inputs(dim)
     out = ours(z)
