@@ -248,18 +248,24 @@ def restore_training_state(trainer, ckpt: dict[str, Any], path) -> None:
     set_rng_state(ckpt["rng"])
 
 
-def slim_checkpoint(path: str | os.PathLike) -> tuple[int, int]:
+def slim_checkpoint(path: str | os.PathLike, half: bool = False) -> tuple[int, int]:
     """Drop the optimizer, scheduler and scaler states from the checkpoint at ``path``, in
     place and atomically; returns its size in bytes (before, after).
 
     For shipped files that are only ever loaded as models: Adam keeps two moments per
     weight, so the states are about two thirds of a checkpoint. A slimmed checkpoint
-    still loads with :func:`load_model`, but it can no longer be resumed.
+    still loads with :func:`load_model`, but it can no longer be resumed. With ``half``
+    the model's float32 tensors are stored as float16 (half the size again; loading
+    casts them back, so the model computes in float32 with weights rounded to about 3
+    significant digits: score such a file as shipped, not as trained).
     """
     path = Path(path)
     ckpt = load_checkpoint(path)
     before = path.stat().st_size
     ckpt.update(optimizers=[], schedulers=[], scaler=None, slimmed=True)
+    if half:
+        ckpt["model"] = {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()}
+        ckpt["stored_as"] = "float16"
     save_checkpoint(ckpt, path)
     return before, path.stat().st_size
 

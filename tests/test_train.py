@@ -151,6 +151,28 @@ def test_a_slimmed_checkpoint_loads_the_same_model_but_refuses_to_resume(tmp_pat
         again.resume(path)
 
 
+def test_a_half_slimmed_checkpoint_loads_float32_weights_rounded_to_float16(tmp_path):
+    trainer = Trainer(build("vqvae"), images(8, 16), config=run_config(steps=2), out_dir=tmp_path)
+    trainer.fit()
+    path = tmp_path / "checkpoint.pt"
+    full_size, trained = path.stat().st_size, {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert cli.main(["checkpoint", "slim", "--half", str(path)]) == 0
+    ckpt = load_checkpoint(path)
+    assert ckpt["stored_as"] == "float16" and ckpt["slimmed"]
+    assert {v.dtype for v in ckpt["model"].values() if v.is_floating_point()} == {torch.float16}
+    model = load_model(path)
+    for name, value in model.state_dict().items():
+        assert value.dtype == trained[name].dtype          # computes in float32 as before
+        if value.is_floating_point():
+            assert torch.equal(value, trained[name].half().float()), name
+        else:
+            assert torch.equal(value, trained[name]), name  # counters and flags stay exact
+    assert path.stat().st_size < 0.25 * full_size       # Adam's states gone, the weights halved
+    x = images(2, 16).tensors[0]
+    with torch.no_grad():
+        assert (model.reconstruct(x) - trainer.model.eval().reconstruct(x)).abs().max() < 0.05
+
+
 # --- NaN guard and Ctrl-C ----------------------------------------------------------------
 
 class Exploding(TinyAE):

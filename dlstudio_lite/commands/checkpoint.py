@@ -15,6 +15,9 @@ def add_cli(sub) -> None:
                         "config stay, so it still loads with load_model; it can no longer be resumed.",
                         epilog="example: dlstudio-lite checkpoint slim data/checkpoints/vae_beta_sweep/*/checkpoint.pt")
     s.add_argument("paths", nargs="+", type=Path, metavar="CHECKPOINT", help="checkpoint.pt files")
+    s.add_argument("--half", action="store_true",
+                   help="also store the model's float32 weights as float16 (half the size; they load "
+                        "back as float32, rounded: score the file after slimming it)")
     s.set_defaults(func=_cli_slim)
 
 
@@ -22,6 +25,6 @@ def _cli_slim(args) -> int:
     from ..checkpoint import slim_checkpoint
 
     for path in args.paths:
-        before, after = slim_checkpoint(path)
+        before, after = slim_checkpoint(path, half=args.half)
         print(f"{path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB")
     return 0
