@@ -589,8 +589,8 @@ claim(abs(twin_row["recon_fd"] - t_mix["FD"]) < 0.01 * t_mix["FD"]
 # the narrow settings that pass as often or more do so at a
 # much higher FD: stage 1 looks like a ceiling for samples that keep the FD low. If it is
 # one, a tokenizer whose reconstructions pass more often should lift the settings within the
-# FD target. The longest run among the levers above that a prior was trained on (named in the figure below) passes the check far
-# more often than the shipped twin. The same prior recipe (4 layers, width 128, 6,000 steps,
+# FD target. The last run of the doubling series in section 1, 18,000 steps, passes the check
+# far more often than the shipped twin. The same prior recipe (4 layers, width 128, 6,000 steps,
 # the codes of 99,800 images) was trained on its codes, once, and scored at six of the seven
 # settings of that figure (all but T = 0.8), three sampling seeds of 200 samples each; the bars are one
 # standard deviation over those seeds, and each prior is one training run. Neither run is
@@ -602,8 +602,7 @@ claim(abs(twin_row["recon_fd"] - t_mix["FD"]) < 0.01 * t_mix["FD"]
 # target:
 
 # %%
-better = max((r for r in levers if "prior" in r), key=lambda r: r["recon_shape_check"])
-better_name = lever_label(better["changes"])
+better = longest                      # the last run of the doubling series
 old_prior = json.loads((CHECKPOINTS / "prior_mixture_shapes" / "metrics.json").read_text())
 old_settings = {n: v["seed_spread"] for n, v in old_prior["samples_by_setting"].items() if v["seed_spread"]["seeds"] >= 3}
 new_settings = {n: better["prior"]["samples_by_setting"][n] for n in sorted(better["prior"]["samples_by_setting"], key=narrowness)}
@@ -622,37 +621,46 @@ def setting_words(name):
     return name.replace("temperature", "T =").replace(", top-k None", ", no top-k")
 
 
-fig, ax = plt.subplots(figsize=(9, 4.6))
+def prior_figure(old_sets, new_sets, old_row, new_row, old_name, new_name, old_target):
+    """Each setting's samples over the better codes (colour) against the same setting over
+    the other codes (grey, arrows), with both targets of the better tokenizer (gold) and
+    the other's FD target (dotted); stars: the two tokenizers' reconstructions."""
+    fd_new, check_new = 1.5 * new_row["recon_fd"], real_rate / 2
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    ax.axvline(old_target, color="0.6", ls=":", lw=1, label=f"FD target for the {old_name} ({old_target:.1f})")
+    ax.fill_between([0, fd_new], 100 * check_new, 100, color="gold", alpha=0.25,
+                    label=f"both targets met for the {new_name} (FD <= {fd_new:.1f}, check >= {check_new:.1%})")
+    for n, old in old_sets.items():
+        ax.errorbar(old["sample_fd_mean"], 100 * old["sample_shape_check_mean"], xerr=old["sample_fd_std"],
+                    yerr=100 * old["sample_shape_check_std"], fmt="o", mfc="none", color="0.6", capsize=2)
+    for n, new in new_sets.items():
+        xy = (new["sample_fd_mean"], 100 * new["sample_shape_check_mean"])
+        ax.errorbar(*xy, xerr=new["sample_fd_std"], yerr=100 * new["sample_shape_check_std"], fmt="o",
+                    color=colour_of[n], capsize=3, label=setting_words(n))
+        if n in old_sets:
+            old = old_sets[n]
+            ax.annotate("", xy=xy, xytext=(old["sample_fd_mean"], 100 * old["sample_shape_check_mean"]),
+                        arrowprops=dict(arrowstyle="->", color=colour_of[n], alpha=0.6))
+    ax.scatter([old_row["recon_fd"]], [100 * old_row["recon_shape_check"]], marker="*", s=150, color="0.6",
+               label=f"reconstructions, {old_name}")
+    ax.scatter([new_row["recon_fd"]], [100 * new_row["recon_shape_check"]], marker="*", s=150, color="k",
+               label=f"reconstructions, {new_name}")
+    missing = [n for n in old_sets if n not in new_sets] + [n for n in new_sets if n not in old_sets]
+    ax.errorbar([], [], fmt="o", mfc="none", color="0.6", label=f"the prior over the codes of the {old_name}"
+                + (" (" + ", ".join(setting_words(n).replace(", no top-k", "") for n in missing) + " not in both)"
+                   if missing else ""))
+    ax.set_xlim(0, 1.1 * max(s["sample_fd_mean"] for s in (*old_sets.values(), *new_sets.values())))
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("FD to the test images (lower is better)")
+    ax.set_ylabel("flat-shape check passed (%)")
+    ax.set_title(f"Prior samples over the codes of the {new_name} (colour) and of the {old_name} (grey)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
+    plt.show()
+
+
 fd_b, check_b = targets["better"]
-ax.axvline(targets["shipped"][0], color="0.6", ls=":", lw=1,
-           label=f"FD target for the shipped twin ({targets['shipped'][0]:.1f})")
-ax.fill_between([0, fd_b], 100 * check_b, 100, color="gold", alpha=0.25,
-                label=f"both targets met for the better tokenizer (FD <= {fd_b:.1f}, check >= {check_b:.1%})")
-for n, old in old_settings.items():
-    ax.errorbar(old["sample_fd_mean"], 100 * old["sample_shape_check_mean"], xerr=old["sample_fd_std"],
-                yerr=100 * old["sample_shape_check_std"], fmt="o", mfc="none", color="0.6", capsize=2)
-for n, new in new_settings.items():
-    xy = (new["sample_fd_mean"], 100 * new["sample_shape_check_mean"])
-    ax.errorbar(*xy, xerr=new["sample_fd_std"], yerr=100 * new["sample_shape_check_std"], fmt="o",
-                color=colour_of[n], capsize=3, label=setting_words(n))
-    old = old_settings[n]
-    ax.annotate("", xy=xy, xytext=(old["sample_fd_mean"], 100 * old["sample_shape_check_mean"]),
-                arrowprops=dict(arrowstyle="->", color=colour_of[n], alpha=0.6))
-ax.scatter([twin_row["recon_fd"]], [100 * twin_row["recon_shape_check"]], marker="*", s=150, color="0.6",
-           label="reconstructions, shipped twin")
-ax.scatter([better["recon_fd"]], [100 * better["recon_shape_check"]], marker="*", s=150, color="k",
-           label=f"reconstructions, {better_name}")
-ax.errorbar([], [], fmt="o", mfc="none", color="0.6", label="the shipped prior's samples ("
-            + ", ".join(setting_words(n).replace(", no top-k", "") for n in not_rerun) + " not rerun)")
-ax.set_xlim(0, 1.1 * max(s["sample_fd_mean"] for s in (*old_settings.values(), *new_settings.values())))
-ax.set_ylim(0, 100)
-ax.set_xlabel("FD to the test images (lower is better)")
-ax.set_ylabel("flat-shape check passed (%)")
-ax.set_title(f"Prior samples over the codes of the {better_name.replace(' steps', '-step')} tokenizer (colour) "
-             f"and of the shipped {twin_row['steps']:,}-step twin (grey)",
-             fontsize=9)
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
-plt.show()
+prior_figure(old_settings, new_settings, twin_row, better, f"shipped {twin_row['steps']:,}-step twin",
+             f"{better['steps']:,}-step tokenizer", targets["shipped"][0])
 
 
 def within(settings, which):
@@ -718,7 +726,8 @@ say(f"Every setting scored for both priors moved up. Over those {NUMBER_WORDS[le
     f"{0.7 - loss_both['new']:.0%} within the FD target, above half the real rate; that is an extrapolation from "
     "one training run of each, not a measurement"
     + (f" (the {tested['steps']:,}-step run of section 1 is such a tokenizer; no prior has been trained on its "
-       "codes yet)." if "prior" not in tested else ".") + " The prior's test cross-entropy is a little higher on the better "
+       "codes yet)." if "prior" not in tested else "; the next section measures it.")
+    + " The prior's test cross-entropy is a little higher on the better "
     f"codes ({bits[1]:.2f} bits per code against {bits[0]:.2f}): codes that keep more of the image are not easier "
     f"to predict. Training the prior cost {better['prior']['cpu_minutes']:.0f} CPU minutes, encoding included; the "
     f"tokenizer {better['cpu_minutes']:.0f}.",
@@ -746,6 +755,82 @@ claim(better["steps"] == 18000 and round(100 * min(lift.values())) == 16 and rou
       and (round(100 * round_of["new"]), round(100 * round_real)) == (95, 63),
       "the Summary's numbers on the better tokenizer's prior",
       detail=str((min(lift.values()), max(lift.values()), low_new, high_new, low_old, high_old)))
+
+# %% [markdown]
+# ### The extrapolation, tested
+#
+# The 48,000-step run of section 1 passes the check more often than the 70% target. The same
+# prior recipe was trained on its codes as well (once, in two sittings: resumed from its
+# checkpoint at step 1,500) and scored at all seven settings, three sampling seeds of 200
+# samples each. Grey: the prior over the 18,000-step codes, with arrows to the same setting
+# over the 48,000-step codes; gold: both targets for the 48,000-step tokenizer (its
+# reconstructions' FD times 1.5, and half the real rate):
+
+# %%
+tested_prior = tested["prior"]
+tested_sets = {n: tested_prior["samples_by_setting"][n] for n in sorted(tested_prior["samples_by_setting"], key=narrowness)}
+prior_figure(new_settings, tested_sets, better, tested, f"{better['steps']:,}-step tokenizer",
+             f"{tested['steps']:,}-step tokenizer", fd_b)
+fd_t = 1.5 * tested["recon_fd"]
+within_t = {n: s for n, s in tested_sets.items() if s["sample_fd_mean"] <= fd_t}
+met_t = [n for n, s in within_t.items() if s["sample_shape_check_mean"] >= check_b]
+best_t = max(within_t, key=lambda n: within_t[n]["sample_shape_check_mean"])
+predicted_t = tested["recon_shape_check"] - loss_both["new"]   # the 18,000-step prior's cost, carried over
+cost_t = tested["recon_shape_check"] - within_t[best_t]["sample_shape_check_mean"]
+over_line = {n: [k for k, v in within_t[n]["by_seed"].items() if v["sample_fd"] > fd_t] for n in met_t}
+lowest_seed_t = min(v["sample_shape_check"] for n in met_t for v in within_t[n]["by_seed"].values())
+plain_t = tested_sets["temperature 1.0, top-k None"]
+passing_t = plain_t["passing_kinds"]
+round_t = round_share(passing_t)
+angular_t = passing_t.get("rectangle", 0) + passing_t.get("triangle", 0)
+bits_t = tested_prior["test_bits_per_code"]
+say(f"Within its FD target ({fd_t:.1f}) the samples over the {tested['steps']:,}-step codes pass the check "
+    + " and ".join(f"{within_t[n]['sample_shape_check_mean']:.1%} ± {within_t[n]['sample_shape_check_std']:.1%} "
+                   f"({setting_words(n)}, FD {within_t[n]['sample_fd_mean']:.1f} ± {within_t[n]['sample_fd_std']:.1f})"
+                   for n in within_t)
+    + f". The extrapolation above said {predicted_t:.1%}: the tokenizer's {tested['recon_shape_check']:.1%} less "
+    f"the {100 * loss_both['new']:.1f} points the prior cost over the {better['steps']:,}-step codes; it cost "
+    f"{100 * cost_t:.1f} here. So {NUMBER_WORDS[len(met_t)]} settings meet both of the course's targets for samples "
+    f"(a check of at least {check_b:.1%}, half the real rate, and an FD of at most {fd_t:.1f}), and the feature "
+    f"network calls at least {min(within_t[n]['sample_valid_shape_rate_mean'] for n in met_t):.0%} of their samples "
+    f"valid (the target: 85%). The check is met by every seed of both (the lowest: {lowest_seed_t:.1%}); the FD "
+    f"only on the mean of the three: seed {' and '.join(sorted({k for v in over_line.values() for k in v}))} alone "
+    "lies over the line in both "
+    f"settings ({', '.join(format(within_t[n]['by_seed'][k]['sample_fd'], '.1f') for n in met_t for k in over_line[n])}). "
+    f"Each prior is one training run. The better codes are again harder to predict: {bits_t:.2f} bits per code, "
+    f"against {bits[1]:.2f} over the {better['steps']:,}-step codes and {bits[0]:.2f} over the shipped twin's; "
+    f"the prior cost {tested_prior['cpu_minutes']:.0f} CPU minutes, the steps redone after its interruption and a "
+    "second encoding included."
+    f"\n\nThe targets are met; the shapes are not yet there. Of the regions of the passing samples without top-k "
+    f"(three seeds of 200), {round_t:.0%} are fitted as disks or ovals (real images: {round_real:.0%}), "
+    f"{angular_t} of {sum(passing_t.values())} as rectangles or triangles, "
+    + ("none as a star" if not passing_t.get("star") else f"{passing_t['star']} as stars")
+    + ": round regions of flat colour, which the check accepts as disks and ovals. The tokenizer's own "
+    f"reconstructions bring every shape back as its kind for only {kept_tested:.1%} of the test images "
+    "(section 1): many corners and points are lost in the codes already, before the prior draws any. (Neither "
+    "model is shipped, so this notebook shows their numbers, not their pictures.)",
+    (len(met_t) >= 1 and "temperature 1.0, top-k None" in met_t
+     and min(within_t[n]["sample_valid_shape_rate_mean"] for n in met_t) > 0.85,
+     "at least one setting, T = 1 without top-k among them, meets both targets; the learned rate is above 85%"),
+    (abs(cost_t - loss_both["new"]) < within_t[best_t]["sample_shape_check_std"]
+     and abs(within_t[best_t]["sample_shape_check_mean"] - predicted_t) < within_t[best_t]["sample_shape_check_std"],
+     "the prior cost as much as over the 18,000-step codes; the extrapolation held within the seed spread"),
+    (lowest_seed_t >= check_b and len(met_t) == 2
+     and all(fd_t - within_t[n]["sample_fd_mean"] < within_t[n]["sample_fd_std"] for n in met_t)
+     and [k for v in over_line.values() for k in v] == ["2", "2"],
+     "every seed meets the check target; the FD target is met by less than the seed spread, seed 2 over it in both"),
+    (bits_t > bits[1] > bits[0], "codes of better tokenizers are harder to predict"),
+    (round_t > round_real + 0.2 and angular_t < 0.1 * sum(passing_t.values()),
+     "the passing regions are mostly disks and ovals"))
+claim(sorted(met_t) == ["temperature 1.0, top-k 400", "temperature 1.0, top-k None"]
+      and (round(1000 * within_t["temperature 1.0, top-k None"]["sample_shape_check_mean"]),
+           round(1000 * within_t["temperature 1.0, top-k 400"]["sample_shape_check_mean"])) == (550, 575)
+      and round(fd_t, 1) == 33.4 and round(100 * predicted_t, 1) == 57.2 and round(tested_prior["cpu_minutes"]) == 94
+      and round(100 * round_t) == 96 and round(100 * check_b, 1) == 48.5
+      and [round(within_t[n]["sample_fd_mean"], 1) for n in ("temperature 1.0, top-k None", "temperature 1.0, top-k 400")]
+      == [31.9, 33.0],
+      "the Summary's numbers on the prior over the 48,000-step codes",
+      detail=str((met_t, fd_t, predicted_t, round_t, {n: within_t[n]["sample_shape_check_mean"] for n in within_t})))
 
 # %% [markdown]
 # ## 3. A prior over FSQ's codes
@@ -1222,7 +1307,12 @@ else:
 #   scored for both, at an FD 2 to 10 higher, and 41% to 42% within its FD target (the
 #   shipped prior: 25% to 28%), still short of half the real rate (one training run of each
 #   prior). Mostly as more flat round blobs, though: 95% of the regions of its passing
-#   samples are fitted as disks or ovals, against 63% in the real images.
+#   samples are fitted as disks or ovals, against 63% in the real images. Over the codes of
+#   the 48,000-step run the same prior recipe meets both targets for samples at two settings,
+#   temperature 1 without top-k (55.0% at an FD of 31.9) and with top-k 400 (57.5% at 33.0),
+#   against the targets 48.5% and 33.4, as the 18,000-step prior's cost predicted (57.2%);
+#   the FD only on the mean of three seeds, and the passing samples are round blobs again
+#   (96% disks or ovals).
 # - Codes that are easier to predict did not raise the check: over FSQ's codes (perplexity
 #   371 against 854) the prior's loss fell from 4.36 to 4.04 bits per code, but its samples
 #   passed no more often (23.5% against 25.0% at temperature 1; one run each).
@@ -1243,9 +1333,10 @@ else:
 #
 # 1. Each doubling of the training length added about the same to the check, and the
 #    48,000-step run that tested the projection cost 8 CPU hours (mostly on two threads),
-#    more than the three runs the projection came from together. The learning rate of each run decays over its own length,
-#    so a checkpoint halfway through a long run is not a run of half the length. How could
-#    you have learned whether the gain per doubling shrinks before 70%, at less cost?
+#    more than the three runs the projection came from together. The learning rate of each
+#    run decays over its own length, so a checkpoint halfway through a long run is not a run
+#    of half the length. How could you have learned whether the gain per doubling shrinks
+#    before 70%, at less cost?
 # 2. The 48,000-step run keeps every shape's kind no more often than the 4,500-step twin.
 #    Which would you change first to bring back corners and points: the grid, the loss, or the
 #    check's demand (a pass only when the kinds match)? How would you tell whether it worked?
