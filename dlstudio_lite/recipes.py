@@ -182,11 +182,19 @@ _LIST = [
     Recipe("vqgan_mixture_nodisc_shapes", "vqgan", "6", "its twin whose discriminator never "
            "switches on", model=dict(_VQGAN, likelihood="mixture", disc_start=1_000_000_000),
            train=dict(_SCHEDULE, steps=4500, lr=5e-4, log_every=10, checkpoint_every=250)),
+    # Appendix 11's one lever that moved the check: the same twin trained ten times as long.
+    Recipe("vqgan_mixture_long_nodisc_shapes", "vqgan", "6, appendix 11", "the mixture twin trained "
+           "for 48,000 steps instead of 4,500", model=dict(_VQGAN, likelihood="mixture", disc_start=1_000_000_000),
+           train=dict(_SCHEDULE, steps=48_000, lr=5e-4, log_every=10, checkpoint_every=250)),
     Recipe("prior_shapes", "prior", "6", "transformer prior over vqgan_shapes' 8x8 codes",
            codes_of="vqgan_shapes", model=dict(n_layers=4, n_head=4, n_embd=128),
            train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=200)),
     Recipe("prior_mixture_shapes", "prior", "6", "transformer prior over the 8x8 codes of "
            "vqgan_mixture_nodisc_shapes, on 100,000 images", codes_of="vqgan_mixture_nodisc_shapes",
+           data=dict(num_images=100_000), model=dict(n_layers=4, n_head=4, n_embd=128),
+           train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500)),
+    Recipe("prior_mixture_long_shapes", "prior", "6, appendix 11", "the same prior recipe over the 8x8 "
+           "codes of vqgan_mixture_long_nodisc_shapes", codes_of="vqgan_mixture_long_nodisc_shapes",
            data=dict(num_images=100_000), model=dict(n_layers=4, n_head=4, n_embd=128),
            train=dict(_SCHEDULE, steps=6000, batch_size=64, optimizer="adamw", eval_every=500)),
     Recipe("maskgit_mixture_shapes", "maskgit", "appendix 11", "MaskGIT-style prior (bidirectional, "

@@ -109,7 +109,8 @@ def test_non_dict_state_is_refused(tmp_path):
 @pytest.mark.parametrize("folder", ["autoencoder_shapes", "vae_shapes", "vqvae_shapes", "vqvae16_shapes",
                                     "vqgan_shapes", "vqgan_nodisc_shapes", "prior_shapes",
                                     "vqgan_mixture_shapes", "vqgan_mixture_nodisc_shapes",
-                                    "prior_mixture_shapes", "vae_beta_sweep/beta_0.01"])
+                                    "prior_mixture_shapes", "vqgan_mixture_long_nodisc_shapes",
+                                    "prior_mixture_long_shapes", "vae_beta_sweep/beta_0.01"])
 def test_every_shipped_checkpoint_loads_and_holds_trained_weights(folder):
     from dlstudio_lite.checkpoint import MODELS
     from dlstudio_lite.data import generate_shapes
@@ -134,14 +135,19 @@ def test_every_shipped_checkpoint_loads_and_holds_trained_weights(folder):
     assert err < 0.5 * untrained  # the trained weights, not a random initialisation
 
 
-def test_the_shipped_prior_was_trained_on_the_codes_of_the_shipped_vqgan():
-    # Lecture 6 samples prior_shapes through vqgan_shapes: retraining one without the other
+@pytest.mark.parametrize("vq_name,prior_name", [("vqgan_shapes", "prior_shapes"),
+                                                 ("vqgan_mixture_nodisc_shapes", "prior_mixture_shapes"),
+                                                 ("vqgan_mixture_long_nodisc_shapes", "prior_mixture_long_shapes")])
+def test_the_shipped_prior_was_trained_on_the_codes_of_the_shipped_vqgan(vq_name, prior_name):
+    # Lecture 6 samples each prior through its VQGAN: retraining one without the other
     # would leave a prior that writes another model's codes (or cannot be decoded at all).
     import math
     from dlstudio_lite.data import ShapesDataset
     from dlstudio_lite.paths import CHECKPOINTS
-    vqgan = load_model(CHECKPOINTS / "vqgan_shapes" / "checkpoint.pt")
-    prior = load_model(CHECKPOINTS / "prior_shapes" / "checkpoint.pt")
+    from dlstudio_lite.recipes import recipe
+    assert recipe(prior_name).codes_of == vq_name
+    vqgan = load_model(CHECKPOINTS / vq_name / "checkpoint.pt")
+    prior = load_model(CHECKPOINTS / prior_name / "checkpoint.pt")
     assert prior.num_codes == vqgan.num_codes
     with torch.no_grad():
         codes = vqgan.encode_to_indices(ShapesDataset("test", image_size=64).tensors(32))
