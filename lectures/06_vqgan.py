@@ -1446,6 +1446,90 @@ else:
 # predict, a prior three times larger, and MaskGIT's parallel decoding.
 
 # %% [markdown]
+# ### Ten times longer
+#
+# Of those changes, one moved the check of the reconstructions by more than the noise:
+# training longer. The longest run is shipped: the twin's recipe for 48,000 steps instead of
+# 4,500 (`vqgan_mixture_long_nodisc_shapes`, trained in sittings, each resumed from its
+# checkpoint), and the same prior recipe as above over its codes (`prior_mixture_long_shapes`,
+# its weights stored as float16 to save room). Their reconstructions beside the 4,500-step
+# twin's, and 24 of the prior's 200 samples at temperature 1 without top-k (seed 1):
+
+# %%
+if quick_mode():
+    print("quick mode: run in normal mode to load the 48,000-step twin and the prior over its codes")
+else:
+    from dlstudio_lite import load_model  # noqa: E402
+
+    long_twin = load_model(CHECKPOINTS / "vqgan_mixture_long_nodisc_shapes" / "checkpoint.pt")
+    long_prior = load_model(CHECKPOINTS / "prior_mixture_long_shapes" / "checkpoint.pt")
+    long_metrics = {name: json.loads((CHECKPOINTS / name / "metrics.json").read_text())
+                    for name in ("vqgan_mixture_long_nodisc_shapes", "prior_mixture_long_shapes")}
+    with torch.no_grad():
+        long_recons = long_twin.reconstruct(real_test).clamp(-1, 1)
+    long_check = check_shapes(long_recons)
+    long_colour = colour_report(long_recons, real_test, holes)
+    long_fd = frechet_distance(real_test, long_recons, features)
+    long_kinds = float(long_check.kinds_kept(checked["test images"]).float().mean())
+    long_samples = sample_images(long_prior, long_twin, len(real_test), temperature=1.0, top_k=None, seed=1)
+    long_sample_check = check_shapes(long_samples)
+    long_live = {"check": long_sample_check.rate, "FD": frechet_distance(real_test, long_samples, features),
+                 "valid": valid_shape_rate(long_samples, features)}
+    show_side_by_side({"input": real_test[:8], "twin, 4,500 steps": mix_recons["mixture, no discriminator"][:8],
+                       "twin, 48,000 steps": long_recons[:8]}, n=8)
+    plt.show()
+    fig, ax = plt.subplots(figsize=(12, 2.4))
+    show_images(long_samples[:24], nrow=12, ax=ax,
+                title=f"prior over the 48,000-step codes, T = 1, no top-k: flat-shape check {long_live['check']:.0%}, "
+                      f"FD {long_live['FD']:.0f}, valid shapes {long_live['valid']:.0%} (200 samples, seed 1)")
+    plt.show()
+    long_stored = long_metrics["prior_mixture_long_shapes"]["samples_by_setting"]["temperature 1.0, top-k None"]
+    claim(abs(long_stored["by_seed"]["1"]["sample_fd"] - long_live["FD"]) < 0.01 * long_live["FD"]
+          and abs(long_stored["by_seed"]["1"]["sample_shape_check"] - long_live["check"]) < 0.01
+          and long_metrics["vqgan_mixture_long_nodisc_shapes"]["recon_shape_check"]["passed"]
+          == "".join("1" if ok else "0" for ok in long_check.passed.tolist()),
+          "the stored scores belong to these checkpoints", detail=str((long_stored["by_seed"]["1"], long_live)))
+    long_spread = long_stored["seed_spread"]
+    long_targets = (1.5 * long_fd, real_rate / 2)
+    over_seeds = [k for k, v in long_stored["by_seed"].items() if v["sample_fd"] > long_targets[0]]
+    long_round = round_share(long_sample_check.passing_kinds)
+    long_steps = long_metrics["vqgan_mixture_long_nodisc_shapes"]["step"]
+    say(f"After {long_steps:,} steps the reconstructions pass the check {long_check.rate:.1%} of the time "
+        f"({t_mix['flat-shape check (%)']:.1f}% after 4,500), past the 70% this course asks of stage 1, at an FD of "
+        f"{long_fd:.1f}; shapes with no hole near them come back {abs(long_colour['brightness_bias']):.1f} levels "
+        f"{'darker' if long_colour['brightness_bias'] < 0 else 'lighter'} on average (asked for: within 3). The "
+        f"prior's samples, over three sampling seeds of 200: the check passes {long_spread['sample_shape_check_mean']:.1%} "
+        f"± {long_spread['sample_shape_check_std']:.1%} (the target, half the real rate: {long_targets[1]:.1%}), the "
+        f"FD is {long_spread['sample_fd_mean']:.1f} ± {long_spread['sample_fd_std']:.1f} (the target, 1.5 times the "
+        f"reconstructions': {long_targets[0]:.1f}), and the feature network calls "
+        f"{long_spread['sample_valid_shape_rate_mean']:.0%} of them valid (the target: 85%). Both targets are met on "
+        "the mean of the three seeds, the FD by less than its spread: seed "
+        + " and ".join(over_seeds) + " alone lies over the line. One training run of each model, 8 CPU hours for the "
+        "tokenizer.",
+        (long_check.rate >= 0.7 and abs(long_colour["brightness_bias"]) < 3, "stage 1 meets its target"),
+        (long_spread["sample_shape_check_mean"] >= long_targets[1] and long_spread["sample_fd_mean"] <= long_targets[0]
+         and long_spread["sample_valid_shape_rate_mean"] >= 0.85, "the samples meet both targets on the mean"),
+        (long_targets[0] - long_spread["sample_fd_mean"] < long_spread["sample_fd_std"] and len(over_seeds) == 1,
+         "the FD target is met by less than the seed spread; one seed is over it"))
+    say("Look at the pictures, though. The reconstructions have crisp edges and mostly flat colours, but the "
+        "outlines are rounded (the star in the third image is a blob) and touching shapes still blend: asked to "
+        "bring every shape back as its own kind (the kinds the check fits to its regions are those it fits to the "
+        f"original's), {100 * long_kinds:.1f}% pass, against {100 * kinds_kept:.1f}% for the 4,500-step twin. The "
+        "samples are crisp blobs, mostly of one colour (a few blend two or three) and mostly round; of the regions "
+        f"of the samples that pass, {long_round:.0%} are fitted as disks or ovals (real images: {round_real:.0%}). "
+        "So the targets "
+        "are met by round blobs that the check accepts as disks and ovals. Training longer bought flat colour; it "
+        "did not bring back the corners and points that the 8x8 codes lose, and the prior cannot draw what the "
+        "codes do not keep.",
+        (abs(long_kinds - kinds_kept) < 0.05 and long_kinds < 0.3, "keeping every kind: no better than the short twin"),
+        (long_round > round_real + 0.2, "the passing samples are mostly disks and ovals"))
+    claim((round(100 * long_check.rate, 1), round(long_fd, 1), round(100 * long_spread["sample_shape_check_mean"], 1),
+           round(long_spread["sample_fd_mean"], 1), round(long_targets[0], 1), round(100 * long_targets[1], 1))
+          == (73.5, 22.3, 55.2, 31.5, 33.4, 48.5),
+          "the Summary's numbers on the 48,000-step pair",
+          detail=str((long_check.rate, long_fd, long_spread, long_targets)))
+
+# %% [markdown]
 # ## Summary
 #
 # - VQGAN is a VQ-VAE trained against a PatchGAN discriminator, a fully convolutional
@@ -1496,7 +1580,12 @@ else:
 # - What would bring the samples to the course's targets (more bits per image, other
 #   quantizers, wider or deeper networks, a discriminator, longer training, a better
 #   tokenizer under the same prior, a larger prior, parallel decoding) is measured, one lever
-#   at a time, in [appendix 11](11_levers.ipynb).
+#   at a time, in [appendix 11](11_levers.ipynb). Training the twin ten times as long (48,000
+#   steps, 8 CPU hours) was the one that worked: its reconstructions pass the check 73.5% of
+#   the time (FD 22.3), and the same prior over its codes meets both targets on the mean of
+#   three seeds (check 55.2% against 48.5%, FD 31.5 against 33.4). But the samples are round
+#   blobs of flat colour that the check accepts as disks and ovals; the corners and points
+#   are lost in the codes already.
 #
 # ## Questions to think about
 #

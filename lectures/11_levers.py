@@ -784,6 +784,17 @@ passing_t = plain_t["passing_kinds"]
 round_t = round_share(passing_t)
 angular_t = passing_t.get("rectangle", 0) + passing_t.get("triangle", 0)
 bits_t = tested_prior["test_bits_per_code"]
+shipped_long = {name: json.loads((CHECKPOINTS / name / "metrics.json").read_text())
+                for name in ("vqgan_mixture_long_nodisc_shapes", "prior_mixture_long_shapes")}
+shipped_long_t = shipped_long["prior_mixture_long_shapes"]["samples_by_setting"]["temperature 1.0, top-k None"]["seed_spread"]
+claim(shipped_long["vqgan_mixture_long_nodisc_shapes"]["recon_shape_check"]["passed"] == tested["recon_passed"]
+      and shipped_long["prior_mixture_long_shapes"]["vq_checkpoint"].endswith("vqgan_mixture_long_nodisc_shapes/checkpoint.pt")
+      and all(abs(shipped_long["prior_mixture_long_shapes"]["samples_by_setting"][n]["seed_spread"]["sample_shape_check_mean"]
+                  - s["sample_shape_check_mean"]) < 0.01
+              and abs(shipped_long["prior_mixture_long_shapes"]["samples_by_setting"][n]["seed_spread"]["sample_fd_mean"]
+                      - s["sample_fd_mean"]) < 1.0 for n, s in tested_sets.items()),
+      "the shipped pair is this row, verdict for verdict; the float16 prior's scores are within a point and "
+      "an FD of 1 of the row's", quick=True)
 say(f"Within its FD target ({fd_t:.1f}) the samples over the {tested['steps']:,}-step codes pass the check "
     + " and ".join(f"{within_t[n]['sample_shape_check_mean']:.1%} ± {within_t[n]['sample_shape_check_std']:.1%} "
                    f"({setting_words(n)}, FD {within_t[n]['sample_fd_mean']:.1f} ± {within_t[n]['sample_fd_std']:.1f})"
@@ -807,8 +818,10 @@ say(f"Within its FD target ({fd_t:.1f}) the samples over the {tested['steps']:,}
     + ("none as a star" if not passing_t.get("star") else f"{passing_t['star']} as stars")
     + ": round regions of flat colour, which the check accepts as disks and ovals. The tokenizer's own "
     f"reconstructions bring every shape back as its kind for only {kept_tested:.1%} of the test images "
-    "(section 1): many corners and points are lost in the codes already, before the prior draws any. (Neither "
-    "model is shipped, so this notebook shows their numbers, not their pictures.)",
+    "(section 1): many corners and points are lost in the codes already, before the prior draws any. Both models are "
+    "shipped (`vqgan_mixture_long_nodisc_shapes`, and `prior_mixture_long_shapes` with its weights rounded to "
+    f"float16: scored as shipped, T = 1 without top-k passes {shipped_long_t['sample_shape_check_mean']:.1%} at an "
+    f"FD of {shipped_long_t['sample_fd_mean']:.1f}); lecture 6 shows their reconstructions and samples.",
     (len(met_t) >= 1 and "temperature 1.0, top-k None" in met_t
      and min(within_t[n]["sample_valid_shape_rate_mean"] for n in met_t) > 0.85,
      "at least one setting, T = 1 without top-k among them, meets both targets; the learned rate is above 85%"),
