@@ -1017,7 +1017,8 @@ if not quick_mode():
         f"({sample_check['mean']:.0%} ± {sample_check['std']:.0%} over the {len(sample_check['seeds'])} "
         "stored sampling seeds), where the learned rate called "
         f"{rate_main:.0%} valid. The stage-1 target this course is working towards is at least 70% of "
-        "reconstructions passing; today's tokenizer is far from it, and the next cell shows why.",
+        "reconstructions passing, with no systematic colour error (on shapes with no hole near them, a mean "
+        "brightness error within 3 of the 256 levels); today's tokenizer is far from it, and the next cell shows why.",
         (checked["samples (T = 1, top-k 50)"].rate <= 0.05, "hardly any sample passes the flat-shape check"),
         (sample_check["setting"] == "temperature 1.0, top-k 50", "the stored check is of the setting shown"))
 
@@ -1370,7 +1371,8 @@ else:
 # %% [markdown]
 # Temperature and top-k trade one yardstick for the other. This course sets two targets for
 # a prior's samples: at least half the real images' pass rate on the check, and an FD at
-# most 1.5 times that of the tokenizer's reconstructions. Every setting scored so far
+# most 1.5 times that of the tokenizer's reconstructions (and a floor under both: the
+# feature network calls at least 85% of the samples valid). Every setting scored so far
 # (`samples_by_setting` in the prior's `metrics.json`, three sampling seeds of 200 each;
 # the bars are one standard deviation over the seeds), against those targets:
 
@@ -1448,12 +1450,13 @@ else:
 # %% [markdown]
 # ### Ten times longer
 #
-# Of those changes, one moved the check of the reconstructions by more than the noise:
-# training longer. The longest run is shipped: the twin's recipe for 48,000 steps instead of
-# 4,500 (`vqgan_mixture_long_nodisc_shapes`, trained in sittings, each resumed from its
-# checkpoint), and the same prior recipe as above over its codes (`prior_mixture_long_shapes`,
-# its weights stored as float16 to save room). Their reconstructions beside the 4,500-step
-# twin's, and 24 of the prior's 200 samples at temperature 1 without top-k (seed 1):
+# Of those changes, only one clearly raised the check of the reconstructions: training
+# longer. Appendix 11 trained the twin's recipe for 9,000, 18,000 and 48,000 steps instead of
+# 4,500; the longest is shipped (`vqgan_mixture_long_nodisc_shapes`, trained in several
+# sessions, each resumed from the last checkpoint), with the same prior recipe as above over
+# its codes (`prior_mixture_long_shapes`, its weights stored as float16 to save room). The
+# 48,000-step twin's reconstructions beside the 4,500-step twin's, and 24 of the prior's 200
+# samples at temperature 1 without top-k (seed 1):
 
 # %%
 if quick_mode():
@@ -1492,40 +1495,59 @@ else:
     long_spread = long_stored["seed_spread"]
     long_targets = (1.5 * long_fd, real_rate / 2)
     over_seeds = [k for k, v in long_stored["by_seed"].items() if v["sample_fd"] > long_targets[0]]
-    long_round = round_share(long_sample_check.passing_kinds)
+    long_passing = long_stored["passing_kinds"]                   # regions of the passing samples, three seeds
+    long_round = round_share(long_passing)
+    long_se = math.sqrt(long_check.rate * (1 - long_check.rate) / len(real_test))
+    bias_se = long_colour["brightness_std"] / math.sqrt(long_colour["hole_free_shapes"])
+    not_flat = {"4,500": mix_check["mixture, no discriminator"].why_failed.get("not flat", 0),
+                "48,000": long_check.why_failed.get("not flat", 0)}
+    sample_not_flat = long_sample_check.why_failed.get("not flat", 0)
+    nearly_empty = int(((long_samples > -0.9).any(1).flatten(1).sum(1) < 20).sum())   # fewer than 20 lit pixels
+    lowest_seed = min(v["sample_shape_check"] for v in long_stored["by_seed"].values())
     long_steps = long_metrics["vqgan_mixture_long_nodisc_shapes"]["step"]
     say(f"After {long_steps:,} steps the reconstructions pass the check {long_check.rate:.1%} of the time "
-        f"({t_mix['flat-shape check (%)']:.1f}% after 4,500), past the 70% this course asks of stage 1, at an FD of "
-        f"{long_fd:.1f}; shapes with no hole near them come back {abs(long_colour['brightness_bias']):.1f} levels "
-        f"{'darker' if long_colour['brightness_bias'] < 0 else 'lighter'} on average (asked for: within 3). The "
+        f"({t_mix['flat-shape check (%)']:.1f}% after 4,500), just past the 70% this course asks of stage 1 (one "
+        f"run; the standard error of a rate from 200 images is {100 * long_se:.1f} points here), at an FD of "
+        f"{long_fd:.1f} ({t_mix['FD']:.1f} after 4,500). Shapes with no hole near them come back "
+        f"{abs(long_colour['brightness_bias']):.1f} levels "
+        f"{'darker' if long_colour['brightness_bias'] < 0 else 'lighter'} on average (asked for: within 3; "
+        f"{abs(t_mix['brightness error (levels)']):.1f} after 4,500; over {long_colour['hole_free_shapes']} such "
+        f"shapes, so give or take {bias_se:.1f}). The "
         f"prior's samples, over three sampling seeds of 200: the check passes {long_spread['sample_shape_check_mean']:.1%} "
         f"± {long_spread['sample_shape_check_std']:.1%} (the target, half the real rate: {long_targets[1]:.1%}), the "
         f"FD is {long_spread['sample_fd_mean']:.1f} ± {long_spread['sample_fd_std']:.1f} (the target, 1.5 times the "
         f"reconstructions': {long_targets[0]:.1f}), and the feature network calls "
         f"{long_spread['sample_valid_shape_rate_mean']:.0%} of them valid (the target: 85%). Both targets are met on "
-        "the mean of the three seeds, the FD by less than its spread: seed "
-        + " and ".join(over_seeds) + " alone lies over the line. One training run of each model, 8 CPU hours for the "
-        "tokenizer.",
-        (long_check.rate >= 0.7 and abs(long_colour["brightness_bias"]) < 3, "stage 1 meets its target"),
+        f"the mean of the three seeds: the check by every seed (the lowest: {lowest_seed:.1%}), the FD by less than "
+        "its spread, with seed " + " and ".join(over_seeds) + " alone over the line. One training run of each model, "
+        "8 CPU hours for the tokenizer.",
+        (long_check.rate >= 0.7 and long_check.rate - 0.7 < 1.5 * long_se and abs(long_colour["brightness_bias"]) < 3
+         and abs(long_colour["brightness_bias"]) > abs(t_mix["brightness error (levels)"]),
+         "stage 1 meets its target, by about one standard error; the bias is larger than after 4,500 steps"),
+        (long_fd < t_mix["FD"], "a lower FD than after 4,500 steps"),
+        (lowest_seed >= long_targets[1], "every seed meets the check target"),
         (long_spread["sample_shape_check_mean"] >= long_targets[1] and long_spread["sample_fd_mean"] <= long_targets[0]
          and long_spread["sample_valid_shape_rate_mean"] >= 0.85, "the samples meet both targets on the mean"),
         (long_targets[0] - long_spread["sample_fd_mean"] < long_spread["sample_fd_std"] and len(over_seeds) == 1,
          "the FD target is met by less than the seed spread; one seed is over it"))
-    say("Look at the pictures, though. The reconstructions have crisp edges and mostly flat colours, but the "
-        "outlines are rounded (the star in the third image is a blob) and touching shapes still blend: asked to "
-        "bring every shape back as its own kind (the kinds the check fits to its regions are those it fits to the "
-        f"original's), {100 * long_kinds:.1f}% pass, against {100 * kinds_kept:.1f}% for the 4,500-step twin. The "
-        "samples are crisp blobs, mostly of one colour (a few blend two or three) and mostly round; of the regions "
-        f"of the samples that pass, {long_round:.0%} are fitted as disks or ovals (real images: {round_real:.0%}). "
-        "So the targets "
-        "are met by round blobs that the check accepts as disks and ovals. Training longer bought flat colour; it "
-        "did not bring back the corners and points that the 8x8 codes lose, and the prior cannot draw what the "
-        "codes do not keep.",
+    say("Look at the pictures, though. The reconstructions have crisp edges and flatter colour than after 4,500 "
+        f"steps (the check's not-flat failures fell from {not_flat['4,500']} to {not_flat['48,000']} of 200), but "
+        "the outlines are rounded: the star in the third image is a blob. Some touching shapes now come apart (the "
+        "two triangles of the eighth image), others still blend (the third and fourth). A stricter test, whether "
+        "the check reads each shape of a reconstruction as the same kind as in the original, is passed by "
+        f"{100 * long_kinds:.1f}% of the test images (the 4,500-step twin: {100 * kinds_kept:.1f}%). The samples "
+        f"are crisp blobs; many are one colour, but {sample_not_flat} of the 200 fail the check as not flat, often "
+        f"where two blobs have fused, and {nearly_empty} hold fewer than 20 lit pixels. Of the regions of the "
+        f"samples that pass (three seeds), {long_round:.0%} are fitted as disks or ovals (real images: "
+        f"{round_real:.0%}). So the targets are met by round blobs that the check accepts as disks and ovals. "
+        "Training longer made the colour flatter; it did not bring back the corners and points, which are lost in "
+        "the reconstructions already (in the codes or in the decoder), before the prior draws anything.",
         (abs(long_kinds - kinds_kept) < 0.05 and long_kinds < 0.3, "keeping every kind: no better than the short twin"),
         (long_round > round_real + 0.2, "the passing samples are mostly disks and ovals"))
     claim((round(100 * long_check.rate, 1), round(long_fd, 1), round(100 * long_spread["sample_shape_check_mean"], 1),
            round(long_spread["sample_fd_mean"], 1), round(long_targets[0], 1), round(100 * long_targets[1], 1))
-          == (73.5, 22.3, 55.2, 31.5, 33.4, 48.5),
+          == (73.5, 22.3, 55.2, 31.5, 33.4, 48.5) and round(100 * long_round) == 96
+          and (not_flat["4,500"], not_flat["48,000"]) == (108, 48),
           "the Summary's numbers on the 48,000-step pair",
           detail=str((long_check.rate, long_fd, long_spread, long_targets)))
 
@@ -1552,7 +1574,7 @@ else:
 # - FD on features of a small shape network (not ImageNet FID) and the valid-shape rate
 #   score sets of images, reconstructed or sampled, with the same yardstick; the learned
 #   rate can be fooled, so a rule-based flat-shape check, which nothing can learn to please,
-#   is the pass mark (real images pass; the shipped tokenizer's reconstructions pass less than half the
+#   is the pass mark (real images pass; the 4,500-step tokenizer's reconstructions pass less than half the
 #   time, and samples less often still).
 # - Stage 2 turns images into short sequences of code indices and trains a GPT-style
 #   transformer on them; temperature and top-k narrow or widen what is sampled (here the
@@ -1581,11 +1603,13 @@ else:
 #   quantizers, wider or deeper networks, a discriminator, longer training, a better
 #   tokenizer under the same prior, a larger prior, parallel decoding) is measured, one lever
 #   at a time, in [appendix 11](11_levers.ipynb). Training the twin ten times as long (48,000
-#   steps, 8 CPU hours) was the one that worked: its reconstructions pass the check 73.5% of
-#   the time (FD 22.3), and the same prior over its codes meets both targets on the mean of
-#   three seeds (check 55.2% against 48.5%, FD 31.5 against 33.4). But the samples are round
-#   blobs of flat colour that the check accepts as disks and ovals; the corners and points
-#   are lost in the codes already.
+#   steps, 8 CPU hours) was the only lever that clearly raised the check (one run each): its
+#   reconstructions pass 73.5% of the time (FD 22.3), and the same prior over its codes
+#   meets both targets on the mean of three seeds (check 55.2% against 48.5%, FD 31.5 against
+#   33.4, the FD by less than its seed spread; the shipped weights are rounded to float16,
+#   appendix 11 records 55.0% and 31.9 before rounding). But the samples are round blobs
+#   that the check accepts as disks and ovals; the corners and points are lost in the
+#   reconstructions already, before the prior.
 #
 # ## Questions to think about
 #
