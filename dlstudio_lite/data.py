@@ -176,6 +176,19 @@ def generate_shapes(num_images: int, image_size: int = 64, seed: int = 0,
     return ShapeImages(images, holes, counts)
 
 
+# Generator indices that no split uses (the largest, the priors' 100,000 training images, ends
+# far below): images drawn from here are new to every model of the course.
+FRESH_START = 1_000_000
+
+
+def fresh_shapes(num_images: int, image_size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_images`` shapes images that no model trained or was tested on, a larger sample
+    than the 200-image test split: ``(images (N, 3, S, S) in [-1, 1], holes (N, S, S) bool)``."""
+    data = generate_shapes(num_images, image_size, seed, start=FRESH_START)
+    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return images, torch.from_numpy(data.holes)
+
+
 def _cache_path(root, num_images: int, image_size: int, seed: int, start: int = 0) -> Path:
     tail = f"_from{start}" if start else ""
     return Path(root) / "cache" / f"shapes_{image_size}px_{num_images}_seed{seed}{tail}.npz"

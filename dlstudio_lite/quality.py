@@ -231,14 +231,16 @@ def colour_report(reconstructed: torch.Tensor, original: torch.Tensor, holes: to
     ``original`` (:func:`~dlstudio_lite.metrics.shape_colour_error`), in 0-255 levels:
     ``brightness_bias``, the mean over the shapes with no rotation hole near them of the
     signed brightness error (the mean of the three channels' errors; a systematic darkening
-    shows here), its standard deviation over those shapes, the median colour distance over
-    all shapes, and the share of the colourfulness kept."""
+    shows here), its standard deviation and median over those shapes (a few shapes far off
+    pull the mean, not the median), the median colour distance over all shapes, and the
+    share of the colourfulness kept."""
     from .metrics import colourfulness_kept, shape_colour_error
     colours = shape_colour_error(reconstructed, original, holes=holes)
     whole = colours["hole_density"] == 0
     brightness = colours["bias"].mean(1)[whole]
     return {"brightness_bias": float(brightness.mean()) if len(brightness) else float("nan"),
             "brightness_std": float(brightness.std()) if len(brightness) > 1 else float("nan"),
+            "brightness_median": float(brightness.median()) if len(brightness) else float("nan"),
             "hole_free_shapes": int(whole.sum()), "shapes": len(colours["error"]),
             "colour_error_median": float(colours["error"].median()),
             "colourfulness_kept": colourfulness_kept(colours)}

@@ -288,3 +288,18 @@ def test_shapes_through_load_dataset(tmp_path, monkeypatch):
     assert len(load_dataset("shapes", "test", image_size=16, root=tmp_path, num_images=2000)) == 200
     with pytest.raises(ValueError, match="shapes dataset only"):
         load_dataset("mnist", root=tmp_path, num_images=10)
+
+
+def test_fresh_images_come_after_every_recipes_data_and_from_the_same_generator():
+    from dlstudio_lite.data import FRESH_START, fresh_shapes
+    from dlstudio_lite.recipes import RECIPES
+
+    # no recipe trains or tests on generator indices at or past FRESH_START
+    assert max(r.data_config().num_images or 20_000 for r in RECIPES.values()) < FRESH_START
+    images, holes = fresh_shapes(3, image_size=32)
+    assert images.shape == (3, 3, 32, 32) and holes.shape == (3, 32, 32) and holes.dtype == torch.bool
+    assert images.min() >= -1 and images.max() <= 1
+    same = generate_shapes(3, 32, start=FRESH_START)
+    assert torch.equal(holes, torch.from_numpy(same.holes))
+    assert torch.equal(((images + 1) * 127.5).round().to(torch.uint8), torch.from_numpy(same.images).permute(0, 3, 1, 2))
+    assert not torch.equal(images, fresh_shapes(3, image_size=32, seed=1)[0])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlstudio_lite.checkpoint import CheckpointError, save_checkpoint
-from dlstudio_lite.data import ShapesDataset, generate_shapes
+from dlstudio_lite.data import FRESH_START, ShapesDataset, generate_shapes
 from dlstudio_lite.quality import (frechet_distance, judge_shapes, load_feature_net, quality_report,
                                    save_feature_net, valid_shape_rate)
 from dlstudio_lite.shape_features import ShapeFeatureNet, blob_images, damage
@@ -162,6 +162,15 @@ def test_quality_commands_in_quick_mode(tmp_path, quick, capsys):
     report = json.loads(report_path.read_text())
     assert report["what"] == "reconstructions" and report["fd"] >= 0.0
     assert "not ImageNet FID" in capsys.readouterr().out
+    # a larger sample of fresh images beside the test split, recorded with each image's verdict
+    assert main(["quality", "score", str(ckpt), "--features", str(out / "checkpoint.pt"), "--fresh", "6",
+                 "--update-metrics"]) == 0
+    fresh = json.loads((tmp_path / "metrics.json").read_text())["recon_fresh"]
+    assert fresh["n"] == 6 and len(fresh["passed"]) == 6 and set(fresh["passed"]) <= {"0", "1"}
+    assert fresh["passed"].count("1") == round(6 * fresh["shape_check"]) and fresh["fd"] >= 0.0
+    assert fresh["generator_start"] == FRESH_START and "brightness_bias" in fresh["colour"]
+    assert main(["quality", "score", str(ckpt), "--fresh", "1"]) == 2
+    assert "at least 2 images" in capsys.readouterr().err
     assert main(["quality", "score", str(tmp_path / "none.pt")]) == 2
     assert main(["quality", "train", "--out", str(tmp_path / "x"), "--steps", "2"]) == 2
     assert "at least 3 steps" in capsys.readouterr().err
@@ -226,6 +235,8 @@ def test_a_maskgit_prior_is_scored_per_number_of_rounds(tmp_path, quick, capsys,
     capsys.readouterr()
     assert main(["quality", "score", str(vq), "--prior", str(gpt), "--n", "2", "--decode-steps", "3"]) == 2
     assert "MaskGIT" in capsys.readouterr().err
+    assert main(["quality", "score", str(vq), "--prior", str(gpt), "--n", "2", "--fresh", "4"]) == 2   # samples have no originals
+    assert "cannot be combined with --prior" in capsys.readouterr().err
     # over a VQ-VAE-2's top codes the rounds asked for are the rounds run
     from dlstudio_lite.vqvae2 import VQVAE2
     vq2 = save(VQVAE2(image_size=32, latent_size=8, base_channels=8, code_dim=8, num_codes_top=16,
@@ -337,6 +348,12 @@ def test_colour_report_sees_a_systematic_darkening_and_lost_colour():
     assert 0 < same["hole_free_shapes"] < same["shapes"]
     darker = colour_report(torch.where(x > -1, x - 10 / 127.5, x), x, holes)   # every lit pixel 10 levels darker
     assert darker["brightness_bias"] == pytest.approx(-10, abs=0.01) and darker["brightness_std"] < 0.01
+    assert darker["brightness_median"] == pytest.approx(-10, abs=0.01)
+    # a few images far darker: the mean moves, the median (most shapes untouched) does not
+    few = x.clone()
+    few[:5] = torch.where(x[:5] > -1, (x[:5] - 80 / 127.5).clamp(min=-1), x[:5])
+    tail = colour_report(few, x, holes)
+    assert tail["brightness_bias"] < -2 and abs(tail["brightness_median"]) < 1e-3
     grey = x.mean(1, keepdim=True).expand_as(x)
     assert colour_report(grey, x, holes)["colourfulness_kept"] < 1e-6
 

@@ -121,6 +121,8 @@ def row_of(run: Path, cpu_minutes: float, note: str | None) -> dict:
         # passing with the originals' shapes, kind for kind, and the kinds the check fitted to the
         # passing images' regions (scored before these were recorded: absent)
         **{k: metrics["recon_shape_check"][k] for k in ("kinds_kept", "passing_kinds") if k in metrics["recon_shape_check"]},
+        # the same scores on a larger sample of fresh images (`quality score --fresh N`), where measured
+        **({"fresh": metrics["recon_fresh"]} if "recon_fresh" in metrics else {}),
         **({"note": note} if note else {}),
     }
 
