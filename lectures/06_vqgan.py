@@ -1583,10 +1583,12 @@ else:
         f"{gan_fresh['shape_check']:.1%} against the twin's {long_fresh['shape_check']:.1%} ({gan_gained} images "
         f"gained, {gan_lost} lost: a split far more uneven than a coin toss per changed verdict would give; on the 200 "
         f"test images it had passed {long_gan['recon_shape_check']:.1%} against {long_check.rate:.1%}, {test_lost} "
-        f"lost and {test_gained} gained, a split a coin toss gives with probability {test_p:.2f}), with the shapes as "
+        f"lost and {test_gained} gained, a split at least this uneven comes up with probability {test_p:.2f} under a "
+        "coin toss), with the shapes as "
         f"dark and an FD lower by about the spread between two training seeds ({gan_fresh['fd']:.1f} against "
-        f"{long_fresh['fd']:.1f}). So here a VQGAN clearly beats its twin on the check, in one branch of one run (how "
-        "much of that is the discriminator's doing one branch cannot say), though not measurably on FD, and it too "
+        f"{long_fresh['fd']:.1f}). So here a VQGAN clearly beats its twin on the check, in one branch of one run "
+        "(whether a discriminator switched on this way would do so reliably, one branch cannot say), though not "
+        "measurably on FD, and it too "
         "falls short of 70% and darkens the shapes.",
         (long_fresh["n"] >= 5000 and long_fresh["shape_check"] < 0.7 <= long_check.rate
          and abs(long_fresh["colour"]["brightness_bias"]) > 3 > abs(long_colour["brightness_bias"])
