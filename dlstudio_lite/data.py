@@ -185,8 +185,12 @@ def fresh_shapes(num_images: int, image_size: int = 64, seed: int = 0) -> tuple[
     """``num_images`` shapes images that no model trained or was tested on, a larger sample
     than the 200-image test split: ``(images (N, 3, S, S) in [-1, 1], holes (N, S, S) bool)``."""
     data = generate_shapes(num_images, image_size, seed, start=FRESH_START)
-    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    return images, torch.from_numpy(data.holes)
+    return _unit_tensor(data.images), torch.from_numpy(data.holes)
+
+
+def _unit_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 images as one ``(N, 3, H, W)`` float tensor in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 def _cache_path(root, num_images: int, image_size: int, seed: int, start: int = 0) -> Path:
@@ -274,8 +278,7 @@ class ShapesDataset(Dataset):
 
     def tensors(self, n: int | None = None) -> torch.Tensor:
         """The first ``n`` images (all by default) as one ``(n, 3, H, W)`` tensor in [-1, 1]."""
-        x = torch.from_numpy(self.images[:n]).permute(0, 3, 1, 2).float()
-        return x.div_(127.5).sub_(1.0)
+        return _unit_tensor(self.images[:n])
 
 
 # --------------------------------------------------------------------------- real loaders

@@ -29,6 +29,7 @@ network was trained on), or an iterable of such batches (a ``DataLoader`` yieldi
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -224,6 +225,20 @@ def recon_kinds_kept(originals: torch.Tensor, report: dict) -> float:
     recon = ShapeCheck(torch.tensor([c == "1" for c in report["shape_check_passed"]]), [],
                        report["shape_check_kinds"])
     return float(recon.kinds_kept(check_shapes(originals)).float().mean())
+
+
+def paired_verdicts(passed: str, other: str) -> dict:
+    """Two models' flat-shape verdicts on the same images, compared image by image: ``passed``
+    and ``other`` are strings of 0s and 1s (``recon_shape_check["passed"]``). Returns the
+    images ``gained`` (pass here, fail there) and ``lost``, and ``p``: the two-sided sign-test
+    probability of a split at least as uneven if each changed verdict were a coin toss."""
+    if len(passed) != len(other) or set(passed + other) - {"0", "1"}:
+        raise ValueError(f"expected two equally long strings of 0s and 1s, got lengths {len(passed)} and {len(other)}")
+    gained = sum(a == "1" and b == "0" for a, b in zip(passed, other))
+    lost = sum(a == "0" and b == "1" for a, b in zip(passed, other))
+    n = gained + lost
+    tail = sum(math.comb(n, k) for k in range(max(gained, lost), n + 1)) / 2 ** n
+    return {"gained": gained, "lost": lost, "p": min(1.0, 2 * tail)}
 
 
 def colour_report(reconstructed: torch.Tensor, original: torch.Tensor, holes: torch.Tensor) -> dict:

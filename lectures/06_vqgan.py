@@ -446,7 +446,7 @@ claim(len(before_switch) > 0 and all(a == b for a, b in before_switch),
 # damage (the first column: undamaged test images, against training images).
 
 # %%
-from dlstudio_lite.quality import frechet_distance, load_feature_net, valid_shape_rate
+from dlstudio_lite.quality import frechet_distance, load_feature_net, paired_verdicts, valid_shape_rate
 from dlstudio_lite.shape_features import damage
 
 features = load_feature_net()                     # data/checkpoints/shape_features/
@@ -1556,19 +1556,16 @@ else:
     # the same scores on 5,000 fresh images (`quality score --fresh`), and appendix 11's run of the
     # same length with a gentle discriminator (recorded there, not shipped)
     long_fresh = long_metrics["vqgan_mixture_long_nodisc_shapes"]["recon_fresh"]
-    short_fresh = json.loads((CHECKPOINTS / "vqgan_mixture_nodisc_shapes" / "metrics.json").read_text())["recon_fresh"]
-    recorded = json.loads((CHECKPOINTS / "vqgan_mixture_nodisc_shapes" / "metrics.json").read_text())["levers"]
-    long_gan = next(r for r in recorded if r["steps"] == long_steps and "disc_weight" in r["changes"])
+    short_metrics = json.loads((CHECKPOINTS / "vqgan_mixture_nodisc_shapes" / "metrics.json").read_text())
+    short_fresh = short_metrics["recon_fresh"]
+    long_gan = next(r for r in short_metrics["levers"] if r["steps"] == long_steps and "disc_weight" in r["changes"])
     gan_fresh = long_gan["fresh"]
-    gan_gained = sum(a == "1" and b == "0" for a, b in zip(gan_fresh["passed"], long_fresh["passed"]))
-    gan_lost = sum(a == "0" and b == "1" for a, b in zip(gan_fresh["passed"], long_fresh["passed"]))
+    fresh_paired = paired_verdicts(gan_fresh["passed"], long_fresh["passed"])
+    gan_gained, gan_lost = fresh_paired["gained"], fresh_paired["lost"]
     fresh_se = math.sqrt(long_fresh["shape_check"] * (1 - long_fresh["shape_check"]) / long_fresh["n"])
-    twin_verdicts = long_metrics["vqgan_mixture_long_nodisc_shapes"]["recon_shape_check"]["passed"]
-    test_gained = sum(a == "1" and b == "0" for a, b in zip(long_gan["recon_passed"], twin_verdicts))
-    test_lost = sum(a == "0" and b == "1" for a, b in zip(long_gan["recon_passed"], twin_verdicts))
-    test_p = min(1.0, 2 * sum(math.comb(test_gained + test_lost, k) for k in range(max(test_gained, test_lost),
-                                                                                      test_gained + test_lost + 1))
-                 / 2 ** (test_gained + test_lost))
+    test_paired = paired_verdicts(long_gan["recon_passed"],
+                                  long_metrics["vqgan_mixture_long_nodisc_shapes"]["recon_shape_check"]["passed"])
+    test_gained, test_lost, test_p = test_paired["gained"], test_paired["lost"], test_paired["p"]
     say(f"On more images the picture changes. Scored on {long_fresh['n']:,} fresh images that no model trained or was "
         f"tested on (appendix 11, *On more images*), the {long_steps:,}-step twin passes the check "
         f"{long_fresh['shape_check']:.1%} of the time (SE {100 * fresh_se:.1f} points), short of 70%, and its "

@@ -56,7 +56,7 @@ from dlstudio_lite import CHECKPOINTS, load_or_train, quick_mode, recipe, seed_e
 from dlstudio_lite.claims import claim, say, summary
 from dlstudio_lite.plot import show_images
 from dlstudio_lite.prior import decode_samples, encode_dataset, sample_images
-from dlstudio_lite.quality import frechet_distance, load_feature_net, valid_shape_rate
+from dlstudio_lite.quality import frechet_distance, load_feature_net, paired_verdicts, valid_shape_rate
 from dlstudio_lite.shape_check import check_shapes
 
 seed_everything(0)
@@ -273,23 +273,12 @@ others_below = [(twin_row["recon_shape_check"] - r["recon_shape_check"]) / rate_
                 for r in at_4500 if all(r is not w for w in worse_rows)]
 
 
-def verdicts(row):
-    """(200,) bool: which test images a recorded run's reconstructions pass the check on."""
-    return torch.tensor([c == "1" for c in row["recon_passed"]])
-
-
 def paired_with_twin(row, twin=None):
-    """How the run's verdicts on the 200 test images differ from its twin's (by default the
-    shipped one): images gained and lost, and the two-sided sign-test probability of a split
-    at least as uneven."""
-    passed, base = verdicts(row), verdicts(twin) if twin else twin_passed
-    gained, lost = int((passed & ~base).sum()), int((~passed & base).sum())
-    n = gained + lost
-    tail = sum(math.comb(n, k) for k in range(max(gained, lost), n + 1)) / 2 ** n
-    return {"gained": gained, "lost": lost, "p": min(1.0, 2 * tail)}
+    """How the run's verdicts differ image by image from its twin's (by default the shipped
+    twin's on the 200 test images): images gained and lost, and the sign-test probability."""
+    return paired_verdicts(row["recon_passed"], (twin or twin_row)["recon_passed"])
 
 
-twin_passed = verdicts(twin_row)
 paired = {id(r): paired_with_twin(r) for r in (*gentle, cosine, fsq)}
 gentle_words = {id(r): f"at weight {r['changes']['disc_weight']:g} from step {r['changes']['disc_start']:,} it" for r in gentle}
 
@@ -426,13 +415,13 @@ say(f"**The projection, tested.** A run of {tested['steps']:,} steps, a little p
      "brought past the check are almost all of the wrong kind"))
 # the same scores on 5,000 fresh images (`quality score --fresh`): a pass rate from 200 test
 # images has an SE of about 3 points, a brightness error from their 47 hole-free shapes about 1 level
-tested_fresh = json.loads((CHECKPOINTS / "vqgan_mixture_long_nodisc_shapes" / "metrics.json").read_text())["recon_fresh"]
+tested_metrics = json.loads((CHECKPOINTS / "vqgan_mixture_long_nodisc_shapes" / "metrics.json").read_text())
+tested_fresh, tested_colour = tested_metrics["recon_fresh"], tested_metrics["recon_colour"]
 twin_fresh = twin_metrics["recon_fresh"]
 hole_free_test = twin_metrics["recon_colour"]["hole_free_shapes"]
 fresh_se = {k: math.sqrt(f["shape_check"] * (1 - f["shape_check"]) / f["n"]) for k, f in (("tested", tested_fresh), ("twin", twin_fresh))}
 bias_fresh_se = tested_fresh["colour"]["brightness_std"] / math.sqrt(tested_fresh["colour"]["hole_free_shapes"])
 twin_bias_fresh_se = twin_fresh["colour"]["brightness_std"] / math.sqrt(twin_fresh["colour"]["hole_free_shapes"])
-tested_colour = json.loads((CHECKPOINTS / "vqgan_mixture_long_nodisc_shapes" / "metrics.json").read_text())["recon_colour"]
 fresh_per_doubling = (tested_fresh["shape_check"] - twin_fresh["shape_check"]) / math.log2(tested["steps"] / twin_row["steps"])
 say(f"**On more images.** Scores from 200 test images are themselves noisy: a pass rate near 70% has an SE of about "
     f"3 points, and the brightness error rests on their {hole_free_test} hole-free shapes. The generator is free, "
@@ -615,7 +604,7 @@ say(f"**Other changes at the twin's {twin_row['steps']:,} steps.** More bits sti
 long_disc = next(r for r in levers if "disc_weight" in r["changes"] and r["steps"] == tested["steps"])
 long_paired = paired_with_twin(long_disc, tested)
 disc_fresh = long_disc["fresh"]
-fresh_paired = paired_with_twin({"recon_passed": disc_fresh["passed"]}, {"recon_passed": tested_fresh["passed"]})
+fresh_paired = paired_verdicts(disc_fresh["passed"], tested_fresh["passed"])
 pooled = {k: long_paired[k] + fresh_paired[k] for k in ("gained", "lost")}
 fresh_gain_se = math.sqrt(fresh_paired["gained"] + fresh_paired["lost"]) / disc_fresh["n"]   # paired: changed verdicts only
 seed_fd_spread = abs(twin_row["recon_fd"] - reseeded["recon_fd"])
@@ -707,7 +696,7 @@ claim(touch_share["not flat"] > max(0.5, touch_share["all"] + 0.15) and touch_sh
       "not-flat failures come mostly from images where shapes touch", detail=str(touch_share))
 claim(abs(twin_row["recon_fd"] - t_mix["FD"]) < 0.01 * t_mix["FD"]
       and abs(twin_row["recon_shape_check"] - t_mix["flat-shape check (%)"] / 100) < 0.01
-      and torch.equal(twin_passed, mix_check["mixture, no discriminator"].passed),
+      and torch.equal(torch.tensor([c == "1" for c in twin_row["recon_passed"]]), mix_check["mixture, no discriminator"].passed),
       "the recorded 4,500-step row is the shipped twin, verdict for verdict", detail=str({k: twin_row[k] for k in ("recon_fd", "recon_shape_check")}))
 
 # %% [markdown]
@@ -1434,8 +1423,8 @@ else:
 #   by about the spread between two seeds; at that length a discriminator that clearly
 #   improves on its twin is not shown. The colours that fail the check
 #   change across a shape, mostly in images where two shapes touch. Of the changes made
-#   from the start of a run, only longer training raised the check: each doubling of the length added about 9 points, to 58% after
-#   18,000 steps; if that went on, 70% would take a run of some 44,000 steps, about six CPU
+#   from the start of a run, only longer training raised the check: each doubling of the
+#   length added about 9 points, to 58% after 18,000 steps; if that went on, 70% would take a run of some 44,000 steps, about six CPU
 #   hours. A run of 48,000 steps (8.0 CPU hours, mostly on two threads) put that to the
 #   test and met it on the 200 test images: 73.5% (one run, SE 3.1 points), with the
 #   hole-free shapes 2.5 levels too dark on average. On 5,000 fresh images, though, it

@@ -370,3 +370,18 @@ def test_shapes_quality_records_the_kinds_kept():
     kept = shapes_quality(images, mirrored, "recon")["recon_shape_check"]["kinds_kept"]
     both = check_shapes(images).passed & check_shapes(mirrored).passed
     assert kept <= float(both.float().mean()) and kept > 0.8
+
+
+def test_paired_verdicts_count_the_changed_images_and_give_the_sign_test():
+    from dlstudio_lite.quality import paired_verdicts
+
+    # 5 gained, 14 lost, 181 unchanged: the split appendix 11 reports (two-sided p = 0.0636)
+    a, b = "1" * 5 + "0" * 14 + "1" * 100 + "0" * 81, "0" * 5 + "1" * 14 + "1" * 100 + "0" * 81
+    out = paired_verdicts(a, b)
+    assert (out["gained"], out["lost"]) == (5, 14) and out["p"] == pytest.approx(0.0636, abs=1e-4)
+    assert paired_verdicts(b, a)["p"] == out["p"] and paired_verdicts(a, a) == {"gained": 0, "lost": 0, "p": 1.0}
+    assert paired_verdicts("10", "01")["p"] == 1.0          # one each way: as even as it gets
+    with pytest.raises(ValueError, match="equally long"):
+        paired_verdicts("101", "10")
+    with pytest.raises(ValueError, match="0s and 1s"):
+        paired_verdicts("1x", "10")
